@@ -1,0 +1,1 @@
+"""The console's library: everything the pages call. Never imports streamlit."""

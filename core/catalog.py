@@ -1,0 +1,86 @@
+"""The dataset catalog: upload a prepared dataset to the backend's storage and record it."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.datasets import DatasetSource, DemoSource, FolderSource, UrlSource, ZipUpload
+from core.entities import DatasetRecord
+from core.errors import AlreadyExistsError, InvalidInputError
+from core.storage import ProgressCallback
+
+if TYPE_CHECKING:
+    from core.backend import Backend
+
+DATASET_NAME_RE = re.compile(r"^[a-z0-9](-?[a-z0-9]){0,39}$")
+DATASETS_PREFIX = "datasets"
+
+
+def validate_dataset_name(name: str) -> str:
+    """Returns name if it is a valid dataset name.
+
+    Raises:
+        InvalidInputError: not 1-40 lower-case letters, digits and single hyphens.
+    """
+    if not DATASET_NAME_RE.match(name):
+        raise InvalidInputError(
+            f"dataset name {name!r}: use 1-40 lower-case letters, digits and single hyphens"
+        )
+    return name
+
+
+def register_dataset(
+    backend: Backend,
+    root: Path,
+    *,
+    name: str,
+    source: str,
+    report: dict[str, object],
+    progress: ProgressCallback | None = None,
+) -> DatasetRecord:
+    """Uploads the dataset folder to ``datasets/<name>`` and adds it to the catalog.
+
+    All or nothing: if the upload fails, what was uploaded is deleted again.
+
+    Raises:
+        InvalidInputError: an invalid name, or a report that says the dataset is unusable.
+        AlreadyExistsError: the name is taken in the catalog or in storage.
+        BackendError: storage failed.
+    """
+    validate_dataset_name(name)
+    if report.get("errors"):
+        raise InvalidInputError("this dataset has errors (see the report): fix them before uploading")
+    if any(d.name == name for d in backend.store.list_datasets()):
+        raise AlreadyExistsError(f"a dataset named {name!r} already exists: choose another name")
+    prefix = f"{DATASETS_PREFIX}/{name}"
+    if backend.storage.list(prefix + "/"):
+        raise AlreadyExistsError(f"storage already holds data under {backend.storage.uri(prefix)}")
+    uri = backend.storage.put_folder(root, prefix, progress)
+    record = DatasetRecord(name=name, uri=uri, source=source, created_at=time.time(), report=report)
+    try:
+        backend.store.put_dataset(record)
+    except BaseException:
+        backend.storage.delete(prefix)
+        raise
+    return record
+
+
+def list_datasets(backend: Backend) -> list[DatasetRecord]:
+    """The catalog, newest first."""
+    return backend.store.list_datasets()
+
+
+def source_label(source: DatasetSource) -> str:
+    """A short description of where a dataset came from, for the catalog."""
+    if isinstance(source, ZipUpload):
+        return f"zip: {source.filename}"
+    if isinstance(source, UrlSource):
+        return f"url: {source.url}"
+    if isinstance(source, FolderSource):
+        return f"folder: {source.path}"
+    if isinstance(source, DemoSource):
+        return "demo: scikit-learn digits"
+    raise TypeError(f"unknown dataset source {source!r}")

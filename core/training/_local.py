@@ -1,0 +1,160 @@
+"""Training jobs as detached local processes, recorded in the SQLite job store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+from core.config import REPO_ROOT
+from core.entities import MetricPoint, TrainingJob
+from core.errors import AlreadyExistsError, BackendError, NotFoundError
+from core.jobstore import JobStore
+from core.training._base import JobRunner
+from core.training._supervisor import RUNTIME_FILE
+from core.training.layout import JobLayout, create_job_folder
+from core.training.spec import TrainingJobSpec
+from core.types import JobStatus
+
+STARTUP_GRACE_S = 60.0
+"""How long a job may go without a supervisor pid before it counts as lost."""
+
+
+def is_process_alive(pid: int | None, marker: str) -> bool:
+    """True if pid runs and its command line contains marker (guards against pid reuse)."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X") and marker in cmdline
+
+
+class LocalJobRunner(JobRunner):
+    """Runs each job in ``<jobs_root>/<name>`` under a detached supervisor process.
+
+    Args:
+        store: the job store shared with the supervisors.
+        jobs_root: parent folder of the job folders.
+        job_python: interpreter of the job environment.
+    """
+
+    backend_name = "local"
+
+    def __init__(self, store: JobStore, jobs_root: Path, job_python: Path) -> None:
+        self.store = store
+        self.jobs_root = Path(jobs_root)
+        self.job_python = Path(job_python)
+
+    def start(self, spec: TrainingJobSpec) -> TrainingJob:
+        job_dir = self.jobs_root / spec.name
+        try:
+            self.store.get_job(spec.name)
+            raise AlreadyExistsError(f"a training job named {spec.name!r} already exists")
+        except NotFoundError:
+            pass
+        if job_dir.exists():
+            raise AlreadyExistsError(f"the job folder {job_dir} exists already: choose another name")
+        if not self.job_python.exists():
+            raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
+        try:
+            layout = create_job_folder(spec, job_dir)
+            (layout.root / RUNTIME_FILE).write_text(
+                json.dumps({"database": str(self.store.path), "job_python": str(self.job_python)})
+            )
+            job = TrainingJob(
+                name=spec.name, status=JobStatus.IN_PROGRESS, backend=self.backend_name, created_at=time.time(),
+                hyperparameters=spec.hyperparameters_as_strings, inputs=dict(spec.inputs),
+                secondary_status="Starting", instance_type="local",
+            )
+            self.store.insert_job(job, job_dir=layout.root)
+        except BaseException:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise
+        self._launch(layout)
+        return self.store.get_job(spec.name)
+
+    def _launch(self, layout: JobLayout) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        launcher = subprocess.run(
+            [sys.executable, "-m", "core.training._supervisor", str(layout.root)],
+            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+        if launcher.returncode != 0:
+            raise BackendError(f"could not start the job supervisor: {launcher.stderr.strip()[-500:]}")
+
+    def describe(self, name: str) -> TrainingJob:
+        self._reconcile(name)
+        return self.store.get_job(name)
+
+    def list_jobs(self, *, limit: int = 100) -> list[TrainingJob]:
+        for job in self.store.list_jobs(backend=self.backend_name, limit=limit):
+            if not job.status.is_terminal:
+                self._reconcile(job.name)
+        return self.store.list_jobs(backend=self.backend_name, limit=limit)
+
+    def stop(self, name: str) -> TrainingJob:
+        job = self.describe(name)
+        if job.status.is_terminal:
+            return job
+        runtime = self.store.job_runtime(name)
+        self.store.update_job(name, status=JobStatus.STOPPING, secondary_status="Stopping")
+        if is_process_alive(runtime["supervisor_pid"], runtime["job_dir"]):
+            os.kill(runtime["supervisor_pid"], signal.SIGTERM)
+        else:
+            self._kill_worker(runtime)
+            self.store.update_job(name, status=JobStatus.STOPPED, ended_at=time.time(), secondary_status="Stopped")
+        return self.store.get_job(name)
+
+    def metrics(self, name: str) -> list[MetricPoint]:
+        self.store.get_job(name)
+        return self.store.get_metrics(name)
+
+    def log_tail(self, name: str, max_lines: int = 200) -> list[str]:
+        job_dir = self.store.job_runtime(name)["job_dir"]
+        path = JobLayout(Path(job_dir)).log_path if job_dir else None
+        if path is None or not path.exists():
+            return []
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return [line.rstrip("\n") for line in deque(log, maxlen=max_lines)]
+
+    def job_folder(self, name: str) -> JobLayout:
+        """The job's folder (local backend only: model, checkpoints, debug data live there)."""
+        return JobLayout(Path(self.store.job_runtime(name)["job_dir"]))
+
+    def _reconcile(self, name: str) -> None:
+        """Marks a running job Failed when its supervisor is gone (killed, machine restarted)."""
+        job = self.store.get_job(name)
+        if job.status.is_terminal:
+            return
+        runtime = self.store.job_runtime(name)
+        pid = runtime["supervisor_pid"]
+        if pid is None and time.time() - job.created_at < STARTUP_GRACE_S:
+            return
+        if is_process_alive(pid, runtime["job_dir"]):
+            return
+        self._kill_worker(runtime)
+        if job.status is JobStatus.STOPPING:
+            self.store.update_job(name, status=JobStatus.STOPPED, ended_at=time.time(), secondary_status="Stopped")
+        else:
+            self.store.update_job(
+                name, status=JobStatus.FAILED, ended_at=time.time(), secondary_status="Failed",
+                failure_reason="InternalServerError: the job's supervisor process disappeared "
+                "(killed, or the machine restarted); the job did not finish",
+            )
+
+    @staticmethod
+    def _kill_worker(runtime: dict[str, object]) -> None:
+        pid = runtime.get("worker_pid")
+        if isinstance(pid, int) and is_process_alive(pid, str(runtime["job_dir"])):
+            os.kill(pid, signal.SIGKILL)

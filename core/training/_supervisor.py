@@ -1,0 +1,182 @@
+"""The detached process that runs one local training job from start to end.
+
+Started by :class:`LocalJobRunner` as ``python -m core.training._supervisor JOB_DIR``; it
+forks once and the parent returns at once, so the supervisor belongs to no Streamlit
+process and survives app restarts. It starts the script with the job environment's
+interpreter, tees the log, scrapes metrics, beats a heartbeat, packs ``model.tar.gz`` and
+records every status transition in the job store. SIGTERM asks it to stop the job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from core.jobstore import JobStore
+from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
+from core.training.metrics import MetricScraper, final_metrics
+from core.types import JobStatus
+
+HEARTBEAT_S = 5.0
+STOP_GRACE_S = 30.0
+RUNTIME_FILE = "runtime.json"
+
+
+class Supervisor:
+    """Runs the training process of one job folder and records what happens."""
+
+    def __init__(self, job_dir: Path) -> None:
+        self.layout = JobLayout(Path(job_dir))
+        runtime = json.loads((self.layout.root / RUNTIME_FILE).read_text())
+        self.store = JobStore(Path(runtime["database"]))
+        self.job_python = runtime["job_python"]
+        self.spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
+        self.stop_requested = threading.Event()
+        self.timed_out = threading.Event()
+        self.finished = threading.Event()
+        self.process: subprocess.Popen[str] | None = None
+
+    def run(self) -> int:
+        name = self.spec.name
+        signal.signal(signal.SIGTERM, lambda *_: self._request_stop())
+        started = time.time()
+        self.store.update_job(name, supervisor_pid=os.getpid(), started_at=started, heartbeat_at=started,
+                              secondary_status="Training")
+        env = training_environment(self.spec, self.layout, dict(os.environ))
+        command = [self.job_python, str(self.layout.code_dir / self.spec.entry_point),
+                   *hyperparameters_to_args(self.spec.hyperparameters_as_strings)]
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=self.layout.code_dir, env=env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace",
+            )
+        except OSError as exc:
+            self._finish(JobStatus.FAILED, f"could not start the job environment's Python ({exc.strerror}): run scripts/setup")
+            return 1
+        self.store.update_job(name, worker_pid=self.process.pid)
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+        last_lines = self._pump_log()
+        code = self.process.wait()
+        self.finished.set()
+        self._record_outcome(code, last_lines)
+        return 0
+
+    def _request_stop(self) -> None:
+        self.stop_requested.set()
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            threading.Thread(target=self._kill_after_grace, daemon=True).start()
+
+    def _kill_after_grace(self) -> None:
+        if self.process and not self.finished.wait(STOP_GRACE_S) and self.process.poll() is None:
+            self.process.kill()
+
+    def _heartbeat(self) -> None:
+        deadline = time.time() + self.spec.max_runtime_s
+        while not self.finished.wait(HEARTBEAT_S):
+            self.store.update_job(self.spec.name, heartbeat_at=time.time())
+            if time.time() > deadline and not self.stop_requested.is_set():
+                self.timed_out.set()
+                self._request_stop()
+
+    def _pump_log(self) -> list[str]:
+        """Copies the script's output into the log, scraping metrics; returns the last lines."""
+        assert self.process and self.process.stdout
+        scraper = MetricScraper(self.spec.metric_definitions)
+        tail: list[str] = []
+        with open(self.layout.log_path, "a", encoding="utf-8") as log:
+            for line in self.process.stdout:
+                log.write(line)
+                log.flush()
+                tail = (tail + [line.rstrip("\n")])[-20:]
+                points = scraper.feed(line)
+                if points:
+                    self.store.add_metrics(self.spec.name, points)
+        return tail
+
+    def _record_outcome(self, code: int, last_lines: list[str]) -> None:
+        model_uri = self._pack_model()
+        if self.timed_out.is_set():
+            self._finish(JobStatus.STOPPED, f"MaxRuntimeExceeded: stopped after {self.spec.max_runtime_s} s",
+                         model_uri)
+        elif self.stop_requested.is_set():
+            self._finish(JobStatus.STOPPED, None, model_uri)
+        elif code == 0 and model_uri:
+            self._finish(JobStatus.COMPLETED, None, model_uri)
+        elif code == 0:
+            self._finish(JobStatus.FAILED, "AlgorithmError: the script exited 0 but wrote nothing to SM_MODEL_DIR")
+        else:
+            self._finish(JobStatus.FAILED, failure_reason(code, last_lines))
+
+    def _pack_model(self) -> str | None:
+        """Packs SM_MODEL_DIR into output/model.tar.gz (atomically); None if it is empty."""
+        files = sorted(p for p in self.layout.model_dir.rglob("*") if p.is_file())
+        if not files:
+            return None
+        tmp = self.layout.model_archive.with_suffix(".part")
+        with tarfile.open(tmp, "w:gz") as archive:
+            for path in files:
+                archive.add(path, arcname=path.relative_to(self.layout.model_dir).as_posix())
+        os.replace(tmp, self.layout.model_archive)
+        return self.layout.model_archive.resolve().as_uri()
+
+    def _finish(self, status: JobStatus, reason: str | None, model_uri: str | None = None) -> None:
+        if reason:
+            self.layout.failure_path.write_text(reason + "\n")
+        metrics = final_metrics(self.store.get_metrics(self.spec.name))
+        self.store.update_job(
+            self.spec.name, status=status, failure_reason=reason, ended_at=time.time(), model_uri=model_uri,
+            final_metrics=metrics, secondary_status=status.value, heartbeat_at=time.time(),
+        )
+
+
+def failure_reason(code: int, last_lines: list[str]) -> str:
+    """SageMaker-style reason from an exit code and the end of the log."""
+    if code < 0:
+        try:
+            signame = signal.Signals(-code).name
+        except ValueError:
+            signame = f"signal {-code}"
+        return f"AlgorithmError: the training process was killed by {signame} (signal {-code})"
+    errors = [line for line in last_lines if line.startswith("ERROR") or "Error" in line]
+    detail = errors[-1] if errors else (last_lines[-1] if last_lines else "no output")
+    return f"AlgorithmError: the training script exited with code {code}: {detail[:500]}"
+
+
+def detach_and_run(job_dir: Path) -> None:
+    """Forks; the parent exits at once, the child starts a new session and supervises."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    log = open(Path(job_dir) / "logs" / "supervisor.log", "a", buffering=1)
+    os.dup2(log.fileno(), sys.stdout.fileno())
+    os.dup2(log.fileno(), sys.stderr.fileno())
+    code = 1
+    try:
+        code = Supervisor(job_dir).run()
+    except Exception as exc:  # the job must not stay InProgress because of us
+        import traceback
+
+        traceback.print_exc()
+        _mark_failed(Path(job_dir), f"InternalServerError: the job supervisor failed: {exc}")
+    finally:
+        os._exit(code)
+
+
+def _mark_failed(job_dir: Path, reason: str) -> None:
+    runtime = json.loads((job_dir / RUNTIME_FILE).read_text())
+    name = json.loads(JobLayout(job_dir).spec_path.read_text())["name"]
+    JobStore(Path(runtime["database"])).update_job(
+        name, status=JobStatus.FAILED, failure_reason=reason, ended_at=time.time(), secondary_status="Failed"
+    )
+
+
+if __name__ == "__main__":
+    detach_and_run(Path(sys.argv[1]))

@@ -1,0 +1,56 @@
+"""Starting a training job from a catalogued dataset, with the script's defaults."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import TYPE_CHECKING, Mapping
+
+from core.entities import DatasetRecord, TrainingJob
+from core.training.spec import TrainingJobSpec
+from core.types import BackendKind
+
+if TYPE_CHECKING:
+    from core.backend import Backend
+
+MODELS = ("efficientnet_lite0", "resnet18", "resnet50")
+DEFAULT_HYPERPARAMETERS: Mapping[str, str | int | float] = {
+    "model": "efficientnet_lite0",
+    "epochs": 2,
+    "batch-size": 32,
+    "lr": 0.001,
+    "image-size": 64,
+    "seed": 42,
+}
+DEFAULT_AWS_INSTANCE_TYPE = "ml.m5.xlarge"
+
+
+def new_job_name(prefix: str = "train") -> str:
+    """A fresh, valid, sortable job name such as ``train-20261125-153000-a1b2``."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def start_training(
+    backend: Backend,
+    dataset: DatasetRecord,
+    hyperparameters: Mapping[str, str | int | float],
+    *,
+    name: str | None = None,
+    instance_type: str | None = None,
+) -> TrainingJob:
+    """Starts `entrypoints/train.py` on the dataset (channel ``training``) and returns the job.
+
+    Raises:
+        InvalidInputError: an invalid name or hyperparameter.
+        AlreadyExistsError: the name is taken.
+        BackendError: the backend could not start the job.
+    """
+    if instance_type is None:
+        instance_type = DEFAULT_AWS_INSTANCE_TYPE if backend.kind is BackendKind.AWS else "local"
+    spec = TrainingJobSpec(
+        name=name or new_job_name(),
+        inputs={"training": dataset.uri},
+        hyperparameters={**DEFAULT_HYPERPARAMETERS, **hyperparameters},
+        instance_type=instance_type,
+    )
+    return backend.runner.start(spec)

@@ -1,0 +1,218 @@
+"""ImageFolder data for the job scripts: splits, transforms and seeded loaders.
+
+The ``training`` channel holds ``train/<class>/*.jpg``, ``valid/<class>/...`` and optionally
+``test/<class>/...``. Class names are the sorted folder names under ``train/``; the other
+splits are labelled with that same mapping, so a class may be missing from ``valid/`` but a
+class unknown to ``train/`` is an error. Shared by ``train.py``, the EC2 script and serving.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+AUGMENTATIONS: tuple[str, ...] = ("none", "light", "heavy")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+Transform = Callable[[Image.Image], torch.Tensor]
+
+
+class DataError(ValueError):
+    """The data folder is not a usable ImageFolder tree (missing split, no classes, empty)."""
+
+
+class ImageSamples(Dataset[tuple[torch.Tensor, int]]):
+    """A list of ``(path, label)`` pairs; images are opened as RGB and transformed."""
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Transform) -> None:
+        self.samples = list(samples)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        return self.transform(load_rgb(path)), label
+
+
+@dataclass(frozen=True)
+class Splits:
+    """The datasets of one ImageFolder tree; ``test`` is None when there is no ``test/``."""
+
+    class_names: list[str]
+    train: ImageSamples
+    valid: ImageSamples
+    test: ImageSamples | None
+
+
+def load_rgb(path: Path) -> Image.Image:
+    """Open an image file as 3-channel RGB (grayscale and palette images included)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def eval_transform(
+    image_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> Transform:
+    """The deterministic transform of validation, test and serving: resize, tensor, normalise."""
+    return transforms.Compose(
+        [
+            transforms.Resize((image_size, image_size)),
+            transforms.ToTensor(),
+            transforms.Normalize(list(mean), list(std)),
+        ]
+    )
+
+
+def train_transform(image_size: int, augment: str) -> Transform:
+    """The training transform for an augmentation level.
+
+    ``light`` is a small random affine (no flips, so digits and text keep their meaning);
+    ``heavy`` adds random resized crops, horizontal flips, colour jitter and erasing.
+
+    Raises:
+        ValueError: ``augment`` is not one of ``AUGMENTATIONS``.
+    """
+    if augment == "none":
+        return eval_transform(image_size)
+    normalise = transforms.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))
+    if augment == "light":
+        return transforms.Compose(
+            [
+                transforms.Resize((image_size, image_size)),
+                transforms.RandomAffine(degrees=10, translate=(0.08, 0.08), scale=(0.9, 1.1)),
+                transforms.ToTensor(),
+                normalise,
+            ]
+        )
+    if augment == "heavy":
+        return transforms.Compose(
+            [
+                transforms.RandomResizedCrop(image_size, scale=(0.6, 1.0)),
+                transforms.RandomHorizontalFlip(),
+                transforms.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3),
+                transforms.ToTensor(),
+                normalise,
+                transforms.RandomErasing(p=0.25),
+            ]
+        )
+    raise ValueError(f"augment: {augment!r} is not one of {', '.join(AUGMENTATIONS)}")
+
+
+def _class_dirs(split_dir: Path) -> list[str]:
+    return sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _images_in(class_dir: Path) -> list[Path]:
+    return sorted(
+        p
+        for p in class_dir.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMG_EXTENSIONS and not p.name.startswith(".")
+    )
+
+
+def _samples(split_dir: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+    unknown = sorted(set(_class_dirs(split_dir)) - set(class_names))
+    if unknown:
+        raise DataError(f"{split_dir.name}/ has classes that train/ lacks: {', '.join(unknown)}")
+    samples: list[tuple[Path, int]] = []
+    for label, name in enumerate(class_names):
+        if (split_dir / name).is_dir():
+            samples.extend((path, label) for path in _images_in(split_dir / name))
+    if not samples:
+        raise DataError(f"{split_dir.name}/ holds no images ({', '.join(IMG_EXTENSIONS)})")
+    return samples
+
+
+def load_splits(data_dir: Path, image_size: int, augment: str) -> Splits:
+    """Index the ImageFolder tree under ``data_dir`` (files are opened lazily).
+
+    Raises:
+        DataError: ``data_dir``, ``train/`` or ``valid/`` is missing, ``train/`` has no class
+            folders or a class without images, a split is empty, or ``valid/``/``test/`` has a
+            class that ``train/`` lacks.
+    """
+    if not data_dir.is_dir():
+        raise DataError(f"data folder {data_dir} does not exist")
+    for split in ("train", "valid"):
+        if not (data_dir / split).is_dir():
+            raise DataError(
+                f"no {split}/ folder in {data_dir}: expected train/<class>/*.jpg, "
+                "valid/<class>/... and optionally test/<class>/..."
+            )
+    class_names = _class_dirs(data_dir / "train")
+    if not class_names:
+        raise DataError(f"train/ in {data_dir} has no class folders")
+    empty = [name for name in class_names if not _images_in(data_dir / "train" / name)]
+    if empty:
+        raise DataError(f"train/ classes without images: {', '.join(empty)}")
+    evaluation = eval_transform(image_size)
+    test_dir = data_dir / "test"
+    return Splits(
+        class_names=class_names,
+        train=ImageSamples(_samples(data_dir / "train", class_names), train_transform(image_size, augment)),
+        valid=ImageSamples(_samples(data_dir / "valid", class_names), evaluation),
+        test=ImageSamples(_samples(test_dir, class_names), evaluation) if test_dir.is_dir() else None,
+    )
+
+
+def epoch_batches(num_samples: int, batch_size: int, *, seed: int, epoch: int) -> list[list[int]]:
+    """The shuffled batches of one epoch, a pure function of ``(seed, epoch)``.
+
+    Resuming mid-epoch slices this list, so no image is seen twice. A trailing batch of one
+    image is dropped (batch norm cannot train on it).
+    """
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    order = torch.randperm(num_samples, generator=generator).tolist()
+    batches = [order[i : i + batch_size] for i in range(0, num_samples, batch_size)]
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches.pop()
+    return batches
+
+
+def seed_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seed python/numpy from torch's per-worker seed.
+
+    Workers also ignore SIGTERM: the main process owns shutdown (finish the batch, write a
+    checkpoint) even when the signal is sent to the whole process group.
+    """
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
+def make_loader(
+    dataset: ImageSamples,
+    *,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    batches: list[list[int]] | None = None,
+    pin_memory: bool = False,
+) -> DataLoader[tuple[torch.Tensor, int]]:
+    """A seeded loader: over ``batches`` when given (training), else in order (evaluation)."""
+    common = {
+        "num_workers": num_workers,
+        "worker_init_fn": seed_worker,
+        "generator": torch.Generator().manual_seed(seed),
+        "pin_memory": pin_memory,
+    }
+    if batches is not None:
+        return DataLoader(dataset, batch_sampler=batches, **common)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)

@@ -1,0 +1,588 @@
+"""Fine-tune an image classifier on an ImageFolder channel, following SageMaker's contract.
+
+The same file is the script of SageMaker training jobs, tuning trials and local jobs:
+hyperparameters arrive as ``--name value`` strings, paths default to the ``SM_*`` variables,
+and metrics are printed as ``key=value`` lines for metric-definition regexes::
+
+    epoch=1/2 train_loss=0.4123 train_acc=0.8812 valid_loss=0.2011 valid_acc=0.9300 \
+images_per_s=101.2 epoch_time_s=12.3
+    test_loss=0.1000 test_acc=0.9610
+
+Outputs: ``$SM_MODEL_DIR/model.pth`` (a plain dict, see ``imagemodels.make_artifact``) and
+``$SM_OUTPUT_DATA_DIR/metrics.json``. After every epoch ``checkpoint.pt`` is written
+atomically to the checkpoint folder and a restarted job resumes from it. SIGTERM (a spot
+interruption, a stop) finishes the current batch, writes a checkpoint and exits with 143.
+Exit code 1 comes with a last line ``ERROR: <message>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from imagedata import (
+    AUGMENTATIONS,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    DataError,
+    Splits,
+    epoch_batches,
+    load_splits,
+    make_loader,
+)
+from imagemodels import ARCHS, WeightsError, build_model, freeze_backbone, make_artifact
+from torch import nn
+from torch.utils.data import DataLoader
+
+LOG = logging.getLogger("train")
+CHECKPOINT_FILE = "checkpoint.pt"
+MODEL_FILE = "model.pth"
+METRICS_FILE = "metrics.json"
+PROGRESS_EVERY = 10
+EXIT_SIGTERM = 143
+
+
+class CheckpointError(RuntimeError):
+    """The checkpoint cannot be read or belongs to another run (model, classes, image size)."""
+
+
+class StopRequest:
+    """Set by the SIGTERM handler; the loops finish their current batch and return."""
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """Signal handler: only records the request, the loops act on it."""
+        self.requested = True
+
+
+@dataclass
+class EpochMeter:
+    """Running sums over the training batches of one epoch (kept in the checkpoint)."""
+
+    batches: int = 0
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def loss(self) -> float:
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / max(self.seen, 1)
+
+
+@dataclass
+class RunState:
+    """Progress of the run; ``epoch`` is the next epoch to run (0-based: epochs completed)."""
+
+    epoch: int = 0
+    best_valid_acc: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+    meter: EpochMeter = field(default_factory=EpochMeter)
+
+
+@dataclass
+class Job:
+    """Everything the epoch loop works with, built once by ``prepare``."""
+
+    args: argparse.Namespace
+    splits: Splits
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    device: torch.device
+    steps_per_epoch: int
+    criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return Path(self.args.checkpoint_dir) / CHECKPOINT_FILE
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def parse_bool(value: str) -> bool:
+    """Parse a boolean hyperparameter as SageMaker passes it: true/false, 1/0, yes/no, any case."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
+
+
+def _int_at_least(minimum: int) -> Any:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return number
+
+    parse.__name__ = "int"
+    return parse
+
+
+def _env_path(name: str, fallback: str | None) -> Path | None:
+    value = os.environ.get(name) or fallback
+    return Path(value) if value else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every hyperparameter with a default; paths default to ``SM_*``."""
+    parser = argparse.ArgumentParser(
+        description="Fine-tune an image classifier on an ImageFolder channel.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add = parser.add_argument
+    add("--model", choices=ARCHS, default="efficientnet_lite0", help="architecture")
+    add("--epochs", type=_int_at_least(1), default=2, help="number of epochs")
+    add("--batch-size", type=_int_at_least(1), default=32, help="images per training step")
+    add("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed per step")
+    add("--weight-decay", type=float, default=1e-4, help="weight decay")
+    add("--optimizer", choices=("adamw", "sgd"), default="adamw", help="sgd: Nesterov, 0.9")
+    add("--image-size", type=_int_at_least(8), default=64, help="side of the square input")
+    add("--seed", type=int, default=42, help="seeds python, numpy, torch and the data order")
+    add("--num-workers", type=_int_at_least(0), default=2, help="DataLoader worker processes")
+    add(
+        "--augment",
+        choices=AUGMENTATIONS,
+        default="light",
+        help="light: small affine, no flips; heavy: crops, flips, colour, erasing",
+    )
+    add("--pretrained", type=parse_bool, default=True, help="start from ImageNet weights")
+    add("--weights-path", type=Path, default=None, help="weights file (default: packaged/cache)")
+    add("--freeze-backbone", type=parse_bool, default=False, help="train only the classifier")
+    add("--max-steps-per-epoch", type=_int_at_least(0), default=0, help="step cap; 0 = all")
+    add(
+        "--data-dir",
+        type=Path,
+        default=_env_path("SM_CHANNEL_TRAINING", None),
+        help="ImageFolder root with train/, valid/ and optionally test/",
+    )
+    add("--model-dir", type=Path, default=_env_path("SM_MODEL_DIR", "/opt/ml/model"), help="model.pth folder")
+    add(
+        "--output-data-dir",
+        type=Path,
+        default=_env_path("SM_OUTPUT_DATA_DIR", "/opt/ml/output/data"),
+        help="metrics.json folder",
+    )
+    add(
+        "--checkpoint-dir",
+        type=Path,
+        default=_env_path("SM_CHECKPOINT_DIR", "/opt/ml/checkpoints"),
+        help="checkpoint.pt folder; the run resumes from a checkpoint found there",
+    )
+    # SageMaker tuning jobs add the objective to every trial's hyperparameters.
+    add("--_tuning_objective_metric", default=None, help="set by SageMaker tuning; ignored")
+    return parser
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the job; returns the exit code: 0, 1 after an error, 143 after SIGTERM."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    args = build_parser().parse_args(argv)
+    stop = StopRequest()
+    previous = signal.signal(signal.SIGTERM, stop.handle)
+    try:
+        return run(args, stop)
+    except (DataError, WeightsError, CheckpointError) as exc:
+        LOG.error("ERROR: %s", exc)
+    except Exception as exc:  # whatever happened, the job's last line says so
+        traceback.print_exc()
+        LOG.error("ERROR: %s: %s", type(exc).__name__, exc)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return 1
+
+
+def run(args: argparse.Namespace, stop: StopRequest) -> int:
+    """Prepare, resume if a checkpoint exists, run the epochs, then save and test the model."""
+    job = prepare(args)
+    state = RunState()
+    if job.checkpoint_path.is_file():
+        state = resume(job)
+        LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)
+    LOG.info(
+        "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d",
+        args.model,
+        args.epochs,
+        job.steps_per_epoch,
+        args.batch_size,
+        job.device,
+        torch.get_num_threads(),
+    )
+    valid_loader = _eval_loader(job, job.splits.valid)
+    while state.epoch < args.epochs:
+        record = run_epoch(job, state, valid_loader, stop)
+        if record is None:
+            return _stop(job, state)
+        state.history.append(record)
+        state.best_valid_acc = max(state.best_valid_acc, record["valid_acc"])
+        state.epoch += 1
+        state.meter = EpochMeter()
+        save_checkpoint(make_checkpoint(job, state), job.checkpoint_path)
+        if stop.requested:
+            return _stop(job, state)
+    return finish(job, state, stop)
+
+
+def prepare(args: argparse.Namespace) -> Job:
+    """Seed, index the data, build model, optimizer and per-step cosine schedule.
+
+    Raises:
+        DataError: no data folder, or not a usable ImageFolder tree.
+        WeightsError: pretrained weights asked for but missing.
+    """
+    sm_cpus = os.environ.get("SM_NUM_CPUS", "")
+    if sm_cpus.isdigit() and int(sm_cpus) > 0:
+        torch.set_num_threads(int(sm_cpus))
+    seed_everything(args.seed)
+    if args.data_dir is None:
+        raise DataError("no data folder: pass --data-dir or set SM_CHANNEL_TRAINING")
+    splits = load_splits(args.data_dir, args.image_size, args.augment)
+    LOG.info(
+        "data classes=%d train=%d valid=%d test=%d",
+        len(splits.class_names),
+        len(splits.train),
+        len(splits.valid),
+        len(splits.test) if splits.test is not None else 0,
+    )
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model = build_model(
+        args.model,
+        len(splits.class_names),
+        image_size=args.image_size,
+        pretrained=args.pretrained,
+        weights_path=args.weights_path,
+    ).to(device)
+    if args.freeze_backbone:
+        freeze_backbone(model, args.model)
+    optimizer = make_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
+    steps = len(epoch_batches(len(splits.train), args.batch_size, seed=args.seed, epoch=0))
+    if args.max_steps_per_epoch:
+        steps = min(steps, args.max_steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
+    return Job(args, splits, model, optimizer, scheduler, device, steps)
+
+
+def make_optimizer(
+    model: nn.Module, name: str, *, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """AdamW, or SGD with Nesterov momentum 0.9, over the trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, nesterov=True, weight_decay=weight_decay)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# --- epochs -------------------------------------------------------------------------------
+
+
+def run_epoch(
+    job: Job, state: RunState, valid_loader: DataLoader[Any], stop: StopRequest
+) -> dict[str, float] | None:
+    """Train the rest of epoch ``state.epoch`` and validate; None when SIGTERM cut it short."""
+    args, meter = job.args, state.meter
+    if meter.batches < job.steps_per_epoch:
+        batches = epoch_batches(
+            len(job.splits.train), args.batch_size, seed=args.seed, epoch=state.epoch
+        )[meter.batches : job.steps_per_epoch]
+        loader = make_loader(
+            job.splits.train,
+            batch_size=args.batch_size,
+            num_workers=args.num_workers,
+            seed=args.seed * 1000 + state.epoch,
+            batches=batches,
+            pin_memory=job.device.type == "cuda",
+        )
+        train_one_epoch(
+            job.model,
+            loader,
+            job.criterion,
+            job.optimizer,
+            job.scheduler,
+            job.device,
+            meter=meter,
+            epoch=state.epoch + 1,
+            steps=job.steps_per_epoch,
+            stop=stop,
+        )
+    if stop.requested:
+        return None
+    valid = evaluate(job.model, valid_loader, job.criterion, job.device, stop=stop)
+    if valid is None:
+        return None
+    record = {
+        "epoch": float(state.epoch + 1),
+        "train_loss": meter.loss,
+        "train_acc": meter.accuracy,
+        "valid_loss": valid["loss"],
+        "valid_acc": valid["acc"],
+        "images_per_s": meter.seen / max(meter.seconds, 1e-9),
+        "epoch_time_s": meter.seconds + valid["seconds"],
+    }
+    LOG.info(
+        "epoch=%d/%d train_loss=%.4f train_acc=%.4f valid_loss=%.4f valid_acc=%.4f "
+        "images_per_s=%.1f epoch_time_s=%.1f",
+        state.epoch + 1,
+        args.epochs,
+        record["train_loss"],
+        record["train_acc"],
+        record["valid_loss"],
+        record["valid_acc"],
+        record["images_per_s"],
+        record["epoch_time_s"],
+    )
+    return record
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    *,
+    meter: EpochMeter,
+    epoch: int,
+    steps: int,
+    stop: StopRequest | None = None,
+) -> None:
+    """Train over ``loader``, adding to ``meter``; returns early after a batch once stopped.
+
+    Logs ``progress epoch=E batch=B/N loss=L`` every ``PROGRESS_EVERY`` batches (on purpose
+    without any ``train_loss=``-style key, so metric regexes only see the epoch lines).
+    """
+    model.train()
+    start = time.perf_counter()
+    for images, labels in loader:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        logits = model(images)
+        loss = criterion(logits, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        meter.batches += 1
+        meter.seen += labels.numel()
+        meter.correct += int((logits.argmax(dim=1) == labels).sum())
+        meter.loss_sum += float(loss.detach()) * labels.numel()
+        if meter.batches % PROGRESS_EVERY == 0:
+            LOG.info("progress epoch=%d batch=%d/%d loss=%.4f", epoch, meter.batches, steps, meter.loss)
+        if stop is not None and stop.requested:
+            break
+    meter.seconds += time.perf_counter() - start
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    loader: DataLoader[Any],
+    criterion: nn.Module,
+    device: torch.device,
+    *,
+    stop: StopRequest | None = None,
+) -> dict[str, float] | None:
+    """Mean loss and accuracy over ``loader`` (``loss``, ``acc``, ``count``, ``seconds``).
+
+    Returns None when a stop was requested before it finished.
+    """
+    model.eval()
+    start = time.perf_counter()
+    seen, correct, loss_sum = 0, 0, 0.0
+    for images, labels in loader:
+        if stop is not None and stop.requested:
+            return None
+        images, labels = images.to(device), labels.to(device)
+        logits = model(images)
+        loss_sum += float(criterion(logits, labels)) * labels.numel()
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        seen += labels.numel()
+    return {
+        "loss": loss_sum / max(seen, 1),
+        "acc": correct / max(seen, 1),
+        "count": float(seen),
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def finish(job: Job, state: RunState, stop: StopRequest) -> int:
+    """Save ``model.pth``, evaluate the test split if any, write ``metrics.json``."""
+    args = job.args
+    artifact = make_artifact(
+        job.model,
+        arch=args.model,
+        class_names=job.splits.class_names,
+        image_size=args.image_size,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+    )
+    atomic_torch_save(artifact, Path(args.model_dir) / MODEL_FILE)
+    LOG.info("saved model %s", Path(args.model_dir) / MODEL_FILE)
+    metrics: dict[str, Any] = {"arch": args.model, "epochs": state.epoch}
+    if state.history:
+        metrics.update({k: v for k, v in state.history[-1].items() if k != "epoch"})
+    metrics.update(best_valid_acc=state.best_valid_acc, history=state.history)
+    if job.splits.test is None:
+        LOG.info("no test/ split: skipping test evaluation")
+    else:
+        test = evaluate(job.model, _eval_loader(job, job.splits.test), job.criterion, job.device, stop=stop)
+        if test is None:
+            return _stop(job, state)
+        LOG.info("test_loss=%.4f test_acc=%.4f", test["loss"], test["acc"])
+        metrics.update(test_loss=test["loss"], test_acc=test["acc"])
+    output_dir = Path(args.output_data_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+    return 0
+
+
+def _eval_loader(job: Job, dataset: Any) -> DataLoader[Any]:
+    return make_loader(
+        dataset,
+        batch_size=job.args.batch_size,
+        num_workers=job.args.num_workers,
+        seed=job.args.seed,
+        pin_memory=job.device.type == "cuda",
+    )
+
+
+def _stop(job: Job, state: RunState) -> int:
+    save_checkpoint(make_checkpoint(job, state), job.checkpoint_path)
+    LOG.info("stopped by SIGTERM")
+    return EXIT_SIGTERM
+
+
+# --- checkpoints --------------------------------------------------------------------------
+
+
+def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
+    """The one checkpoint dict: progress, model/optimizer/scheduler state and RNG states."""
+    np_state = np.random.get_state()
+    return {
+        "epoch": state.epoch,
+        "batch": state.meter.batches,
+        "arch": job.args.model,
+        "class_names": list(job.splits.class_names),
+        "image_size": job.args.image_size,
+        "model": job.model.state_dict(),
+        "optimizer": job.optimizer.state_dict(),
+        "scheduler": job.scheduler.state_dict(),
+        "best_valid_acc": state.best_valid_acc,
+        "history": state.history,
+        "meter": asdict(state.meter),
+        "rng": {
+            "python": random.getstate(),
+            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        },
+        "hyperparameters": {k: str(v) for k, v in vars(job.args).items()},
+    }
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
+    """Write the checkpoint atomically (see ``atomic_torch_save``)."""
+    atomic_torch_save(checkpoint, path)
+
+
+def atomic_torch_save(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
+
+    A reader (or a resumed job) sees the old file or the new one, never half of one.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other readers
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def resume(job: Job) -> RunState:
+    """Restore model, optimizer, scheduler and RNG states from the checkpoint.
+
+    Raises:
+        CheckpointError: unreadable, or saved for another model, class list or image size.
+    """
+    path = job.checkpoint_path
+    try:
+        checkpoint = torch.load(path, map_location=job.device, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read {path} ({exc}); delete it to start over") from None
+    expected = {
+        "arch": job.args.model,
+        "class_names": list(job.splits.class_names),
+        "image_size": job.args.image_size,
+    }
+    for key, value in expected.items():
+        if checkpoint.get(key) != value:
+            raise CheckpointError(
+                f"{path} was saved with {key}={checkpoint.get(key)!r}, this run has {value!r}: "
+                "use another --checkpoint-dir or delete the checkpoint"
+            )
+    job.model.load_state_dict(checkpoint["model"])
+    job.optimizer.load_state_dict(checkpoint["optimizer"])
+    # T_max follows this run's --epochs, so a resumed job may be given more epochs.
+    scheduler_state = {k: v for k, v in checkpoint["scheduler"].items() if k != "T_max"}
+    job.scheduler.load_state_dict(scheduler_state)
+    rng = checkpoint["rng"]
+    random.setstate(rng["python"])
+    name, keys, *rest = rng["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(rng["torch"].cpu())
+    if rng["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    return RunState(
+        epoch=int(checkpoint["epoch"]),
+        best_valid_acc=float(checkpoint["best_valid_acc"]),
+        history=list(checkpoint["history"]),
+        meter=EpochMeter(**checkpoint["meter"]),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

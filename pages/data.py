@@ -1,0 +1,148 @@
+"""Data: bring a dataset (zip, URL or the bundled demo), check it, and upload it to storage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.catalog import list_datasets, register_dataset, source_label
+from core.datasets import (
+    DemoSource,
+    FolderSource,
+    PreparedDataset,
+    UrlSource,
+    ZipUpload,
+    prepare_dataset,
+    sample_images,
+)
+from pages._shared import backend, show_error
+
+st.title("Data")
+st.caption(
+    "An ImageFolder dataset: `train/`, `valid/` and `test/`, each with one folder per class "
+    "holding its images. Drop a zip, give a URL, or use the bundled demo (scikit-learn's digits)."
+)
+be = backend()
+
+
+def _forget_prepared() -> None:
+    prepared: PreparedDataset | None = st.session_state.pop("prepared", None)
+    if prepared is not None:
+        prepared.discard()
+
+
+source_kind = st.radio(
+    "Source", ["Upload a zip", "From a URL", "Folder on this machine", "Bundled demo"], horizontal=True,
+    key="data_source",
+)
+source = None
+if source_kind == "Upload a zip":
+    upload = st.file_uploader("Dataset zip", type=["zip"], key="data_zip")
+    if upload is not None:
+        source = ZipUpload(filename=upload.name, data=upload.getvalue())
+elif source_kind == "From a URL":
+    url = st.text_input("URL of a zip (http or https)", key="data_url", placeholder="https://…/dogImages.zip")
+    if url:
+        source = UrlSource(url=url.strip())
+elif source_kind == "Folder on this machine":
+    folder = st.text_input("Folder holding train/ valid/ test/", key="data_folder")
+    if folder:
+        source = FolderSource(path=Path(folder.strip()).expanduser())
+else:
+    st.write("1,797 real handwritten digits from scikit-learn, 10 classes, rendered as 64 px JPEGs.")
+    source = DemoSource()
+
+if st.button("Check dataset", type="primary", disabled=source is None, key="data_check"):
+    _forget_prepared()
+    bar = st.progress(0.0, text="Starting…")
+    try:
+        prepared = prepare_dataset(
+            source, be.settings.workspace / "staging", progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
+        )
+        st.session_state["prepared"] = prepared
+        st.session_state["prepared_source"] = source_label(source)
+    except Exception as exc:  # noqa: BLE001 - every failure is shown to the user; nothing is left staged
+        show_error(exc)
+    finally:
+        bar.empty()
+
+prepared: PreparedDataset | None = st.session_state.get("prepared")
+if prepared is not None:
+    report = prepared.report
+    st.subheader("Validation report")
+    split_totals = report.split_totals
+    cols = st.columns(3 + len(split_totals))
+    cols[0].metric("Classes", len(report.classes))
+    cols[1].metric("Images", report.total_images)
+    cols[2].metric("Bad files", len(report.bad_files))
+    for col, (split, total) in zip(cols[3:], split_totals.items()):
+        col.metric(split, total)
+    for error in report.errors:
+        st.error(error)
+    for warning in report.warnings:
+        st.warning(warning)
+    if report.counts:
+        rows = [(split, cls, n) for split, per_class in report.counts.items() for cls, n in per_class.items()]
+        counts = pd.DataFrame(rows, columns=["split", "class", "images"])
+        st.plotly_chart(
+            px.bar(counts, x="class", y="images", color="split", barmode="group", title="Images per class and split"),
+            key="data_counts_chart",
+        )
+    if report.image_sizes.sizes:
+        sizes = pd.DataFrame(report.image_sizes.sizes, columns=["width", "height"])
+        st.plotly_chart(
+            px.scatter(sizes, x="width", y="height", title="Image sizes (width × height, pixels)"),
+            key="data_sizes_chart",
+        )
+    if report.bad_files:
+        st.dataframe(pd.DataFrame(report.bad_files, columns=["file", "problem"]), hide_index=True, key="data_bad")
+    samples = sample_images(prepared.root, per_class=1, limit=12)
+    if samples:
+        st.markdown("**Samples**")
+        grid = st.columns(min(len(samples), 6))
+        for i, (cls, path) in enumerate(samples):
+            grid[i % len(grid)].image(str(path), caption=cls, width=96)
+
+    if report.is_usable:
+        name = st.text_input("Dataset name", value=prepared.name_suggestion, key="data_name")
+        target = be.storage.uri(f"datasets/{name or '…'}")
+        if st.button(f"Upload to {target}", key="data_upload"):
+            bar = st.progress(0.0, text="Uploading…")
+
+            def progress(done: int, total: int) -> None:
+                bar.progress(done / total if total else 1.0, text=f"Uploading… {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+
+            try:
+                record = register_dataset(
+                    be, prepared.root, name=name, source=st.session_state.get("prepared_source", "upload"), report=report.to_dict(), progress=progress
+                )
+                _forget_prepared()
+                st.success(f"Dataset {record.name} is ready at {record.uri}")
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
+            finally:
+                bar.empty()
+
+st.subheader("Datasets")
+datasets = list_datasets(be)
+if not datasets:
+    st.info("No dataset yet: check one above and upload it.")
+else:
+    table = pd.DataFrame(
+        [
+            {
+                "name": d.name,
+                "images": d.report.get("total_images"),
+                "classes": len(d.report.get("classes", [])),  # type: ignore[arg-type]
+                "uri": d.uri,
+                "source": d.source,
+                "created": pd.Timestamp(d.created_at, unit="s").strftime("%Y-%m-%d %H:%M"),
+            }
+            for d in datasets
+        ]
+    )
+    st.dataframe(table, hide_index=True, key="data_table")
+    st.page_link("pages/training.py", label="Train a model on a dataset →", icon=":material/model_training:")

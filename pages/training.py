@@ -1,0 +1,106 @@
+"""Training jobs: start one on a dataset, follow it live, read its metrics and log."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from core.catalog import list_datasets
+from core.entities import TrainingJob
+from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
+from pages._shared import backend, show_error
+
+POLL_SECONDS = 2
+
+st.title("Training jobs")
+be = backend()
+datasets = list_datasets(be)
+
+with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=1)):
+    if not datasets:
+        st.info("Ingest a dataset on the Data page first.")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+    else:
+        with st.form("new_job"):
+            dataset_name = st.selectbox("Dataset", [d.name for d in datasets], key="job_dataset")
+            c1, c2, c3 = st.columns(3)
+            model = c1.selectbox("Model", MODELS, key="job_model")
+            epochs = c2.number_input("Epochs", 1, 200, int(DEFAULT_HYPERPARAMETERS["epochs"]), key="job_epochs")
+            batch_size = c3.selectbox("Batch size", [8, 16, 32, 64, 128], index=2, key="job_batch")
+            lr = c1.number_input("Learning rate", 1e-6, 10.0, float(DEFAULT_HYPERPARAMETERS["lr"]), format="%.6f",
+                                 key="job_lr")
+            image_size = c2.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="job_image_size")
+            seed = c3.number_input("Seed", 0, 2**31 - 1, int(DEFAULT_HYPERPARAMETERS["seed"]), key="job_seed")
+            name = st.text_input("Job name (empty: generated)", key="job_name")
+            if st.form_submit_button("Start training", type="primary"):
+                dataset = next(d for d in datasets if d.name == dataset_name)
+                hps = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size), "lr": float(lr),
+                       "image-size": int(image_size), "seed": int(seed)}
+                try:
+                    job = start_training(be, dataset, hps, name=name.strip() or None)
+                    st.session_state["selected_job"] = job.name
+                    st.success(f"Started {job.name}")
+                except Exception as exc:  # noqa: BLE001 - shown to the user
+                    show_error(exc)
+
+jobs = be.runner.list_jobs()
+if not jobs:
+    st.info("No training job yet.")
+    st.stop()
+
+
+def _row(job: TrainingJob) -> dict[str, object]:
+    duration = job.duration_s
+    return {
+        "name": job.name,
+        "status": job.status.value,
+        "test accuracy": job.final_metrics.get("test:accuracy"),
+        "validation accuracy": job.final_metrics.get("validation:accuracy"),
+        "model": job.hyperparameters.get("model"),
+        "epochs": job.hyperparameters.get("epochs"),
+        "duration (s)": round(duration) if duration is not None else None,
+        "created": pd.Timestamp(job.created_at, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+st.dataframe(pd.DataFrame([_row(j) for j in jobs]), hide_index=True, key="jobs_table")
+
+names = [j.name for j in jobs]
+if st.session_state.get("selected_job") not in names:
+    st.session_state["selected_job"] = names[0]
+selected = st.selectbox("Job", names, key="selected_job")
+is_active = not be.runner.describe(selected).status.is_terminal
+
+
+@st.fragment(run_every=POLL_SECONDS if is_active else None)
+def job_details(name: str) -> None:
+    job = be.runner.describe(name)
+    if is_active and job.status.is_terminal:
+        st.rerun()  # refresh the table and stop polling
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Status", job.status.value)
+    c2.metric("Test accuracy", f"{job.final_metrics['test:accuracy']:.4f}" if "test:accuracy" in job.final_metrics else "–")
+    c3.metric("Duration", f"{job.duration_s:.0f} s" if job.duration_s is not None else "–")
+    if job.failure_reason:
+        st.error(job.failure_reason)
+    if job.model_uri:
+        st.caption(f"Model: `{job.model_uri}`")
+    if not job.status.is_terminal and st.button("Stop job", key=f"stop_{name}"):
+        try:
+            be.runner.stop(name)
+        except Exception as exc:  # noqa: BLE001
+            show_error(exc)
+    points = be.runner.metrics(name)
+    if points:
+        frame = pd.DataFrame([{"metric": p.name, "epoch": p.step + 1, "value": p.value} for p in points])
+        curves = frame[frame["metric"].str.contains("loss|accuracy")]
+        st.plotly_chart(px.line(curves, x="epoch", y="value", color="metric", markers=True, title="Metrics per epoch"),
+                        key=f"metrics_{name}")
+    with st.expander("Hyperparameters and inputs"):
+        st.json({"hyperparameters": dict(job.hyperparameters), "inputs": dict(job.inputs)})
+    st.markdown("**Log**")
+    st.code("\n".join(be.runner.log_tail(name, 200)) or "(no output yet)", language="text")
+
+
+job_details(selected)

@@ -1,0 +1,40 @@
+"""Navigation and the backend status in the sidebar; every page lives in pages/."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core.config import Settings
+from core.errors import ConfigError
+from core.health import BackendHealth, check_health
+from pages._shared import backend
+
+st.set_page_config(page_title="SageMaker image-classifier console", page_icon=":material/pets:", layout="wide")
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def _health(key: str, _settings: Settings) -> BackendHealth:
+    """The backend's health, checked at most once a minute (on AWS it is an STS call)."""
+    return check_health(_settings)
+
+
+navigation = st.navigation(
+    [
+        st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
+        st.Page("pages/training.py", title="Training jobs", icon=":material/model_training:"),
+    ]
+)
+
+with st.sidebar:
+    try:
+        settings = backend().settings
+    except ConfigError as exc:
+        st.error(f"Settings: {exc}")
+        st.stop()
+    health = _health(repr(settings), settings)
+    st.markdown(f"**Backend:** `{settings.backend.value}`")
+    (st.success if health.ok else st.error)(health.title)
+    for line in health.details:
+        st.caption(line)
+
+navigation.run()

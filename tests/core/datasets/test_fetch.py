@@ -1,0 +1,85 @@
+"""download_url against a real HTTP server on 127.0.0.1, and against a closed port."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from core.datasets import download_url
+from core.errors import AlreadyExistsError, InvalidInputError
+
+Serve = Callable[..., str]
+BODY = os.urandom(300_000)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("with_length", [True, False])
+def test_downloads(tmp_path: Path, http_server: Serve, with_length: bool) -> None:
+    url = http_server("/data.zip", BODY, with_length)
+    seen: list[tuple[int, int | None]] = []
+    dest = download_url(url, tmp_path / "data.zip", max_bytes=len(BODY), progress=lambda d, t: seen.append((d, t)))
+    assert dest.read_bytes() == BODY
+    assert seen[-1] == (len(BODY), len(BODY) if with_length else None)
+    assert os.listdir(tmp_path) == ["data.zip"]
+
+
+def test_refuses_announced_oversize(tmp_path: Path, http_server: Serve) -> None:
+    url = http_server("/big.zip", BODY, True)
+    with pytest.raises(InvalidInputError, match=r"is 0.3 MB, larger than the limit of 0.1 MB"):
+        download_url(url, tmp_path / "big.zip", max_bytes=100_000)
+    assert os.listdir(tmp_path) == []
+
+
+def test_stops_unannounced_oversize(tmp_path: Path, http_server: Serve) -> None:
+    url = http_server("/big.zip", bytes(5_000_000), False)
+    seen: list[int] = []
+    with pytest.raises(InvalidInputError, match="larger than the limit of 1.5 MB: download stopped"):
+        download_url(url, tmp_path / "big.zip", max_bytes=1_500_000, progress=lambda d, t: seen.append(d))
+    assert seen and max(seen) <= 1_500_000  # it received some bytes, then stopped at the limit
+    assert os.listdir(tmp_path) == []
+
+
+def test_http_error_status(tmp_path: Path, http_server: Serve) -> None:
+    url = http_server("/exists.zip", BODY)
+    with pytest.raises(InvalidInputError, match="download failed: 127.0.0.1 answered HTTP 404 Not Found"):
+        download_url(url.replace("exists", "missing"), tmp_path / "x.zip", max_bytes=10**6)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreachable_host(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/data.zip"
+    with pytest.raises(InvalidInputError, match="could not reach 127.0.0.1: is this machine offline?"):
+        download_url(url, tmp_path / "x.zip", max_bytes=10**6, timeout_s=5)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("file:///etc/passwd", "not file:"),
+        ("ftp://example.com/data.zip", "not ftp:"),
+        ("example.com/data.zip", "not a full URL: start it with https://"),
+        ("http:///data.zip", "has no host name"),
+    ],
+)
+def test_refuses_other_urls(tmp_path: Path, url: str, shown: str) -> None:
+    with pytest.raises(InvalidInputError, match=shown):
+        download_url(url, tmp_path / "x.zip", max_bytes=10**6)
+    assert os.listdir(tmp_path) == []
+
+
+def test_refuses_existing_destination(tmp_path: Path, http_server: Serve) -> None:
+    url = http_server("/data.zip", BODY)
+    (tmp_path / "x.zip").write_bytes(b"mine")
+    with pytest.raises(AlreadyExistsError):
+        download_url(url, tmp_path / "x.zip", max_bytes=10**6)
+    assert (tmp_path / "x.zip").read_bytes() == b"mine"

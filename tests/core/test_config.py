@@ -1,0 +1,54 @@
+"""Settings from the file and the environment, and the errors for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from core.config import Settings, load_settings
+from core.errors import ConfigError
+from core.types import BackendKind
+
+
+def test_defaults_are_local_and_offline(tmp_path: Path) -> None:
+    settings = load_settings(environ={}, settings_file=tmp_path / "missing.toml")
+    assert settings.backend is BackendKind.LOCAL
+    assert settings.database_path == settings.workspace / "console.db"
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    file = tmp_path / "settings.toml"
+    file.write_text('backend = "aws"\nregion = "eu-west-1"\nbucket = "my-bucket"\nworkspace = "/tmp/a"\n')
+    settings = load_settings(environ={"SMC_WORKSPACE": str(tmp_path / "ws"), "SMC_REGION": "us-east-2"},
+                             settings_file=file)
+    assert settings.backend is BackendKind.AWS
+    assert settings.region == "us-east-2"
+    assert settings.bucket == "my-bucket"
+    assert settings.workspace == tmp_path / "ws"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"backend": "gcp"}, "backend: 'gcp' is not one of local, aws"),
+        ({"region": "mars-1"}, "region"),
+        ({"bucket": "Bad_Bucket"}, "bucket"),
+        ({"role_arn": "admin"}, "role_arn"),
+        ({"prefix": "../up"}, "prefix"),
+        ({"backend": "aws"}, "needs region and bucket"),
+    ],
+)
+def test_invalid_values_name_the_field(values: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings(**values)  # type: ignore[arg-type]
+
+
+def test_bad_file_and_unknown_key(tmp_path: Path) -> None:
+    file = tmp_path / "settings.toml"
+    file.write_text("backend = ")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings(environ={}, settings_file=file)
+    file.write_text('secret_key = "x"\n')
+    with pytest.raises(ConfigError, match="unknown setting"):
+        load_settings(environ={}, settings_file=file)

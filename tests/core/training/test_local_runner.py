@@ -1,0 +1,167 @@
+"""The local job lifecycle with small stand-in scripts (no torch): start, metrics, model
+packing, failure, stop, kill -9 of the script and of the supervisor, restart recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tarfile
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
+from core.jobstore import JobStore
+from core.training import LocalJobRunner, TrainingJobSpec
+from core.types import JobStatus
+
+SCRIPT = textwrap.dedent(
+    """
+    import argparse, json, os, signal, sys, time
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--mode", default="ok")
+    args = parser.parse_args()
+    assert os.environ["SM_CHANNEL_TRAINING"].endswith("input/data/training")
+    assert sorted(os.listdir(os.environ["SM_CHANNEL_TRAINING"])) == ["train"]
+    hps = json.loads(os.environ["SM_HPS"])
+    print("hps", hps, flush=True)
+    if args.mode == "crash":
+        print("ERROR: the data folder has no train/ split", flush=True)
+        sys.exit(3)
+    if args.mode == "sleep":
+        signal.signal(signal.SIGTERM, lambda *_: (print("stopped by SIGTERM", flush=True), sys.exit(143)))
+        print("sleeping", flush=True)
+        time.sleep(120)
+    for epoch in range(1, args.epochs + 1):
+        print(f"epoch={epoch}/{args.epochs} train_loss={1.0 / epoch:.4f} valid_acc={0.5 + epoch / 10:.4f}", flush=True)
+    print("test_loss=0.1000 test_acc=0.9500", flush=True)
+    with open(os.path.join(os.environ["SM_MODEL_DIR"], "model.pth"), "w") as f:
+        f.write("weights")
+    """
+)
+
+
+@pytest.fixture
+def source_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "src"
+    folder.mkdir()
+    (folder / "train.py").write_text(SCRIPT)
+    return folder
+
+
+@pytest.fixture
+def data_uri(tmp_path: Path) -> str:
+    data = tmp_path / "data"
+    (data / "train" / "a").mkdir(parents=True)
+    return data.as_uri()
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> LocalJobRunner:
+    store = JobStore(tmp_path / "ws" / "console.db")
+    return LocalJobRunner(store, tmp_path / "ws" / "jobs", Path(sys.executable))
+
+
+def spec(name: str, source_dir: Path, data_uri: str, **hps: object) -> TrainingJobSpec:
+    return TrainingJobSpec(name=name, inputs={"training": data_uri}, hyperparameters=hps, source_dir=source_dir)
+
+
+def wait_for(runner: LocalJobRunner, name: str, predicate, timeout: float = 60.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        job = runner.describe(name)
+        if predicate(job):
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; last state {runner.describe(name)}")
+
+
+def wait_for_log(runner: LocalJobRunner, name: str, text: str, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if any(text in line for line in runner.log_tail(name)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} never appeared in the log: {runner.log_tail(name)}")
+
+
+def test_successful_job_scrapes_metrics_and_packs_model(runner, source_dir, data_uri):
+    job = runner.start(spec("ok-job", source_dir, data_uri, epochs=3))
+    assert job.status is JobStatus.IN_PROGRESS
+    job = wait_for(runner, "ok-job", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.COMPLETED, job.failure_reason
+    assert job.final_metrics == {"test:accuracy": 0.95, "train:loss": pytest.approx(1 / 3, abs=1e-4),
+                                 "validation:accuracy": 0.8}
+    losses = [p.value for p in runner.metrics("ok-job") if p.name == "train:loss"]
+    assert losses == pytest.approx([1.0, 0.5, 1 / 3], abs=1e-4)
+    assert job.model_uri and job.model_uri.startswith("file://")
+    with tarfile.open(Path(job.model_uri.removeprefix("file://"))) as archive:
+        assert archive.getnames() == ["model.pth"]
+    assert job.hyperparameters == {"epochs": "3"}
+    assert any("hps {'epochs': '3'}" in line for line in runner.log_tail("ok-job"))
+    assert job.started_at and job.ended_at and job.ended_at >= job.started_at
+
+
+def test_failing_script_reports_its_error(runner, source_dir, data_uri):
+    runner.start(spec("crash-job", source_dir, data_uri, mode="crash"))
+    job = wait_for(runner, "crash-job", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.FAILED
+    assert "exited with code 3" in job.failure_reason
+    assert "no train/ split" in job.failure_reason
+    assert job.model_uri is None
+
+
+def test_stop_sends_sigterm_and_ends_stopped(runner, source_dir, data_uri):
+    runner.start(spec("stop-job", source_dir, data_uri, mode="sleep"))
+    wait_for_log(runner, "stop-job", "sleeping")
+    assert runner.stop("stop-job").status in (JobStatus.STOPPING, JobStatus.STOPPED)
+    job = wait_for(runner, "stop-job", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.STOPPED
+    assert any("stopped by SIGTERM" in line for line in runner.log_tail("stop-job"))
+    assert runner.stop("stop-job").status is JobStatus.STOPPED  # stopping a finished job is harmless
+
+
+def test_kill_9_of_training_process_fails_the_job(runner, source_dir, data_uri):
+    runner.start(spec("kill-job", source_dir, data_uri, mode="sleep"))
+    wait_for_log(runner, "kill-job", "sleeping")
+    os.kill(runner.store.job_runtime("kill-job")["worker_pid"], signal.SIGKILL)
+    job = wait_for(runner, "kill-job", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.FAILED
+    assert "SIGKILL" in job.failure_reason
+
+
+def test_kill_9_of_supervisor_is_detected_on_restart(runner, source_dir, data_uri, tmp_path):
+    runner.start(spec("orphan-job", source_dir, data_uri, mode="sleep"))
+    wait_for_log(runner, "orphan-job", "sleeping")
+    runtime = runner.store.job_runtime("orphan-job")
+    os.kill(runtime["supervisor_pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    # A new runner over the same store stands for a restarted app.
+    restarted = LocalJobRunner(JobStore(runner.store.path), runner.jobs_root, runner.job_python)
+    job = restarted.list_jobs()[0]
+    assert job.status is JobStatus.FAILED
+    assert "supervisor process disappeared" in job.failure_reason
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{runtime['worker_pid']}") and time.time() < deadline:
+        time.sleep(0.1)  # the orphaned training process is killed as well
+    assert not os.path.exists(f"/proc/{runtime['worker_pid']}") or "Z" in open(f"/proc/{runtime['worker_pid']}/stat").read().split(")")[-1][:3]
+
+
+def test_duplicate_name_and_bad_inputs(runner, source_dir, data_uri):
+    runner.start(spec("dup-job", source_dir, data_uri))
+    with pytest.raises(AlreadyExistsError):
+        runner.start(spec("dup-job", source_dir, data_uri))
+    with pytest.raises(InvalidInputError, match="file://"):
+        runner.start(spec("s3-job", source_dir, "s3://bucket/data"))
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        runner.start(spec("missing-job", source_dir, "file:///no/such/folder"))
+    assert not (runner.jobs_root / "s3-job").exists()
+    with pytest.raises(InvalidInputError, match="job name"):
+        spec("bad_name!", source_dir, data_uri)
+    with pytest.raises(NotFoundError):
+        runner.describe("no-such-job")
+    wait_for(runner, "dup-job", lambda j: j.status.is_terminal)

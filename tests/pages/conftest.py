@@ -1,0 +1,33 @@
+"""Page tests run each page with AppTest against the real local backend in a temp workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streamlit.testing.v1 import AppTest
+
+from core.backend import Backend, get_backend
+from core.config import REPO_ROOT, load_settings
+
+APP = str(REPO_ROOT / "streamlit_app.py")
+
+
+def open_page(name: str, timeout: float = 30) -> AppTest:
+    """Runs the app's entrypoint (navigation, sidebar), then switches to pages/<name>.py."""
+    at = AppTest.from_file(APP, default_timeout=timeout).run()
+    assert not at.exception, at.exception
+    return at.switch_page(f"pages/{name}.py").run()
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "workspace"
+    monkeypatch.setenv("SMC_WORKSPACE", str(folder))
+    return folder
+
+
+@pytest.fixture
+def local_backend(workspace: Path) -> Backend:
+    return get_backend(load_settings())

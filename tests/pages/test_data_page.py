@@ -1,0 +1,55 @@
+"""The Data page with AppTest: the demo end to end, and bad inputs shown as errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PIL import Image
+
+from core.backend import Backend
+from tests.pages.conftest import open_page
+
+
+def test_demo_is_checked_uploaded_and_listed(local_backend: Backend) -> None:
+    at = open_page("data")
+    assert any("No dataset yet" in i.value for i in at.info)
+    at.radio(key="data_source").set_value("Bundled demo").run()
+    at.button(key="data_check").click().run()
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Images"] == "1797"
+    assert {m.label: m.value for m in at.metric}["Classes"] == "10"
+    assert not at.error
+    assert at.text_input(key="data_name").value == "digits-demo"
+    at.button(key="data_upload").click().run()
+    assert not at.exception
+    assert any("Dataset digits-demo is ready at file://" in s.value for s in at.success)
+    [record] = local_backend.store.list_datasets()
+    assert record.report["total_images"] == 1797
+    assert len(local_backend.storage.list("datasets/digits-demo/")) == 1797
+    assert not any((local_backend.settings.workspace / "staging").iterdir())  # staged copy discarded
+
+
+def test_folder_with_missing_split_shows_errors_and_no_upload(local_backend: Backend, tmp_path: Path) -> None:
+    at = open_page("data")
+    at.radio(key="data_source").set_value("Folder on this machine").run()
+    folder = tmp_path / "ds"
+    for cls in ("a", "b"):
+        (folder / "train" / cls).mkdir(parents=True)
+        Image.new("RGB", (8, 8)).save(folder / "train" / cls / "1.jpg")
+    (folder / "train" / "a" / "notes.txt").write_text("not an image")
+    at.text_input(key="data_folder").input(str(folder)).run()
+    at.button(key="data_check").click().run()
+    assert not at.exception
+    assert any("valid" in e.value for e in at.error)
+    assert {m.label: m.value for m in at.metric}["Bad files"] == "1"
+    assert not [b for b in at.button if b.key == "data_upload"]
+
+
+def test_unreachable_url_is_a_clear_error(local_backend: Backend) -> None:
+    at = open_page("data")
+    at.radio(key="data_source").set_value("From a URL").run()
+    at.text_input(key="data_url").input("http://127.0.0.1:9/data.zip").run()
+    at.button(key="data_check").click().run()
+    assert not at.exception
+    assert any("could not reach" in e.value for e in at.error)
+    assert local_backend.store.list_datasets() == []
