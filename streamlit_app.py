@@ -22,6 +22,7 @@ navigation = st.navigation(
     [
         st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
         st.Page("pages/training.py", title="Training jobs", icon=":material/model_training:"),
+        st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
     ]
 )
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import io
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -50,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Benchmark options; the training ones mirror train.py's defaults."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", type=Path, default=None, help="ImageFolder root (default: render the demo)")
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per setting and round")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps per setting and round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before the first round")
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds; the best is kept")
     parser.add_argument("--model", default="efficientnet_lite0", help="architecture")
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--image-size", type=int, default=64, help="input side in pixels")
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers")
     parser.add_argument("--lr", type=float, default=2e-3, help="AdamW learning rate")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     return parser
 
 
@@ -139,16 +141,22 @@ def subprocess_rate(args: argparse.Namespace, data_dir: Path, scratch: Path) -> 
         "--max-steps-per-epoch", str(args.steps), "--model", args.model, "--batch-size", str(args.batch_size),
         "--image-size", str(args.image_size), "--num-workers", str(args.num_workers), "--lr", str(args.lr),
     ]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    env = dict(os.environ)
+    if args.threads:
+        env["SM_NUM_CPUS"] = str(args.threads)  # how train.py is told its thread count
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     match = re.search(r"^epoch=1/1 .*images_per_s=([0-9.]+)", result.stdout, re.MULTILINE)
     if result.returncode != 0 or not match:
-        raise SystemExit(f"error: train.py failed (exit {result.returncode}):\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        output = result.stdout[-2000:] + result.stderr[-2000:]
+        raise SystemExit(f"error: train.py failed (exit {result.returncode}):\n{output}")
     return float(match.group(1))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Time every setting and print the table."""
     args = build_parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     # train's progress lines are formatted and written, as in a job, but to a throwaway stream.
     logging.basicConfig(level=logging.INFO, stream=io.StringIO(), format="%(message)s")
     with tempfile.TemporaryDirectory(prefix="bench-training-") as tmp:

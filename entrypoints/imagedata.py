@@ -207,12 +207,22 @@ def make_loader(
     pin_memory: bool = False,
 ) -> DataLoader[tuple[torch.Tensor, int]]:
     """A seeded loader: over ``batches`` when given (training), else in order (evaluation)."""
-    common = {
-        "num_workers": num_workers,
-        "worker_init_fn": seed_worker,
-        "generator": torch.Generator().manual_seed(seed),
-        "pin_memory": pin_memory,
-    }
+    generator = torch.Generator().manual_seed(seed)
     if batches is not None:
-        return DataLoader(dataset, batch_sampler=batches, **common)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, **common)
+        return DataLoader(
+            dataset,
+            batch_sampler=batches,
+            num_workers=num_workers,
+            worker_init_fn=seed_worker,
+            generator=generator,
+            pin_memory=pin_memory,
+        )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=seed_worker,
+        generator=generator,
+        pin_memory=pin_memory,
+    )

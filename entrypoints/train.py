@@ -4,8 +4,7 @@ The same file is the script of SageMaker training jobs, tuning trials and local 
 hyperparameters arrive as ``--name value`` strings, paths default to the ``SM_*`` variables,
 and metrics are printed as ``key=value`` lines for metric-definition regexes::
 
-    epoch=1/2 train_loss=0.4123 train_acc=0.8812 valid_loss=0.2011 valid_acc=0.9300 \
-images_per_s=101.2 epoch_time_s=12.3
+    epoch=1/2 train_loss=0.4123 train_acc=0.8812 valid_loss=0.2011 valid_acc=0.9300 images_per_s=101.2 epoch_time_s=12.3
     test_loss=0.1000 test_acc=0.9610
 
 Outputs: ``$SM_MODEL_DIR/model.pth`` (a plain dict, see ``imagemodels.make_artifact``) and
@@ -170,14 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="light: small affine, no flips; heavy: crops, flips, colour, erasing",
     )
     add("--pretrained", type=parse_bool, default=True, help="start from ImageNet weights")
-    add("--weights-path", type=Path, default=None, help="weights file (default: packaged/cache)")
+    add("--weights-path", type=Path, default=None, help="weights file; unset: the packaged or hub-cached one")
     add("--freeze-backbone", type=parse_bool, default=False, help="train only the classifier")
     add("--max-steps-per-epoch", type=_int_at_least(0), default=0, help="step cap; 0 = all")
     add(
         "--data-dir",
         type=Path,
         default=_env_path("SM_CHANNEL_TRAINING", None),
-        help="ImageFolder root with train/, valid/ and optionally test/",
+        help="ImageFolder root with train/, valid/, optional test/; unset: $SM_CHANNEL_TRAINING",
     )
     add("--model-dir", type=Path, default=_env_path("SM_MODEL_DIR", "/opt/ml/model"), help="model.pth folder")
     add(
@@ -243,9 +242,10 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         state.best_valid_acc = max(state.best_valid_acc, record["valid_acc"])
         state.epoch += 1
         state.meter = EpochMeter()
-        save_checkpoint(make_checkpoint(job, state), job.checkpoint_path)
+        atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
         if stop.requested:
-            return _stop(job, state)
+            LOG.info("stopped by SIGTERM")
+            return EXIT_SIGTERM
     return finish(job, state, stop)
 
 
@@ -343,7 +343,7 @@ def run_epoch(
     if valid is None:
         return None
     record = {
-        "epoch": float(state.epoch + 1),
+        "epoch": state.epoch + 1,
         "train_loss": meter.loss,
         "train_acc": meter.accuracy,
         "valid_loss": valid["loss"],
@@ -459,8 +459,9 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
         LOG.info("no test/ split: skipping test evaluation")
     else:
         test = evaluate(job.model, _eval_loader(job, job.splits.test), job.criterion, job.device, stop=stop)
-        if test is None:
-            return _stop(job, state)
+        if test is None:  # the checkpoint of the last epoch is already on disk
+            LOG.info("stopped by SIGTERM")
+            return EXIT_SIGTERM
         LOG.info("test_loss=%.4f test_acc=%.4f", test["loss"], test["acc"])
         metrics.update(test_loss=test["loss"], test_acc=test["acc"])
     output_dir = Path(args.output_data_dir)
@@ -480,7 +481,8 @@ def _eval_loader(job: Job, dataset: Any) -> DataLoader[Any]:
 
 
 def _stop(job: Job, state: RunState) -> int:
-    save_checkpoint(make_checkpoint(job, state), job.checkpoint_path)
+    """Checkpoint the middle of an epoch (model, optimizer, epoch sums) and give up."""
+    atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
     LOG.info("stopped by SIGTERM")
     return EXIT_SIGTERM
 
@@ -513,11 +515,6 @@ def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(checkpoint: dict[str, Any], path: Path) -> None:
-    """Write the checkpoint atomically (see ``atomic_torch_save``)."""
-    atomic_torch_save(checkpoint, path)
-
-
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
 
@@ -526,8 +523,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from other readers
         with os.fdopen(fd, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o644)  # mkstemp's 0600 would hide it from other readers
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())

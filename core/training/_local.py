@@ -11,6 +11,7 @@ import sys
 import time
 from collections import deque
 from pathlib import Path
+from typing import Sequence
 
 from core.config import REPO_ROOT
 from core.entities import MetricPoint, TrainingJob
@@ -46,14 +47,16 @@ class LocalJobRunner(JobRunner):
         store: the job store shared with the supervisors.
         jobs_root: parent folder of the job folders.
         job_python: interpreter of the job environment.
+        sidecars: job-side analyser scripts run beside every job (see the supervisor).
     """
 
     backend_name = "local"
 
-    def __init__(self, store: JobStore, jobs_root: Path, job_python: Path) -> None:
+    def __init__(self, store: JobStore, jobs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:
         self.store = store
         self.jobs_root = Path(jobs_root)
         self.job_python = Path(job_python)
+        self.sidecars = [str(Path(s).resolve()) for s in sidecars]
 
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
         job_dir = self.jobs_root / spec.name
@@ -69,7 +72,8 @@ class LocalJobRunner(JobRunner):
         try:
             layout = create_job_folder(spec, job_dir)
             (layout.root / RUNTIME_FILE).write_text(
-                json.dumps({"database": str(self.store.path), "job_python": str(self.job_python)})
+                json.dumps({"database": str(self.store.path), "job_python": str(self.job_python),
+                            "sidecars": self.sidecars})
             )
             job = TrainingJob(
                 name=spec.name, status=JobStatus.IN_PROGRESS, backend=self.backend_name, created_at=time.time(),

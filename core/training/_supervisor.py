@@ -5,6 +5,13 @@ forks once and the parent returns at once, so the supervisor belongs to no Strea
 process and survives app restarts. It starts the script with the job environment's
 interpreter, tees the log, scrapes metrics, beats a heartbeat, packs ``model.tar.gz`` and
 records every status transition in the job store. SIGTERM asks it to stop the job.
+
+Sidecars are job-side analysers that run beside the training process, as SageMaker runs
+rule jobs beside a training job (the debugger's rule evaluator, the profiler's analysis).
+Each is started with the job environment's interpreter as
+``SCRIPT --job-dir D --database DB --job-name N --training-pid P``, must watch the training
+pid, do a final pass once it is gone and exit; the job's final status is recorded after
+they exit (or after SIDECAR_GRACE_S).
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from core.types import JobStatus
 
 HEARTBEAT_S = 5.0
 STOP_GRACE_S = 30.0
+SIDECAR_GRACE_S = 180.0
 RUNTIME_FILE = "runtime.json"
 
 
@@ -37,6 +45,7 @@ class Supervisor:
         runtime = json.loads((self.layout.root / RUNTIME_FILE).read_text())
         self.store = JobStore(Path(runtime["database"]))
         self.job_python = runtime["job_python"]
+        self.sidecar_scripts: list[str] = runtime.get("sidecars", [])
         self.spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
         self.stop_requested = threading.Event()
         self.timed_out = threading.Event()
@@ -61,12 +70,41 @@ class Supervisor:
             self._finish(JobStatus.FAILED, f"could not start the job environment's Python ({exc.strerror}): run scripts/setup")
             return 1
         self.store.update_job(name, worker_pid=self.process.pid)
+        sidecars = self._start_sidecars(env)
         threading.Thread(target=self._heartbeat, daemon=True).start()
         last_lines = self._pump_log()
         code = self.process.wait()
+        self._wait_for_sidecars(sidecars)
         self.finished.set()
         self._record_outcome(code, last_lines)
         return 0
+
+    def _start_sidecars(self, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+        assert self.process
+        started = []
+        for script in self.sidecar_scripts:
+            name = Path(script).stem
+            log = open(self.layout.log_path.parent / f"{name}.log", "ab")
+            try:
+                started.append(subprocess.Popen(
+                    [self.job_python, script, "--job-dir", str(self.layout.root), "--database", str(self.store.path),
+                     "--job-name", self.spec.name, "--training-pid", str(self.process.pid)],
+                    cwd=self.layout.root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                ))
+            except OSError as exc:  # an analyser that cannot start must not fail the training job
+                log.write(f"could not start sidecar {script}: {exc}\n".encode())
+            finally:
+                log.close()
+        return started
+
+    @staticmethod
+    def _wait_for_sidecars(sidecars: list[subprocess.Popen[bytes]]) -> None:
+        deadline = time.time() + SIDECAR_GRACE_S
+        for sidecar in sidecars:
+            try:
+                sidecar.wait(timeout=max(1.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                sidecar.kill()
 
     def _request_stop(self) -> None:
         self.stop_requested.set()

@@ -18,7 +18,7 @@ DEFAULT_HYPERPARAMETERS: Mapping[str, str | int | float] = {
     "model": "efficientnet_lite0",
     "epochs": 2,
     "batch-size": 32,
-    "lr": 0.001,
+    "lr": 0.002,
     "image-size": 64,
     "seed": 42,
 }

@@ -210,13 +210,18 @@ def _stops_trials_itself(config: Mapping[str, Any]) -> bool:
     )
 
 
-def trial_from_summary(summary: Mapping[str, Any], number: int, *, early_stopping: bool) -> Trial:
+def trial_from_summary(
+    summary: Mapping[str, Any], number: int, *, early_stopping: bool, objective_metric: str = ""
+) -> Trial:
     """A Trial from a HyperParameterTrainingJobSummary.
+
+    A Completed training job whose objective never appeared is a Failed trial, as locally.
 
     Args:
         summary: one entry of ListTrainingJobsForHyperParameterTuningJob.
         number: the trial's 0-based number.
         early_stopping: whether the search stops weak trials itself (Stopped reads as Pruned).
+        objective_metric: the tuning job's objective, for the failure reason.
     """
     status = _TRIAL_STATUS.get(summary["TrainingJobStatus"], TrialStatus.IN_PROGRESS)
     objective_status = summary.get("ObjectiveStatus")
@@ -226,9 +231,7 @@ def trial_from_summary(summary: Mapping[str, Any], number: int, *, early_stoppin
         status = TrialStatus.PRUNED
     elif status is TrialStatus.COMPLETED and objective_status == "Failed":
         status = TrialStatus.FAILED
-        failure = failure or f"the objective metric {metric.get('MetricName') or ''} never appeared in the log".replace(
-            "metric  never", "metric never"
-        )
+        failure = failure or f"the objective metric {objective_metric} never appeared in the log"
     return Trial(
         number=number,
         job_name=summary["TrainingJobName"],
@@ -317,7 +320,10 @@ class SageMakerTuner(Tuner):
             del limits["MaxNumberOfTrainingJobs"]
         config: dict[str, Any] = {
             "Strategy": spec.strategy.value,
-            "HyperParameterTuningJobObjective": {"Type": spec.objective_type.value, "MetricName": spec.objective_metric},
+            "HyperParameterTuningJobObjective": {
+                "Type": spec.objective_type.value,
+                "MetricName": spec.objective_metric,
+            },
             "ResourceLimits": limits,
             "ParameterRanges": parameter_ranges(spec.ranges),
             "TrainingJobEarlyStoppingType": spec.early_stopping.value,
@@ -423,10 +429,11 @@ class SageMakerTuner(Tuner):
                 numbers[s["TrainingJobName"]] = int(match.group(1)) - 1
         free = (n for n in range(len(summaries) + len(numbers) + 1) if n not in numbers.values())
         early_stopping = _stops_trials_itself(config)
+        objective_metric = (config.get("HyperParameterTuningJobObjective") or {}).get("MetricName", "")
         trials = [
             trial_from_summary(
                 s, numbers[s["TrainingJobName"]] if s["TrainingJobName"] in numbers else next(free),
-                early_stopping=early_stopping,
+                early_stopping=early_stopping, objective_metric=objective_metric,
             )
             for s in summaries
         ]
@@ -451,7 +458,8 @@ class SageMakerTuner(Tuner):
             raise InvalidInputError(f"tuning job {name}: it has no single training job definition")
         job = tuning_job_from_description(d)
         ranges = ranges_from_description(config.get("ParameterRanges") or {})
-        warm = d.get("WarmStartConfig") or {}
+        parents = (d.get("WarmStartConfig") or {}).get("ParentHyperParameterTuningJobs") or []
+        early_stopping = config.get("TrainingJobEarlyStoppingType", EarlyStopping.OFF.value)
         return TuningJobSpec(
             name=job.name,
             ranges=ranges,
@@ -470,8 +478,8 @@ class SageMakerTuner(Tuner):
             strategy=job.strategy,  # type: ignore[arg-type]
             max_jobs=job.max_jobs,
             max_parallel_jobs=min(job.max_parallel_jobs, job.max_jobs),
-            early_stopping=config.get("TrainingJobEarlyStoppingType", EarlyStopping.OFF.value),
-            warm_start_from=tuple(p["HyperParameterTuningJobName"] for p in warm.get("ParentHyperParameterTuningJobs") or []),
+            early_stopping=early_stopping,
+            warm_start_from=tuple(p["HyperParameterTuningJobName"] for p in parents),
             instance_type=(training.get("ResourceConfig") or {}).get("InstanceType", "local"),
             seed=int(config.get("RandomSeed", 0)),
         )

@@ -27,7 +27,7 @@ from core.tuning.spec import (
     ParameterRange,
     Scaling,
     TuningJobSpec,
-    _check_range,
+    check_range,
     is_log_scale,
 )
 
@@ -139,7 +139,8 @@ def parameter_importance(spec: TuningJobSpec, trials: Sequence[Trial], *, seed: 
 
     Returns ``{}`` while fewer than two completed trials have different objectives, or when
     optuna cannot evaluate them (it never raises). Trials whose values fall outside the
-    spec's ranges (warm-start trials of other ranges) are left out.
+    spec's ranges (warm-start trials of other ranges) are left out, and so are ranges with a
+    single value (they explain nothing).
     """
     space = search_space(spec)
     frozen = []
@@ -151,13 +152,14 @@ def parameter_importance(spec: TuningJobSpec, trials: Sequence[Trial], *, seed: 
             frozen.append(optuna.trial.create_trial(params=params, distributions=space, value=t.objective))
         except ValueError:  # a value outside a log range's domain, for instance
             continue
-    if len({t.value for t in frozen}) < 2:
+    varying = [name for name, dist in space.items() if not dist.single()]
+    if len({t.value for t in frozen}) < 2 or not varying:
         return {}
     try:
-        study = optuna.create_study(direction=study_direction(spec))  # in memory; core.tuning.search quiets optuna's log
+        study = optuna.create_study(direction=study_direction(spec))  # in memory
         study.add_trials(frozen)
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
-        importances = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        importances = optuna.importance.get_param_importances(study, evaluator=evaluator, params=varying)
     except (ValueError, RuntimeError, ZeroDivisionError, optuna.exceptions.OptunaError):
         return {}
     result = {name: float(value) for name, value in importances.items()}
@@ -177,7 +179,8 @@ def _empty_figure(title: str, message: str) -> go.Figure:
 def objective_over_time(trials: Sequence[Trial], spec: TuningJobSpec) -> go.Figure:
     """Each finished trial's objective at its end time, by status, with the best-so-far line."""
     title = f"{spec.objective_metric} by trial over time"
-    done = sorted((t for t in trials if _has_objective(t) and t.ended_at is not None), key=lambda t: t.ended_at)  # type: ignore[arg-type, return-value]
+    finished = [t for t in trials if _has_objective(t) and t.ended_at is not None]
+    done = sorted(finished, key=lambda t: t.ended_at)  # type: ignore[arg-type, return-value]
     if not done:
         return _empty_figure(title, "No trial has finished with an objective yet")
     frame = pd.DataFrame([{"ended": pd.Timestamp(t.ended_at, unit="s"), "objective": t.objective,
@@ -241,7 +244,7 @@ def parallel_coordinates(trials: Sequence[Trial], spec: TuningJobSpec) -> go.Fig
     line = {"color": objectives, "colorscale": "Viridis", "showscale": True,
             "reversescale": spec.objective_type is ObjectiveType.MINIMIZE}
     figure = go.Figure(go.Parcoords(dimensions=dimensions, line=line))
-    figure.update_layout(title=title)
+    figure.update_layout(title=title, margin={"l": 80, "r": 60, "t": 100})  # room for the outer axis labels
     return figure
 
 
@@ -312,7 +315,8 @@ def build_ranges(rows: Iterable[Mapping[str, object]]) -> list[ParameterRange]:
         name = str(row["name"]).strip()
         kind = "" if _blank(row.get("type")) else str(row["type"]).strip().capitalize()
         if kind not in RANGE_TYPES:
-            raise InvalidInputError(f"parameter {name}: type {kind or 'missing'}, choose one of {', '.join(RANGE_TYPES)}")
+            choices = ", ".join(RANGE_TYPES)
+            raise InvalidInputError(f"parameter {name}: type {kind or 'missing'}, choose one of {choices}")
         r: ParameterRange
         if kind == "Categorical":
             r = CategoricalRange(name, _values(row.get("values")))
@@ -328,7 +332,7 @@ def build_ranges(rows: Iterable[Mapping[str, object]]) -> list[ParameterRange]:
             high = _number(row.get("max"), name, "max", integer=integer)
             r = (IntegerRange(name, int(low), int(high), scaling) if integer
                  else ContinuousRange(name, float(low), float(high), scaling))
-        _check_range(r)
+        check_range(r)
         ranges.append(r)
     return ranges
 

@@ -82,7 +82,8 @@ class CategoricalRange:
 ParameterRange = ContinuousRange | IntegerRange | CategoricalRange
 
 
-def _check_range(r: ParameterRange) -> None:
+def check_range(r: ParameterRange) -> None:
+    """Raises InvalidInputError naming the parameter when a range cannot be searched."""
     if r.name not in TUNABLE_HYPERPARAMETERS:
         known = ", ".join(sorted(TUNABLE_HYPERPARAMETERS))
         raise InvalidInputError(f"parameter {r.name!r}: unknown hyperparameter; the training script takes {known}")
@@ -158,7 +159,7 @@ class TuningJobSpec:
         if len(names) != len(set(names)):
             raise InvalidInputError("ranges: each hyperparameter may have only one range")
         for r in self.ranges:
-            _check_range(r)
+            check_range(r)
         clash = set(names) & set(self.static_hyperparameters)
         if clash:
             raise InvalidInputError(f"{sorted(clash)} are both tuned and fixed: remove one")

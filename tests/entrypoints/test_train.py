@@ -33,6 +33,7 @@ EPOCH_LINE = re.compile(
 TEST_LINE = re.compile(r"^test_loss=\d+\.\d{4} test_acc=\d\.\d{4}$")
 TIMING = re.compile(r" (images_per_s|epoch_time_s)=\S+")
 
+
 def _draw(kind: str, index: int) -> Image.Image:
     """A 16x16 shape, jittered per index; every third image grayscale (converted by the job)."""
     grey = index % 3 == 0
@@ -60,25 +61,24 @@ def _write_dataset(root: Path, counts: dict[str, int]) -> Path:
     return root
 
 
-def _job_env(tmp: Path, data_dir: Path, **extra: str) -> dict[str, str]:
+def _job_env(tmp: Path, data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SM_")}
     env.update(
         SM_CHANNEL_TRAINING=str(data_dir),
         SM_MODEL_DIR=str(tmp / "model"),
         SM_OUTPUT_DATA_DIR=str(tmp / "output" / "data"),
         SM_CHECKPOINT_DIR=str(tmp / "checkpoints"),
-        SM_NUM_CPUS="2",
+        SM_NUM_CPUS="1",  # one intra-op thread: fast for these tiny steps, robust on a busy machine
         TORCH_HOME=str(tmp / "torch-home"),  # an empty hub cache: nothing cached, nothing fetched
         PYTHONUNBUFFERED="1",
     )
-    env.update(extra)
     return env
 
 
-def _train(tmp: Path, data_dir: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _train(tmp: Path, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(DEFAULT_JOB_PYTHON), str(TRAIN_PY), *args],
-        env=_job_env(tmp, data_dir, **env),
+        env=_job_env(tmp, data_dir),
         capture_output=True,
         text=True,
         timeout=300,
@@ -92,6 +92,10 @@ def _lines(stdout: str) -> list[str]:
 def _metric_lines(stdout: str) -> list[str]:
     """Epoch and test lines without their timings (which differ between identical runs)."""
     return [TIMING.sub("", line) for line in _lines(stdout) if EPOCH_LINE.match(line) or TEST_LINE.match(line)]
+
+
+def _reference_metrics(reference: tuple[Path, subprocess.CompletedProcess[str]]) -> dict[str, Any]:
+    return json.loads((reference[0] / "output" / "data" / "metrics.json").read_text())
 
 
 _SUMMARISE = """
@@ -142,11 +146,16 @@ for argv, env in json.loads(sys.argv[2]):
             code = train.main(argv)
         except SystemExit as exc:
             code = exc.code
+    checkpoint = os.path.join(os.environ["SM_CHECKPOINT_DIR"], "checkpoint.pt")
+    trained = None
+    if os.path.exists(checkpoint):
+        trained = len(train.torch.load(checkpoint, weights_only=True)["optimizer"]["param_groups"][0]["params"])
     results.append({
         "code": code,
         "stdout": out.getvalue(),
         "stderr": err.getvalue(),
         "hub_cache_created": os.path.exists(os.environ["TORCH_HOME"]),
+        "optimized_tensors": trained,
     })
 print(json.dumps(results))
 """
@@ -183,6 +192,7 @@ def test_run_prints_metric_lines_that_the_metric_definitions_scrape(
     assert len(epochs) == 2 and all(epochs)
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     assert any(line.startswith("progress epoch=1 batch=10/10 loss=") for line in lines)
+    assert "start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1" in lines
     for definition in DEFAULT_METRIC_DEFINITIONS:
         values = [m.group(1) for line in lines if (m := re.search(definition.regex, line))]
         assert values, f"{definition.name} never printed"
@@ -288,10 +298,10 @@ def test_rerun_with_more_epochs_continues_from_the_checkpoint(
     assert metrics["history"][:2] == _reference_metrics(reference)["history"]
 
 
-def _reference_metrics(reference: tuple[Path, subprocess.CompletedProcess[str]]) -> dict[str, Any]:
-    return json.loads((reference[0] / "output" / "data" / "metrics.json").read_text())
-
-
+OPTIONS_CASE = [
+    "--model", "resnet18", "--pretrained", "false", "--freeze-backbone", "1", "--optimizer", "sgd",
+    "--augment", "heavy", "--epochs", "1", "--batch-size", "4", "--image-size", "32", "--num-workers", "1",
+]  # fmt: skip
 FAILURES: dict[str, tuple[list[str], int, str]] = {
     # name: (extra argv, exit code, expected message: the last stdout line, or in stderr for argparse)
     "no train folder": ([], 1, "ERROR: no train/ folder in "),
@@ -307,16 +317,18 @@ FAILURES: dict[str, tuple[list[str], int, str]] = {
 
 
 @pytest.fixture(scope="module")
-def failures(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> dict[str, dict[str, Any]]:
-    """Each failure case through train.main() in one job-env process (saves a torch import each)."""
+def main_calls(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> dict[str, dict[str, Any]]:
+    """Each failure case, and one run with other options, through train.main() in one job-env
+    process (each subprocess would cost a torch import)."""
     tmp = tmp_path_factory.mktemp("failures")
     data = {
         "no train folder": _write_dataset(tmp / "no-train", {"valid": 2}),
         "empty valid split": _write_dataset(tmp / "empty-valid", {"train": 2, "valid": 0}),
     }
+    no_test = _write_dataset(tmp / "no-test", {"train": 4, "valid": 2})
     cases = []
-    for name, (argv, _, _) in FAILURES.items():
-        env = _job_env(tmp / name.replace(" ", "-"), data.get(name, dataset))
+    for name, (argv, _, _) in [*FAILURES.items(), ("options", (OPTIONS_CASE, 0, ""))]:
+        env = _job_env(tmp / name.replace(" ", "-"), data.get(name, no_test if name == "options" else dataset))
         cases.append((argv, {k: v for k, v in env.items() if k.startswith("SM_") or k == "TORCH_HOME"}))
     result = subprocess.run(
         [str(DEFAULT_JOB_PYTHON), "-c", _MAIN_CASES, str(ENTRYPOINTS_DIR), json.dumps(cases)],
@@ -325,13 +337,13 @@ def failures(tmp_path_factory: pytest.TempPathFactory, dataset: Path) -> dict[st
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    return dict(zip(FAILURES, json.loads(result.stdout)))
+    return dict(zip([*FAILURES, "options"], json.loads(result.stdout)))
 
 
 @pytest.mark.parametrize("name", FAILURES)
-def test_bad_input_fails_clearly(failures: dict[str, dict[str, Any]], name: str) -> None:
+def test_bad_input_fails_clearly(main_calls: dict[str, dict[str, Any]], name: str) -> None:
     _, code, message = FAILURES[name]
-    outcome = failures[name]
+    outcome = main_calls[name]
     assert outcome["code"] == code, outcome
     if code == 1:
         assert _lines(outcome["stdout"])[-1].startswith(message), outcome["stdout"]
@@ -339,3 +351,13 @@ def test_bad_input_fails_clearly(failures: dict[str, dict[str, Any]], name: str)
         assert message in outcome["stderr"]
     assert not outcome["hub_cache_created"]  # nothing was fetched into the torch hub cache
 
+
+
+def test_resnet_frozen_sgd_heavy_without_test_split(main_calls: dict[str, dict[str, Any]]) -> None:
+    outcome = main_calls["options"]
+    assert outcome["code"] == 0, outcome
+    lines = _lines(outcome["stdout"])
+    assert lines[0] == "data classes=3 train=12 valid=6 test=0"
+    assert EPOCH_LINE.match(lines[-3]) and lines[-3].startswith("epoch=1/1 ")
+    assert lines[-1] == "no test/ split: skipping test evaluation"
+    assert outcome["optimized_tensors"] == 2  # the classifier's weight and bias only

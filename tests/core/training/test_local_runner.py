@@ -165,3 +165,31 @@ def test_duplicate_name_and_bad_inputs(runner, source_dir, data_uri):
     with pytest.raises(NotFoundError):
         runner.describe("no-such-job")
     wait_for(runner, "dup-job", lambda j: j.status.is_terminal)
+
+
+SIDECAR = textwrap.dedent(
+    """
+    import argparse, os, time
+    parser = argparse.ArgumentParser()
+    for name in ("--job-dir", "--database", "--job-name", "--training-pid"):
+        parser.add_argument(name)
+    args = parser.parse_args()
+    seen_running = os.path.exists(f"/proc/{args.training_pid}")
+    while os.path.exists(f"/proc/{args.training_pid}") and "Z" not in open(f"/proc/{args.training_pid}/stat").read().split(")")[-1][:3]:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a final pass that takes a while: the job must wait for it
+    with open(os.path.join(args.job_dir, "sidecar-done"), "w") as f:
+        f.write(f"{args.job_name} {seen_running}")
+    """
+)
+
+
+def test_sidecars_run_beside_the_job_and_finish_first(tmp_path, source_dir, data_uri):
+    sidecar = tmp_path / "sidecar.py"
+    sidecar.write_text(SIDECAR)
+    store = JobStore(tmp_path / "ws2" / "console.db")
+    runner = LocalJobRunner(store, tmp_path / "ws2" / "jobs", Path(sys.executable), sidecars=[sidecar])
+    runner.start(spec("side-job", source_dir, data_uri))
+    job = wait_for(runner, "side-job", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.COMPLETED
+    assert (runner.job_folder("side-job").root / "sidecar-done").read_text() == "side-job True"
