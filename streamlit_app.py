@@ -23,6 +23,9 @@ navigation = st.navigation(
         st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
         st.Page("pages/training.py", title="Training jobs", icon=":material/model_training:"),
         st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
+        st.Page("pages/debugger.py", title="Debugger", icon=":material/bug_report:"),
+        st.Page("pages/profiler.py", title="Profiler", icon=":material/speed:"),
+        st.Page("pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
     ]
 )
 

@@ -26,6 +26,9 @@ ENV_PREFIX = "SMC_"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_ECR_IMAGE_RE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$"
+)
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,7 @@ class Settings:
         bucket: S3 bucket for datasets, code and models on the aws backend.
         prefix: key prefix inside the bucket.
         role_arn: SageMaker execution role for training jobs and endpoints.
+        serving_image_uri: ECR image of our serving container (docker/serving) for endpoints.
     """
 
     backend: BackendKind = BackendKind.LOCAL
@@ -51,6 +55,7 @@ class Settings:
     bucket: str | None = None
     prefix: str = "sm-console"
     role_arn: str | None = None
+    serving_image_uri: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -66,6 +71,8 @@ class Settings:
             raise ConfigError(f"bucket: {self.bucket!r} is not a valid S3 bucket name")
         if self.role_arn is not None and not _ROLE_RE.match(self.role_arn):
             raise ConfigError(f"role_arn: {self.role_arn!r} is not an IAM role ARN")
+        if self.serving_image_uri is not None and not _ECR_IMAGE_RE.match(self.serving_image_uri):
+            raise ConfigError(f"serving_image_uri: {self.serving_image_uri!r} is not an ECR image URI")
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"prefix: {self.prefix!r} must be a relative key prefix")
         if self.backend is BackendKind.AWS and not (self.region and self.bucket):

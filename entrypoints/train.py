@@ -31,7 +31,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Sequence
 
+import debugging
 import numpy as np
+import profiling
 import torch
 from imagedata import (
     AUGMENTATIONS,
@@ -193,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # SageMaker tuning jobs add the objective to every trial's hyperparameters.
     add("--_tuning_objective_metric", default=None, help="set by SageMaker tuning; ignored")
+    debugging.add_arguments(parser)
+    profiling.add_arguments(parser)
     return parser
 
 
@@ -206,7 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest()
     previous = signal.signal(signal.SIGTERM, stop.handle)
     try:
-        return run(args, stop)
+        with profiling.session(args):
+            return run(args, stop)
     except (DataError, WeightsError, CheckpointError) as exc:
         LOG.error("ERROR: %s", exc)
     except Exception as exc:  # whatever happened, the job's last line says so
@@ -220,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
     """Prepare, resume if a checkpoint exists, run the epochs, then save and test the model."""
     job = prepare(args)
+    debugging.attach(job.model, job.criterion, args)
+    profiling.attach(job.model, job.optimizer, job.device)
     state = RunState()
     if job.checkpoint_path.is_file():
         state = resume(job)
@@ -386,7 +393,7 @@ def train_one_epoch(
     """
     model.train()
     start = time.perf_counter()
-    for images, labels in loader:
+    for images, labels in profiling.steps(loader, epoch=epoch):
         images = images.to(device, non_blocking=True)
         labels = labels.to(device, non_blocking=True)
         logits = model(images)
@@ -422,7 +429,7 @@ def evaluate(
     model.eval()
     start = time.perf_counter()
     seen, correct, loss_sum = 0, 0, 0.0
-    for images, labels in loader:
+    for images, labels in profiling.evaluation(loader):
         if stop is not None and stop.requested:
             return None
         images, labels = images.to(device), labels.to(device)
@@ -458,6 +465,7 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
     if job.splits.test is None:
         LOG.info("no test/ split: skipping test evaluation")
     else:
+        debugging.start_test()
         test = evaluate(job.model, _eval_loader(job, job.splits.test), job.criterion, job.device, stop=stop)
         if test is None:  # the checkpoint of the last epoch is already on disk
             LOG.info("stopped by SIGTERM")

@@ -94,9 +94,10 @@ def job_details(name: str) -> None:
     points = be.runner.metrics(name)
     if points:
         frame = pd.DataFrame([{"metric": p.name, "epoch": p.step + 1, "value": p.value} for p in points])
-        curves = frame[frame["metric"].str.contains("loss|accuracy")]
-        st.plotly_chart(px.line(curves, x="epoch", y="value", color="metric", markers=True, title="Metrics per epoch"),
-                        key=f"metrics_{name}")
+        curves = frame[frame["metric"].str.match(r"(train|validation):(loss|accuracy)$")]
+        figure = px.line(curves, x="epoch", y="value", color="metric", markers=True, title="Metrics per epoch")
+        figure.update_xaxes(dtick=1)
+        st.plotly_chart(figure, key=f"metrics_{name}")
     with st.expander("Hyperparameters and inputs"):
         st.json({"hyperparameters": dict(job.hyperparameters), "inputs": dict(job.inputs)})
     st.markdown("**Log**")

@@ -35,7 +35,7 @@ class ServingConfig:
     """
 
     max_batch_size: int = 16
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 10.0
     workers: int = 32
 
     def __post_init__(self) -> None:

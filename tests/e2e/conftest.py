@@ -81,8 +81,20 @@ def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
 
 
 def screenshot(page: Page, name: str) -> Path:
-    """Saves a full-page screenshot as a test artefact (test-artifacts/<name>.png)."""
+    """Saves a screenshot of the whole page as a test artefact (test-artifacts/<name>.png).
+
+    Streamlit scrolls inside its own container, so the viewport is grown to the content's
+    height for the shot and restored afterwards.
+    """
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
+    viewport = page.viewport_size or {"width": 1400, "height": 1000}
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], section, main')]"
+        ".map(e => e.scrollHeight), document.body.scrollHeight)"
+    )
+    page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 8000)})
+    page.wait_for_timeout(500)
     page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
     return path

@@ -14,7 +14,7 @@ from core.config import REPO_ROOT, load_settings
 APP = str(REPO_ROOT / "streamlit_app.py")
 
 
-def open_page(name: str, timeout: float = 30) -> AppTest:
+def open_page(name: str, timeout: float = 120) -> AppTest:
     """Runs the app's entrypoint (navigation, sidebar), then switches to pages/<name>.py."""
     at = AppTest.from_file(APP, default_timeout=timeout).run()
     assert not at.exception, at.exception

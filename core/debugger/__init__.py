@@ -1,0 +1,12 @@
+"""Debugger data of training jobs: what the job-side rule evaluator wrote to the store.
+
+The console never imports smdebug: ``entrypoints/debug_sidecar.py`` reads each job's trial
+with smdebug in the job environment and writes tensor series, rule results and notifications
+through :class:`DebugStore`; ``core.debugger.views`` shapes them for the Debugger page.
+This package's ``__init__`` stays standard-library only, because that evaluator imports it.
+"""
+
+from core.debugger.entities import DebugTrial, Notification, RuleResult, RuleStatus, SeriesPoint, TrialState
+from core.debugger.store import DebugStore
+
+__all__ = ["DebugStore", "DebugTrial", "Notification", "RuleResult", "RuleStatus", "SeriesPoint", "TrialState"]

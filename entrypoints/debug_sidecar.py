@@ -1,0 +1,497 @@
+"""The Debugger's collector and rule evaluator for one training job (a job-side sidecar).
+
+SageMaker runs a rule job beside each training job; locally the job supervisor starts this
+script with the job environment's interpreter::
+
+    debug_sidecar.py --job-dir D --database DB --job-name N --training-pid P [--trial PATH]
+
+It reads the job's hyperparameters (``SM_HPS``, else ``input/config/hyperparameters.json``),
+opens the trial that ``train.py`` writes (``debugging.resolve_out_dir``, or ``--trial``, a
+folder or ``s3://`` URI) with ``smdebug.trials.create_trial`` as soon as it has a first step,
+and every few seconds until the training process ``P`` is gone, then once more:
+
+- copies each new step's reductions and scalar values into the job store
+  (``core.debugger.DebugStore``), thinning the series when they grow past a limit;
+- runs the chosen rules (``--debug-rules``, else ``debugging.default_rules``) on the new
+  steps and records each rule's status, the step and tensor that fired it, and a notification;
+  a rule with the StopTraining action stops the job (its supervisor gets SIGTERM, as
+  ``LocalJobRunner.stop`` does).
+
+A missing or empty debug folder, a capture that failed, or a rule whose data were never saved
+end with a message that says why. Exit code 0, also when the trial could not be read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # core, when PYTHONPATH lacks the repo
+
+import debugging  # noqa: E402  (entrypoints/ is a script folder)
+
+debugging.prepare_smdebug_import()
+
+import numpy as np  # noqa: E402
+from debug_rules import RULES, ConsoleRule  # noqa: E402
+from smdebug.analysis.utils import no_refresh, refresh  # noqa: E402
+from smdebug.core.modes import ModeKeys  # noqa: E402
+from smdebug.exceptions import SMDebugError  # noqa: E402
+
+from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesPoint, TrialState  # noqa: E402
+from core.errors import ConsoleError  # noqa: E402
+from core.jobstore import JobStore  # noqa: E402
+from core.types import JobStatus  # noqa: E402
+
+LOG = logging.getLogger("debug_sidecar")
+POLL_SECONDS = 3.0
+MAX_REDUCED_STEPS = 1000  # per job, for weights/biases/gradients/activations; then every other step goes
+MAX_SCALAR_STEPS = 20000  # per job, for losses
+SERIES_COLLECTIONS = ("losses", *debugging.REDUCED_COLLECTIONS, *debugging.ACTIVATION_COLLECTIONS)
+REDUCED = tuple(c for c in SERIES_COLLECTIONS if c != "losses")
+
+
+# --- configuration --------------------------------------------------------------------------
+
+
+def hyperparameters(job_dir: Path, environ: Mapping[str, str]) -> dict[str, str]:
+    """The job's hyperparameters as SageMaker passes them (strings)."""
+    if environ.get("SM_HPS"):
+        return {k: str(v) for k, v in json.loads(environ["SM_HPS"]).items()}
+    path = job_dir / "input" / "config" / "hyperparameters.json"
+    return {k: str(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+
+
+def debug_settings(hps: Mapping[str, str]) -> argparse.Namespace:
+    """The ``--debug-*`` values of the hyperparameters, parsed as ``train.py`` parses them.
+
+    Raises:
+        argparse.ArgumentError: an invalid value (the training script refuses it too).
+    """
+    parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    debugging.add_arguments(parser)
+    args: list[str] = []
+    for key, value in hps.items():
+        if key.startswith("debug"):
+            args += [f"--{key}", value]
+    return parser.parse_known_args(args)[0]
+
+
+# --- stopping the job -----------------------------------------------------------------------
+
+
+class Stopper:
+    """Stops a local job as ``LocalJobRunner.stop`` does: Stopping, then SIGTERM to its supervisor."""
+
+    def __init__(self, jobs: JobStore, job_name: str) -> None:
+        self.jobs = jobs
+        self.job_name = job_name
+
+    def stop(self) -> str | None:
+        """Asks the job to stop; returns None, or why it could not."""
+        try:
+            runtime = self.jobs.job_runtime(self.job_name)
+            job = self.jobs.get_job(self.job_name)
+        except ConsoleError as exc:
+            return str(exc)
+        if job.status.is_terminal:
+            return f"the job is already {job.status.value}"
+        pid = runtime.get("supervisor_pid")
+        if not pid or not _alive(pid, str(runtime.get("job_dir") or "")):
+            return "the job's supervisor process is not running"
+        self.jobs.update_job(self.job_name, status=JobStatus.STOPPING, secondary_status="Stopping")
+        os.kill(pid, signal.SIGTERM)
+        return None
+
+
+def _alive(pid: int, marker: str = "") -> bool:
+    """True while ``pid`` runs (not a zombie) and its command line contains ``marker``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X") and marker in cmdline
+
+
+# --- copying series -------------------------------------------------------------------------
+
+
+class Thinner:
+    """Keeps at most ``limit`` steps of a group of series: past it, every other step goes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.stride = 1
+        self.seen = 0
+        self.kept: list[int] = []
+
+    def keep(self, step: int) -> bool:
+        """Whether to store ``step`` (call once per saved step, in order)."""
+        keep = self.seen % self.stride == 0
+        self.seen += 1
+        if keep:
+            self.kept.append(step)
+        return keep
+
+    def over(self) -> bool:
+        """True once too many steps are kept; then ``kept`` is halved and the stride doubled."""
+        if len(self.kept) <= self.limit:
+            return False
+        self.kept = self.kept[::2]
+        self.stride *= 2
+        return True
+
+
+class Collector:
+    """Copies each step's reductions and scalars from the trial into the store."""
+
+    def __init__(self, store: DebugStore, job_name: str, trial: Any, order: Sequence[str]) -> None:
+        self.store = store
+        self.job_name = job_name
+        self.trial = trial
+        self.position = {name: i for i, name in enumerate(order)}
+        self.collection_of: dict[str, str | None] = {}
+        self.reduced = Thinner(MAX_REDUCED_STEPS)
+        self.scalars = Thinner(MAX_SCALAR_STEPS)
+
+    def ingest(self, steps: Sequence[int]) -> int:
+        points: list[SeriesPoint] = []
+        for step in steps:
+            points += self._step(step)
+        written = self.store.add_series(self.job_name, points)
+        if self.reduced.over():
+            self.store.thin_series(self.job_name, REDUCED, self.reduced.kept)
+        if self.scalars.over():
+            self.store.thin_series(self.job_name, ("losses",), self.scalars.kept)
+        return written
+
+    def _step(self, step: int) -> list[SeriesPoint]:
+        mode, mode_step = self.trial.mode_modestep(step)
+        names = [(n, self._collection(n)) for n in self.trial.tensor_names(step=step)]
+        names = [(n, c) for n, c in names if c is not None]
+        points: list[SeriesPoint] = []
+        for group, thinner in ((REDUCED, self.reduced), (("losses",), self.scalars)):
+            members = [(n, c) for n, c in names if c in group]
+            if members and thinner.keep(step):
+                for name, collection in members:
+                    points += self._points(name, collection, step, mode, mode_step)
+        return points
+
+    def _points(self, name: str, collection: str, step: int, mode: Any, mode_step: int) -> list[SeriesPoint]:
+        tensor = self.trial.tensor(name)
+        values: dict[str, float] = {}
+        try:
+            for (red, absolute), value in tensor.reduction_values(mode_step, mode=mode).items():
+                values[("abs_" if absolute else "") + red] = float(np.asarray(value))
+        except SMDebugError:
+            pass
+        if not values and collection == "losses":
+            try:
+                values["value"] = float(np.mean(tensor.value(mode_step, mode=mode)))
+            except SMDebugError:
+                pass
+        mode_name = mode.name if isinstance(mode, ModeKeys) else str(mode)
+        return [SeriesPoint(name, collection, red, mode_name, step, mode_step, _finite_or_none(v))
+                for red, v in values.items()]
+
+    def _collection(self, name: str) -> str | None:
+        if name not in self.collection_of:
+            self.collection_of.update(self._membership())
+            self.collection_of.setdefault(name, None)
+            self.store.add_tensors(self.job_name, {
+                n: (c, self.position.get(_parameter(n), len(self.position))) for n, c in self.collection_of.items() if c
+            })
+        return self.collection_of[name]
+
+    def _membership(self) -> dict[str, str]:
+        members: dict[str, str] = {}
+        available = self.trial.collections()
+        for collection in reversed(SERIES_COLLECTIONS):  # the first listed wins
+            if collection in available:
+                members.update({n: collection for n in self.trial.tensor_names(collection=collection)})
+        return members
+
+
+def _parameter(tensor: str) -> str:
+    """The model-order key of a tensor: its parameter (``gradient/`` dropped) or module name."""
+    return re.sub(r"_(input|output)_\d+$", "", tensor.removeprefix("gradient/"))
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if np.isfinite(value) else (None if np.isnan(value) else value)
+
+
+# --- running the rules ----------------------------------------------------------------------
+
+
+class RuleRunner:
+    """Runs the chosen rules over new steps and records their status in the store."""
+
+    def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debugging.RuleSpec], stopper: Stopper) -> None:
+        self.store = store
+        self.job_name = job_name
+        self.specs = {spec.name: spec for spec in specs}
+        self.stopper = stopper
+        self.rules: dict[str, ConsoleRule] = {}
+        self.done: set[str] = set()
+        self.stopped = False
+
+    def begin(self) -> None:
+        """Records every rule InProgress (or Error for invalid parameters)."""
+        rows = []
+        for spec in self.specs.values():
+            cls = RULES[spec.name]
+            row = RuleResult(self.job_name, spec.name, RuleStatus.IN_PROGRESS, time.time(),
+                             parameters={**cls.defaults, **spec.params}, stop_training=spec.stop_training,
+                             meaning=cls.meaning, advice=cls.advice)
+            unknown = sorted(set(spec.params) - set(cls.defaults))
+            if unknown:
+                row = RuleResult(**{**row.__dict__, "status": RuleStatus.ERROR,
+                                    "message": f"unknown parameter(s) {unknown}; known: {sorted(cls.defaults)}"})
+                self.done.add(spec.name)
+            rows.append(row)
+        self.store.init_rules(self.job_name, rows)
+
+    def attach(self, trial: Any) -> None:
+        """Builds the rules on the opened trial."""
+        for name, spec in self.specs.items():
+            if name in self.done:
+                continue
+            try:
+                self.rules[name] = RULES[name](trial, **spec.params)
+            except Exception as exc:  # a bad parameter value: this rule only
+                self._error(name, f"cannot start the rule: {exc}")
+
+    def advance(self, steps: Sequence[int]) -> None:
+        for name, rule in self.rules.items():
+            if name in self.done:
+                continue
+            for step in steps:
+                try:
+                    fired = rule.invoke_at_step(step)
+                except SMDebugError as exc:  # this step lacks what the rule reads
+                    LOG.debug("%s at step %d: %s", name, step, exc)
+                    continue
+                except Exception as exc:
+                    LOG.error("%s failed at step %d:\n%s", name, step, traceback.format_exc())
+                    self._error(name, f"the rule failed at step {step}: {type(exc).__name__}: {exc}")
+                    break
+                if fired:
+                    self._fired(name, rule)
+                    break
+            if name not in self.done and steps:
+                self.store.update_rule(self.job_name, name, evaluated_step=steps[-1])
+
+    def finish(self, capture: Mapping[str, Any]) -> None:
+        """The final evaluation: finalize each rule and set its terminal status."""
+        for name, rule in self.rules.items():
+            if name in self.done:
+                continue
+            try:
+                if rule.finalize():
+                    self._fired(name, rule)
+                    continue
+            except Exception as exc:
+                LOG.error("%s failed in its final evaluation:\n%s", name, traceback.format_exc())
+                self._error(name, f"the rule failed in its final evaluation: {type(exc).__name__}: {exc}")
+                continue
+            self._conclude(name, rule, capture)
+
+    def fail_all(self, message: str) -> None:
+        """Every rule not yet concluded ends in Error with ``message``."""
+        for name in self.specs:
+            if name not in self.done:
+                self._error(name, message, notify=False)
+
+    def _fired(self, name: str, rule: ConsoleRule) -> None:
+        finding = rule.finding
+        assert finding is not None
+        self.done.add(name)
+        self.store.update_rule(self.job_name, name, status=RuleStatus.ISSUES_FOUND, step=finding.step,
+                               tensor=finding.tensor, message=finding.message, evaluated_step=finding.step)
+        stop = self.specs[name].stop_training
+        self.store.notify(self.job_name, "warning", f"{name} found an issue at step {finding.step}: {finding.message}",
+                          rule=name, action="StopTraining" if stop else "Notification")
+        if stop and not self.stopped:
+            self.stopped = True
+            problem = self.stopper.stop()
+            if problem:
+                self.store.notify(self.job_name, "error", f"StopTraining of {name} could not stop the job: {problem}",
+                                  rule=name, action="StopTraining")
+            else:
+                self.store.notify(self.job_name, "info", f"Stopping the job: {name} fired and its action is "
+                                  "StopTraining", rule=name, action="StopTraining")
+
+    def _conclude(self, name: str, rule: ConsoleRule, capture: Mapping[str, Any]) -> None:
+        self.done.add(name)
+        if rule.checks:
+            self.store.update_rule(self.job_name, name, status=RuleStatus.NO_ISSUES_FOUND,
+                                   message=f"no issue in {rule.checks} evaluations")
+            return
+        missing = [c for c in rule.needs if c not in (capture.get("collections") or [])]
+        if name == "SaturatedActivation" and capture.get("activations") and not any(
+            (capture.get("activation_layers") or {}).get(k) for k in ("tanh", "sigmoid")
+        ):
+            self.store.update_rule(self.job_name, name, status=RuleStatus.NO_ISSUES_FOUND,
+                                   message="nothing to check: the model has no tanh or sigmoid layer")
+        elif missing:
+            hint = ("start the job with --debug-activations true" if set(missing) & set(debugging.ACTIVATION_COLLECTIONS)
+                    else f"add {', '.join(missing)} to --debug-collections")
+            self._error(name, f"no data for this rule: it reads the {', '.join(missing)} collection(s), which this "
+                        f"job did not save; {hint}")
+        else:
+            self.store.update_rule(self.job_name, name, status=RuleStatus.NO_ISSUES_FOUND,
+                                   message="not enough data to judge (the run was shorter than the rule's window)")
+
+    def _error(self, name: str, message: str, *, notify: bool = True) -> None:
+        self.done.add(name)
+        self.store.update_rule(self.job_name, name, status=RuleStatus.ERROR, message=message)
+        if notify:
+            self.store.notify(self.job_name, "error", f"{name}: {message}", rule=name)
+
+
+# --- the session ------------------------------------------------------------------------------
+
+
+class Session:
+    """Everything the evaluator does for one job, one poll at a time."""
+
+    def __init__(self, store: DebugStore, job_name: str, out_dir: str, runner: RuleRunner) -> None:
+        self.store = store
+        self.job_name = job_name
+        self.out_dir = out_dir
+        self.runner = runner
+        self.trial: Any = None
+        self.collector: Collector | None = None
+        self.capture: dict[str, Any] = {}
+        self.last_step = -1
+        self.steps = 0
+
+    def begin(self) -> None:
+        self.store.set_trial(self.job_name, path=self.out_dir, state=TrialState.WAITING,
+                             message="waiting for the job's first saved step")
+        self.runner.begin()
+
+    def poll(self, *, final: bool) -> None:
+        """Reads what is new; with ``final`` (training ended) also concludes every rule."""
+        if self.trial is None and not self._open(final):
+            return
+        with refresh(self.trial):
+            self.trial.maybe_refresh()
+        with no_refresh(self.trial):
+            steps = [s for s in self.trial.steps() if s > self.last_step]
+            assert self.collector is not None
+            self.collector.ingest(steps)
+            self.runner.advance(steps)
+            if final:
+                self.runner.finish(self.capture)
+        if steps:
+            self.last_step, self.steps = steps[-1], self.steps + len(steps)
+        state = TrialState.COMPLETE if final else TrialState.READING
+        self.store.set_trial(self.job_name, state=state, last_step=self.last_step if self.steps else None,
+                             steps=self.steps, message=f"{self.steps} steps read")
+
+    def _open(self, final: bool) -> bool:
+        local = not self.out_dir.startswith("s3://")
+        folder = Path(self.out_dir)
+        self.capture = _read_capture(folder) if local else {}
+        if self.capture.get("error"):
+            message = f"the training script could not start the capture: {self.capture['error']}"
+            self.store.set_trial(self.job_name, state=TrialState.FAILED, message=message, capture=self.capture)
+            if final:
+                self.runner.fail_all(message)
+            return False
+        if local and not any(folder.glob("collections/*/*_collections.json")):
+            if final:
+                self._missing(folder)
+            return False
+        from smdebug.trials import create_trial
+
+        self.trial = create_trial(self.out_dir)
+        self.collector = Collector(self.store, self.job_name, self.trial, self.capture.get("tensor_order") or [])
+        self.runner.attach(self.trial)
+        self.store.set_trial(self.job_name, state=TrialState.READING, capture=self.capture, message="reading")
+        return True
+
+    def _missing(self, folder: Path) -> None:
+        if not folder.exists():
+            message = (f"no debug folder: the job ended without writing {folder} (it ran with --debug false, failed "
+                       "before its first step, or used a training script without the debugger hook)")
+        else:
+            message = (f"the debug folder {folder} holds no saved step: the job ended before the hook saved "
+                       "anything (it failed or was stopped during start-up)")
+        self.store.set_trial(self.job_name, state=TrialState.MISSING, message=message)
+        self.runner.fail_all(message)
+
+
+def _read_capture(folder: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads((folder / debugging.CAPTURE_FILE).read_text()))
+    except (OSError, ValueError):
+        return {}
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description="Collect a job's debugger trial and evaluate its rules.")
+    add = parser.add_argument
+    add("--job-dir", type=Path, required=True, help="the job folder (SAGEMAKER_BASE_DIR)")
+    add("--database", type=Path, required=True, help="the console's job store")
+    add("--job-name", required=True)
+    add("--training-pid", type=int, default=0, help="watch this process; 0: read once and conclude")
+    add("--trial", default=None, help="trial folder or s3:// URI; unset: where train.py writes it")
+    add("--poll-seconds", type=float, default=POLL_SECONDS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stdout, force=True)
+    logging.getLogger("smdebug").setLevel(logging.ERROR)
+    args = build_parser().parse_args(argv)
+    store = DebugStore(JobStore(args.database))
+    environ = dict(os.environ)
+    environ.setdefault("SAGEMAKER_BASE_DIR", str(args.job_dir))
+    try:
+        settings = debug_settings(hyperparameters(args.job_dir, environ))
+    except (argparse.ArgumentError, ValueError) as exc:
+        store.set_trial(args.job_name, path="", state=TrialState.FAILED, message=f"invalid debugger hyperparameter: {exc}")
+        return 0
+    if not settings.debug:
+        store.set_trial(args.job_name, path="", state=TrialState.DISABLED,
+                        message="the job ran with --debug false: no tensors were saved and no rule ran")
+        return 0
+    out_dir = args.trial or debugging.resolve_out_dir(settings.debug_out_dir, environ)
+    specs = settings.debug_rules or debugging.default_rules(settings.debug_activations)
+    runner = RuleRunner(store, args.job_name, specs, Stopper(store.jobs, args.job_name))
+    session = Session(store, args.job_name, out_dir, runner)
+    session.begin()
+    LOG.info("evaluating %s on %s", debugging.format_rules(specs), out_dir)
+    try:
+        while args.training_pid and _alive(args.training_pid):
+            session.poll(final=False)
+            time.sleep(args.poll_seconds)
+        session.poll(final=True)
+    except Exception as exc:  # the evaluator's own failure: said in the store, never a hung job
+        LOG.error("evaluator failed:\n%s", traceback.format_exc())
+        message = f"the rule evaluator failed: {type(exc).__name__}: {exc}"
+        store.set_trial(args.job_name, state=TrialState.FAILED, message=message)
+        runner.fail_all(message)
+        store.notify(args.job_name, "error", message)
+    LOG.info("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,513 @@
+"""Tensor capture for the training script: an smdebug hook configured by hyperparameters.
+
+SageMaker Debugger closed to new customers, so the script registers its own hook and writes
+its own trial (smdebug's format), which the rule evaluator reads beside the job. The hook
+runs in train and eval modes (a forward pre-hook follows ``model.training``), so the curves
+separate. What is saved:
+
+- ``losses`` (full value), ``labels`` and ``predictions`` (the loss module's two inputs, for
+  ClassImbalance): every step, in both modes; tiny.
+- ``weights``, ``biases`` (train mode) and ``gradients``: every ``--debug-save-interval``
+  steps as reductions only (l2 norm, mean, mean of absolute values, std, min, max and the
+  fraction of zeros; for weights also ``update_ratio``, the norm of the change since the
+  last saved step over the norm of the weights), since full tensors cost about 27 MB per saved
+  step for EfficientNet-Lite0 (``--debug-full-tensors true`` adds them).
+- with ``--debug-activations true``: ReLU-family outputs and inputs, tanh and sigmoid inputs
+  (full values plus reductions) for DeadRelu, SaturatedActivation and PoorWeightInitialization.
+
+The test-split evaluation after training runs in smdebug's PREDICT mode (``start_test``),
+so only validation passes count as EVAL.
+
+Where it goes (``resolve_out_dir``): ``--debug-out-dir`` (``s3://...`` on SageMaker, where
+the script uploads as it runs), else ``$SAGEMAKER_BASE_DIR/debug-output`` (a local job
+folder), else ``$SM_OUTPUT_DATA_DIR/debug-output`` (a SageMaker job without an S3 location:
+the data arrive with ``output.tar.gz`` at the end).
+
+Known smdebug 1.0.34 traps handled here: a hook on a parameter that does not require a
+gradient (frozen layers; sagemaker-python-sdk #1401) is never registered; its tensor writer's
+``ndarray.tostring`` (gone in numpy 2) is replaced by ``tobytes``; with protobuf >= 4 the
+pure-Python protobuf is forced before smdebug is imported. A capture that cannot start
+never stops training: the log says why and ``capture.json`` in the out dir records it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from torch import nn
+
+LOG = logging.getLogger("train.debugger")
+
+OUT_DIR_NAME = "debug-output"
+CAPTURE_FILE = "capture.json"
+DEFAULT_SAVE_INTERVAL = 10
+REDUCTIONS: tuple[str, ...] = ("l2_norm", "mean", "abs_mean", "std", "min", "max", "zero_fraction")
+REDUCED_COLLECTIONS: tuple[str, ...] = ("weights", "biases", "gradients")
+STEP_COLLECTIONS: tuple[str, ...] = ("losses", "labels", "predictions")
+ACTIVATION_COLLECTIONS: tuple[str, ...] = ("relu_output", "relu_input", "tanh_input", "sigmoid_input")
+COLLECTIONS: tuple[str, ...] = STEP_COLLECTIONS + REDUCED_COLLECTIONS
+RELU_TYPES = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU")
+
+# Rules the evaluator knows (the built-in rules' names); the default set needs no activations.
+RULE_NAMES: tuple[str, ...] = (
+    "VanishingGradient", "ExplodingTensor", "Overfit", "Overtraining", "LossNotDecreasing",
+    "PoorWeightInitialization", "WeightUpdateRatio", "AllZero", "ClassImbalance", "DeadRelu",
+    "SaturatedActivation",
+)  # fmt: skip
+DEFAULT_RULES: tuple[str, ...] = (
+    "VanishingGradient", "ExplodingTensor", "Overfit", "Overtraining", "LossNotDecreasing",
+    "WeightUpdateRatio", "AllZero", "ClassImbalance",
+)  # fmt: skip
+ACTIVATION_RULES: tuple[str, ...] = ("PoorWeightInitialization", "DeadRelu", "SaturatedActivation")
+MAX_RULES = 20  # SageMaker's limit per job
+_RULE_RE = re.compile(r"^(?P<name>[A-Za-z]+)(?:\((?P<params>[^()]*)\))?(?::(?P<action>[A-Za-z]+))?$")
+
+
+class DebugConfigError(ValueError):
+    """A ``--debug-*`` hyperparameter that cannot be used."""
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One rule chosen at launch: its name, parameter overrides and whether it stops the job."""
+
+    name: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    stop_training: bool = False
+
+
+@dataclass
+class CaptureInfo:
+    """What ``capture.json`` records for the evaluator and the console."""
+
+    out_dir: str
+    collections: list[str]
+    save_interval: int
+    reductions: list[str]
+    activations: bool
+    full_tensors: bool
+    loss_name: str = ""
+    activation_layers: dict[str, int] = field(default_factory=dict)
+    tensor_order: list[str] = field(default_factory=list)  # parameters, then modules, in model order
+    started_at: float = field(default_factory=time.time)
+    error: str | None = None
+
+
+# --- hyperparameters ----------------------------------------------------------------------
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
+
+
+def _interval(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return number
+
+
+def _collections(value: str) -> list[str]:
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(names) - set(COLLECTIONS))
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown collection(s) {unknown}; known: {', '.join(COLLECTIONS)}")
+    return names
+
+
+def _rules(value: str) -> list[RuleSpec]:
+    try:
+        return parse_rules(value)
+    except DebugConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the ``--debug-*`` hyperparameters to the training script's parser."""
+    add = parser.add_argument
+    add("--debug", type=_bool, default=True, help="capture tensors with smdebug for the Debugger")
+    add("--debug-save-interval", type=_interval, default=DEFAULT_SAVE_INTERVAL,
+        help="save weights, biases, gradients (and activations) every N steps; losses every step")
+    add("--debug-collections", type=_collections, default=list(COLLECTIONS),
+        help=f"comma-separated subset of {','.join(COLLECTIONS)}")
+    add("--debug-activations", type=_bool, default=False,
+        help="also save activations (ReLU in/out, tanh/sigmoid inputs) in full: DeadRelu, SaturatedActivation")
+    add("--debug-full-tensors", type=_bool, default=False,
+        help="save weights and gradients in full, not only reductions (about 27 MB per saved step)")
+    add("--debug-out-dir", default=None,
+        help="trial folder or s3:// URI; unset: $SAGEMAKER_BASE_DIR/debug-output or $SM_OUTPUT_DATA_DIR/debug-output")
+    add("--debug-rules", type=_rules, default=None,
+        help="rules for the evaluator: Name[(param=value,...)][:stop], comma-separated; unset: the default set")
+
+
+def parse_rules(text: str) -> list[RuleSpec]:
+    """Parses ``--debug-rules`` such as ``"VanishingGradient,LossNotDecreasing(num_steps=20):stop"``.
+
+    ``default`` stands for the default set (``default:stop`` with StopTraining on each).
+
+    Raises:
+        DebugConfigError: unknown rule or action, malformed parameters, a rule twice, or more
+            than 20 rules.
+    """
+    specs: list[RuleSpec] = []
+    for item in _split_top_level(text):
+        match = _RULE_RE.match(item)
+        if not match:
+            raise DebugConfigError(f"cannot read rule {item!r}: use Name, Name:stop or Name(param=value,...)")
+        name, action = match["name"], (match["action"] or "").lower()
+        if action not in ("", "stop", "stoptraining"):
+            raise DebugConfigError(f"rule {name}: unknown action {match['action']!r} (use :stop)")
+        params = _parse_params(name, match["params"] or "")
+        if name.lower() == "default":
+            specs += [RuleSpec(rule, {}, bool(action)) for rule in DEFAULT_RULES]
+            continue
+        if name not in RULE_NAMES:
+            raise DebugConfigError(f"unknown rule {name!r}; known: {', '.join(RULE_NAMES)}")
+        specs.append(RuleSpec(name, params, bool(action)))
+    names = [s.name for s in specs]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise DebugConfigError(f"rule(s) named twice: {', '.join(duplicates)}")
+    if len(specs) > MAX_RULES:
+        raise DebugConfigError(f"{len(specs)} rules: a job runs at most {MAX_RULES}")
+    return specs
+
+
+def format_rules(specs: Sequence[RuleSpec]) -> str:
+    """The ``--debug-rules`` text of ``specs`` (inverse of :func:`parse_rules`)."""
+    parts = []
+    for spec in specs:
+        params = ",".join(f"{k}={v}" for k, v in spec.params.items())
+        parts.append(spec.name + (f"({params})" if params else "") + (":stop" if spec.stop_training else ""))
+    return ",".join(parts)
+
+
+def default_rules(activations: bool) -> list[RuleSpec]:
+    """The rules run when ``--debug-rules`` is unset (activation rules only when captured)."""
+    names = DEFAULT_RULES + (ACTIVATION_RULES if activations else ())
+    return [RuleSpec(name) for name in names]
+
+
+def _split_top_level(text: str) -> list[str]:
+    items, depth, current = [], 0, ""
+    for char in text:
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items.append(current.strip())
+    return [item for item in items if item]
+
+
+def _parse_params(rule: str, text: str) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise DebugConfigError(f"rule {rule}: parameter {part!r} is not name=value")
+        params[key.strip()] = _literal(raw.strip())
+    return params
+
+
+def _literal(raw: str) -> Any:
+    lowered = raw.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(raw)
+        except ValueError:
+            pass
+    return raw
+
+
+# --- where the trial goes -----------------------------------------------------------------
+
+
+def resolve_out_dir(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
+    """The trial location: the explicit one, else inside the job folder (see the module doc)."""
+    env = os.environ if environ is None else environ
+    if explicit:
+        return explicit
+    if env.get("SAGEMAKER_BASE_DIR"):
+        return str(Path(env["SAGEMAKER_BASE_DIR"]) / OUT_DIR_NAME)
+    if env.get("SM_OUTPUT_DATA_DIR"):
+        return str(Path(env["SM_OUTPUT_DATA_DIR"]) / OUT_DIR_NAME)
+    return str(Path.cwd() / OUT_DIR_NAME)
+
+
+def needs_pure_python_protobuf(version: str | None) -> bool:
+    """smdebug's generated code needs protobuf <= 3.20.3 or, from 4 on, the pure-Python one."""
+    if not version:
+        return False
+    major = re.match(r"\d+", version)
+    return bool(major) and int(major.group()) >= 4
+
+
+def prepare_smdebug_import(environ: dict[str, str] | None = None) -> None:
+    """Sets what smdebug needs before its first import (protobuf implementation, log level).
+
+    Raises:
+        DebugConfigError: protobuf >= 4 was imported already with its fast implementation,
+            which smdebug's generated code refuses.
+    """
+    env = os.environ if environ is None else environ
+    env.setdefault("SMDEBUG_LOG_LEVEL", "warning")
+    try:
+        version = metadata.version("protobuf")
+    except metadata.PackageNotFoundError:
+        version = None
+    if not needs_pure_python_protobuf(version):
+        return
+    if "google.protobuf" in sys.modules and env.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") != "python":
+        raise DebugConfigError(
+            f"protobuf {version} was imported before the debugger could select its pure-Python "
+            "implementation: set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python for the training process"
+        )
+    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
+
+
+def patch_tensor_writer() -> None:
+    """Makes smdebug's event writer use ``tobytes`` (``ndarray.tostring`` is gone in numpy 2)."""
+    import smdebug.core.writer as writer
+    from smdebug.core.tfevent import util
+
+    original = util.make_tensor_proto
+    if getattr(writer.make_tensor_proto, "_numpy2_safe", False):
+        return
+
+    def make_tensor_proto(nparray_data: Any, tag: str) -> Any:
+        isnum, dtype = util._get_proto_dtype(nparray_data.dtype)
+        if not isnum:
+            return original(nparray_data, tag)
+        dims = [util.TensorShapeProto.Dim(size=d, name=f"{tag}_{d}") for d in nparray_data.shape]
+        return util.TensorProto(
+            dtype=dtype, tensor_content=nparray_data.tobytes(), tensor_shape=util.TensorShapeProto(dim=dims)
+        )
+
+    make_tensor_proto._numpy2_safe = True  # type: ignore[attr-defined]
+    writer.make_tensor_proto = make_tensor_proto
+    util.make_tensor_proto = make_tensor_proto
+
+
+# --- the hook -----------------------------------------------------------------------------
+
+
+def attach(model: nn.Module, criterion: nn.Module, args: argparse.Namespace) -> Any | None:
+    """Registers the hook on ``model`` and ``criterion`` as ``args`` asks; None when off.
+
+    Never raises: a capture that cannot start is logged (``debugger: capture disabled: ...``)
+    and recorded in ``capture.json``, and training goes on without it.
+    """
+    if not getattr(args, "debug", False):
+        return None
+    out_dir = resolve_out_dir(args.debug_out_dir)
+    info = CaptureInfo(
+        out_dir=out_dir,
+        collections=list(args.debug_collections) + (list(ACTIVATION_COLLECTIONS) if args.debug_activations else []),
+        save_interval=args.debug_save_interval,
+        reductions=list(REDUCTIONS),
+        activations=args.debug_activations,
+        full_tensors=args.debug_full_tensors,
+        loss_name=type(criterion).__name__,
+    )
+    try:
+        _set_aside_previous_trial(out_dir)
+        hook = _build_hook(model, criterion, info)
+    except Exception as exc:  # the debugger must never break the training run
+        info.error = f"{type(exc).__name__}: {exc}"
+        LOG.warning("debugger: capture disabled: %s", info.error)
+        _write_capture_info(info)
+        return None
+    _write_capture_info(info)
+    LOG.info(
+        "debugger: saving %s to %s (interval %d)", ",".join(info.collections), out_dir, info.save_interval
+    )
+    return hook
+
+
+def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo) -> Any:
+    prepare_smdebug_import()
+    from smdebug.core.modes import ModeKeys
+    from smdebug.core.reduction_config import ReductionConfig
+    from smdebug.core.save_config import SaveConfig, SaveConfigMode
+
+    patch_tensor_writer()
+    hook_class = _hook_class()
+    hook = hook_class(
+        out_dir=info.out_dir, include_collections=info.collections,
+        save_config=SaveConfig(save_interval=info.save_interval),
+    )  # fmt: skip
+    every_step = SaveConfig(mode_save_configs={m: SaveConfigMode(save_interval=1) for m in (ModeKeys.TRAIN, ModeKeys.EVAL)})
+    train_only = SaveConfig(
+        mode_save_configs={ModeKeys.TRAIN: SaveConfigMode(save_interval=info.save_interval),
+                           ModeKeys.EVAL: SaveConfigMode(save_interval=info.save_interval, start_step=10**12)}
+    )  # fmt: skip
+    reduced = ReductionConfig(
+        reductions=["mean", "std", "min", "max"], abs_reductions=["mean"], norms=["l2"],
+        save_raw_tensor=info.full_tensors,
+    )  # fmt: skip
+    loss = info.loss_name
+    for name in STEP_COLLECTIONS:
+        collection = hook.get_collection(name)
+        collection.save_config = every_step
+        collection.reduction_config = ReductionConfig(save_raw_tensor=True)
+    hook.get_collection("labels").include(f"^{loss}_input_1$")
+    hook.get_collection("predictions").include(f"^{loss}_input_0$")
+    for name in REDUCED_COLLECTIONS:
+        collection = hook.get_collection(name)
+        collection.save_config = train_only
+        collection.reduction_config = reduced
+    hook.reduced_collections = set(REDUCED_COLLECTIONS)
+    if info.activations:
+        _add_activation_collections(hook, model, train_only, info)
+    hook.frozen_names = {f"{model._get_name()}_{n}" for n, p in model.named_parameters() if not p.requires_grad}
+    info.tensor_order = [f"{model._get_name()}_{n}" for n, _ in model.named_parameters()]
+    info.tensor_order += [n for n, _ in model.named_modules() if n]
+    model.register_forward_pre_hook(_mode_follower(hook, ModeKeys))  # before smdebug's: sets the mode first
+    hook.register_module(model)
+    hook.register_loss(criterion)
+    return hook
+
+
+def _add_activation_collections(hook: Any, model: nn.Module, save_config: Any, info: CaptureInfo) -> None:
+    from smdebug.core.reduction_config import ReductionConfig
+
+    full = ReductionConfig(reductions=["mean", "std", "min", "max"], norms=["l2"], save_raw_tensor=True)
+    for name in ACTIVATION_COLLECTIONS:
+        collection = hook.get_collection(name)
+        collection.save_config = save_config
+        collection.reduction_config = full
+        hook.reduced_collections.add(name)
+    counts = {"relu": 0, "tanh": 0, "sigmoid": 0}
+    for module in model.modules():
+        kind = type(module).__name__
+        counts["relu"] += kind in RELU_TYPES
+        counts["tanh"] += kind in ("Tanh", "Hardtanh")
+        counts["sigmoid"] += kind in ("Sigmoid", "Hardsigmoid")
+        if kind in RELU_TYPES:
+            if getattr(module, "inplace", False):
+                module.inplace = False  # an in-place ReLU would overwrite the input we save
+            hook.get_collection("relu_output").add_module_tensors(module, inputs=False, outputs=True)
+            hook.get_collection("relu_input").add_module_tensors(module, inputs=True, outputs=False)
+        elif kind in ("Tanh", "Hardtanh"):
+            hook.get_collection("tanh_input").add_module_tensors(module, inputs=True, outputs=False)
+        elif kind in ("Sigmoid", "Hardsigmoid"):
+            hook.get_collection("sigmoid_input").add_module_tensors(module, inputs=True, outputs=False)
+    info.activation_layers = counts
+
+
+def _mode_follower(hook: Any, modes: Any) -> Any:
+    def follow(module: nn.Module, inputs: Any) -> None:
+        mode = modes.TRAIN if module.training else (modes.PREDICT if hook.testing else modes.EVAL)
+        if hook.mode != mode:
+            hook.set_mode(mode)
+
+    return follow
+
+
+def start_test() -> None:
+    """From now on the hook records evaluation as PREDICT (the test split), not EVAL."""
+    if "smdebug.core.singleton_utils" not in sys.modules:
+        return
+    from smdebug.core.singleton_utils import get_hook
+
+    hook = get_hook(json_config_path=None, hook_class=None, create_if_not_exists=False)
+    if hook is not None:
+        hook.testing = True
+
+
+_HOOK_CLASS: Any = None
+
+
+def _hook_class() -> Any:
+    """smdebug's PyTorch hook plus the fraction-of-zeros reduction and frozen-layer safety."""
+    global _HOOK_CLASS
+    if _HOOK_CLASS is not None:
+        return _HOOK_CLASS
+    import torch
+    from smdebug.core.reductions import get_reduction_tensor_name
+    from smdebug.pytorch import Hook
+
+    class DebugHook(Hook):  # type: ignore[misc, valid-type]
+        """Adds ``zero_fraction`` and the weights' ``update_ratio``; skips frozen parameters."""
+
+        reduced_collections: set[str] = set()
+        frozen_names: set[str] = set()
+        testing = False
+
+        def _write_reductions(self, tensor_name: str, tensor_value: Any, save_collections: Any,
+                              tensor_ref: Any = None) -> None:
+            super()._write_reductions(tensor_name, tensor_value, save_collections, tensor_ref=tensor_ref)
+            names = {c.name for c in save_collections}
+            if names & self.reduced_collections:
+                self._write_reduction(tensor_name, tensor_value, "zero_fraction", abs=False, tensor_ref=tensor_ref)
+            if "weights" in names and tensor_name not in self.frozen_names:
+                self._write_update_ratio(tensor_name, tensor_value.detach())
+
+        def _write_update_ratio(self, tensor_name: str, value: torch.Tensor) -> None:
+            previous = self.__dict__.setdefault("_previous_weights", {})
+            before = previous.get(tensor_name)
+            if before is not None and before.shape == value.shape:
+                ratio = torch.linalg.vector_norm(value - before) / (torch.linalg.vector_norm(before) + 1e-12)
+                self._write_raw_tensor_simple(
+                    get_reduction_tensor_name(tensor_name, "update_ratio", False), ratio
+                )
+            previous[tensor_name] = value.clone()
+
+        @staticmethod
+        def _get_reduction_of_data(reduction_name: str, tensor_value: Any, tensor_name: str, abs: bool) -> Any:
+            if reduction_name == "zero_fraction":
+                return (tensor_value == 0).float().mean()
+            return Hook._get_reduction_of_data(reduction_name, tensor_value, tensor_name, abs)
+
+        def _backward_apply(self, module: torch.nn.Module) -> None:
+            # sagemaker-python-sdk #1401: register_hook on a frozen parameter raises
+            for name, param in module.named_parameters():
+                if param.requires_grad:
+                    param.register_hook(self.backward_hook(module._get_name() + "_" + name))
+
+    _HOOK_CLASS = DebugHook
+    return DebugHook
+
+
+def _set_aside_previous_trial(out_dir: str) -> None:
+    """A restarted job (resumed from a checkpoint) starts a new trial; the old one is kept."""
+    path = Path(out_dir)
+    if out_dir.startswith("s3://") or not path.is_dir() or not any(path.iterdir()):
+        return
+    attempt = 1
+    while path.with_name(f"{path.name}.attempt-{attempt}").exists():
+        attempt += 1
+    path.rename(path.with_name(f"{path.name}.attempt-{attempt}"))
+    LOG.info("debugger: the previous trial was moved to %s.attempt-%d", path.name, attempt)
+
+
+def _write_capture_info(info: CaptureInfo) -> None:
+    if info.out_dir.startswith("s3://"):
+        return
+    path = Path(info.out_dir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / CAPTURE_FILE).write_text(json.dumps(asdict(info), indent=2) + "\n")
+    except OSError as exc:
+        LOG.warning("debugger: cannot write %s: %s", path / CAPTURE_FILE, exc)

@@ -1,0 +1,298 @@
+"""Job-side profiler analysis: reads what ``profiling.py`` writes, runs the ProfilerReport rules,
+and stores pre-aggregated results and an HTML report in the job store.
+
+Run beside a training job by the local supervisor (with the job environment's interpreter)::
+
+    profiler_sidecar.py --job-dir D --database DB --job-name N --training-pid P
+
+It passes over the profiler output every ``--poll-s`` seconds while the training process
+lives, once more after it is gone, and exits. System metrics are read with smdebug's
+``LocalSystemMetricsReader``, or ``S3SystemMetricsReader`` when ``--profiler-path`` is an
+``s3://`` URI (a SageMaker or EC2 job's output; ``--training-pid 0`` makes one final pass).
+Files still being written are read up to their last whole line; the newest sample is held
+back until the next pass, since its lines may not all be there yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # smdebug logs every file list at info
+
+import numpy as np  # noqa: E402
+from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader, S3SystemMetricsReader  # noqa: E402
+from smdebug.profiler.utils import TimeUnits  # noqa: E402
+
+from core.jobstore import JobStore  # noqa: E402
+from core.profiler._store import REPORT, ProfilerStore  # noqa: E402
+from core.profiler.aggregate import build_documents, merge_operator_rows, top_operators  # noqa: E402
+from core.profiler.data import (  # noqa: E402
+    JobInfo,
+    ProfileData,
+    SeriesKey,
+    StepRecords,
+    phases_from_events,
+    system_metrics_from_series,
+)
+from core.profiler.report import render_report  # noqa: E402
+from core.profiler.rules import evaluate_rules  # noqa: E402
+
+LOG = logging.getLogger("profiler_sidecar")
+PROFILER_DIR = Path("output") / "data" / "profiler-output"
+REPORT_FILE = Path("report") / "profiler-report.html"
+FUTURE_S = 24 * 3600  # read events up to a day ahead: clocks of other machines may run ahead
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The supervisor's sidecar contract plus where the data is and how often to look."""
+    parser = argparse.ArgumentParser(description="Profiler analysis beside a training job.")
+    parser.add_argument("--job-dir", type=Path, required=True, help="the local job folder")
+    parser.add_argument("--database", type=Path, required=True, help="the console's SQLite job store")
+    parser.add_argument("--job-name", required=True, help="training job name (key of the results)")
+    parser.add_argument("--training-pid", type=int, default=0, help="training process to watch; 0: one final pass")
+    parser.add_argument("--profiler-path", default=None,
+                        help=f"profiler-output folder or s3:// URI; default <job-dir>/{PROFILER_DIR}")
+    parser.add_argument("--poll-s", type=float, default=10.0, help="seconds between passes while training runs")
+    parser.add_argument("--rule-parameters", type=json.loads, default={},
+                        help='JSON overrides per rule, e.g. {"StepOutlier": {"n_outliers": 5}}')
+    return parser
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+class SystemSeries:
+    """System-metrics series per node, accumulated pass by pass through an smdebug system-metrics reader."""
+
+    def __init__(self, path: str) -> None:
+        self.reader = S3SystemMetricsReader(path) if path.startswith("s3://") else LocalSystemMetricsReader(path)
+        self.series: dict[str, dict[SeriesKey, tuple[list[float], list[float]]]] = {}
+        self.accepted_until: dict[str, float] = {}
+
+    def update(self, *, final: bool) -> int:
+        """Reads events after each node's last accepted sample; returns how many were accepted.
+
+        Until the final pass, each node's newest timestamp is held back (its sample may be half written).
+        """
+        start = min(self.accepted_until.values(), default=0.0)
+        events = self.reader.get_events(start, time.time() + FUTURE_S, unit=TimeUnits.SECONDS)
+        fresh: dict[str, list[Any]] = {}
+        for event in events:
+            if float(event.timestamp) > self.accepted_until.get(event.node_id, 0.0):
+                fresh.setdefault(event.node_id, []).append(event)
+        count = 0
+        for node, node_events in fresh.items():
+            newest = max(float(e.timestamp) for e in node_events)
+            accepted = [e for e in node_events if final or float(e.timestamp) < newest]
+            series = self.series.setdefault(node, {})
+            for event in accepted:
+                times, values = series.setdefault((event.type, event.name or "", event.dimension), ([], []))
+                times.append(float(event.timestamp))
+                values.append(float(event.value))
+            if accepted:
+                self.accepted_until[node] = max(float(e.timestamp) for e in accepted)
+            count += len(accepted)
+        return count
+
+    def arrays(self, node: str) -> dict[SeriesKey, tuple[np.ndarray, np.ndarray]]:
+        """One node's series as arrays ({} for a node without samples)."""
+        return {k: (np.asarray(t), np.asarray(v)) for k, (t, v) in self.series.get(node, {}).items()}
+
+
+class LineFiles:
+    """JSON-lines files read incrementally: whole lines only, each line once.
+
+    Local files are read from the byte offset reached last time; S3 objects are read again when
+    they grew, skipping the bytes already taken. A last line without its newline waits.
+    """
+
+    def __init__(self, root: str, pattern: str) -> None:
+        self.root = root
+        self.pattern = pattern
+        self.offsets: dict[str, int] = {}
+        self.errors: list[str] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        """The records of the whole lines written since the last call."""
+        records = []
+        for name, data, base in self._unread():
+            end = data.rfind(b"\n") + 1
+            for line in data[:end].splitlines():
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except ValueError:
+                        self.errors.append(f"{name}: skipped a line that is not JSON")
+            self.offsets[name] = base + end
+        return records
+
+    def _unread(self) -> Iterator[tuple[str, bytes, int]]:
+        """(name, bytes after the offset, offset) of each file that grew."""
+        if self.root.startswith("s3://"):
+            for uri, body in _s3_objects(self.root, self.pattern, self.offsets):
+                offset = self.offsets.get(uri, 0)
+                yield uri, body[offset:], offset
+            return
+        for path in sorted(glob.glob(os.path.join(self.root, self.pattern))):
+            offset = self.offsets.get(path, 0)
+            if os.path.getsize(path) > offset:
+                with open(path, "rb") as handle:
+                    handle.seek(offset)
+                    yield path, handle.read(), offset
+
+
+def _s3_objects(root: str, pattern: str, sizes: dict[str, int]) -> Iterator[tuple[str, bytes]]:
+    """(uri, body) of the objects under root whose key matches pattern and that are larger than seen."""
+    import fnmatch
+
+    import boto3
+
+    bucket, _, prefix = root[len("s3://"):].partition("/")
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = boto3.client("s3")
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            uri = f"s3://{bucket}/{item['Key']}"
+            if fnmatch.fnmatch(item["Key"][len(prefix):], pattern) and item["Size"] > sizes.get(uri, 0):
+                yield uri, client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+
+
+def read_operator_summaries(root: str) -> list[dict[str, Any]]:
+    """The operator summaries of the profiler windows (written whole, so never partial)."""
+    if root.startswith("s3://"):
+        bodies = [body for _, body in _s3_objects(root, "framework/pytorch/*_operators.json", {})]
+    else:
+        bodies = [Path(p).read_bytes() for p in sorted(glob.glob(os.path.join(root, "framework", "pytorch",
+                                                                               "*_operators.json")))]
+    return [json.loads(body) for body in bodies]
+
+
+def operators_document(summaries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """Windows and the top operators by self CPU time and by self device (GPU) time."""
+    if not summaries:
+        return None
+    rows = merge_operator_rows(s["operators"] for s in summaries)
+    windows = [{k: s.get(k) for k in ("trace", "start", "end", "first_step", "steps", "activities")}
+               for s in summaries]
+    return {"windows": windows, "cpu": top_operators(rows, "self_cpu_ms"), "gpu": top_operators(rows, "self_device_ms")}
+
+
+# --- analysis ---------------------------------------------------------------------------------
+
+
+class Analyser:
+    """Everything read so far about one job, and one pass: read more, judge, store."""
+
+    def __init__(self, job_name: str, path: str, store: ProfilerStore, report_file: Path | None,
+                 rule_parameters: dict[str, dict[str, Any]] | None = None) -> None:
+        self.job_name = job_name
+        self.path = path
+        self.store = store
+        self.report_file = report_file
+        self.rule_parameters = rule_parameters or {}
+        self.system = SystemSeries(path)
+        self.events = LineFiles(path, os.path.join("framework", "events", "*", "*.json"))
+        self.steps: list[dict[str, Any]] = []
+        self.other: list[dict[str, Any]] = []
+
+    def run_pass(self, *, final: bool) -> bool:
+        """One pass; returns whether anything was stored (nothing before the first data)."""
+        self.system.update(final=final)
+        for record in self.events.read():
+            (self.steps if record.get("Type") == "step" else self.other).append(record)
+        if not self.system.series and not self.steps and not self.other:
+            if final:
+                self.store.put_documents(self.job_name, {"summary": _no_data_summary(self.path)})
+                return True
+            return False
+        info = JobInfo.from_events(self.other)
+        nodes = sorted(self.system.series)
+        node = info.node_id if info.node_id in nodes or not nodes else nodes[0]
+        notes = [f"system metrics of {', '.join(n for n in nodes if n != node)} not analysed: this analysis covers "
+                 f"{node} (one node per job)"] if len(nodes) > 1 else []
+        data = ProfileData(
+            system=system_metrics_from_series(self.system.arrays(node),
+                                              info.interval_ms / 1000 if info.interval_ms else None),
+            steps=StepRecords.from_events(self.steps), phases=phases_from_events(self.other), info=info,
+            now=time.time(),
+        )
+        findings = evaluate_rules(data, self.rule_parameters)
+        operators = operators_document(read_operator_summaries(self.path))
+        documents = build_documents(data, findings, operators, state="complete" if final else "collecting",
+                                    errors=[*notes, *self.events.errors[-20:]])
+        html = render_report(documents, self.job_name)
+        documents[REPORT] = {"html": html}
+        if self.report_file is not None:
+            self.report_file.parent.mkdir(parents=True, exist_ok=True)
+            partial = self.report_file.with_suffix(".partial")
+            partial.write_text(html, encoding="utf-8")
+            os.replace(partial, self.report_file)
+        self.store.put_documents(self.job_name, documents)
+        return True
+
+
+def _no_data_summary(path: str) -> dict[str, Any]:
+    return {"state": "complete", "samples": 0, "steps": 0, "no_data": True,
+            "errors": [f"no profiler data under {path}: the job ran with --profile false, wrote elsewhere "
+                       "(--profiler-dir), or stopped before the first sample"]}
+
+
+def is_alive(pid: int) -> bool:
+    """Whether pid runs and is not a zombie waiting for its parent."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return True
+    return state not in ("Z", "X")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Watch the training pid, pass over the data every poll, make a final pass, exit 0 (1 if that failed)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout, force=True)
+    args = build_parser().parse_args(argv)
+    path = args.profiler_path or str(args.job_dir / PROFILER_DIR)
+    report_file = None if path.startswith("s3://") else Path(path) / REPORT_FILE
+    analyser = Analyser(args.job_name, path, ProfilerStore(JobStore(args.database)), report_file,
+                        args.rule_parameters)
+    LOG.info("profiler analysis of %s from %s", args.job_name, path)
+    next_pass = time.monotonic() + args.poll_s
+    while is_alive(args.training_pid):
+        time.sleep(0.5)
+        if time.monotonic() >= next_pass:
+            try:
+                analyser.run_pass(final=False)
+            except Exception:  # a failed pass is retried at the next one
+                traceback.print_exc()
+            next_pass = time.monotonic() + args.poll_s
+    try:
+        analyser.run_pass(final=True)
+    except Exception as exc:
+        traceback.print_exc()
+        try:  # keep what earlier passes stored, and say why the last one failed
+            summary = analyser.store.documents(args.job_name).get("summary") or {"samples": 0, "steps": 0}
+            summary.update(state="failed", errors=[*summary.get("errors", []), f"the profiler analysis failed: {exc!r}"])
+            analyser.store.put_documents(args.job_name, {"summary": summary})
+        except Exception:
+            traceback.print_exc()
+        return 1
+    LOG.info("profiler analysis done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

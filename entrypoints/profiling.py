@@ -1,0 +1,595 @@
+"""The training script's own profiler: system monitor, step and phase timer, a torch.profiler window.
+
+Everything lands under ``<profiler-dir>`` (default ``$SM_OUTPUT_DATA_DIR/profiler-output``) in
+SageMaker's layout, so the same files are read for local, SageMaker and EC2 runs:
+
+- ``system/incremental/<YYYYMMDDHH>/<minute-epoch-s>.<node>.json``: SageMaker system-metrics JSON
+  lines, one file per minute, read by smdebug's system-metrics readers::
+
+    {"Type":"cpu","Name":"cpu0","Dimension":"CPUUtilization","Value":8.0,"NodeId":"algo-1","Timestamp":1591160899.757}
+
+  cpu/``cpuN`` (CPUUtilization, I/OWaitPercentage), memory/MemoryUsedPercent (Dimension Memory),
+  i/o/``disks`` (IOPS, Read/WriteThroughputInBytesPerSecond), network/``interfaces``
+  (Receive/TransmitBytesPerSecond), gpu/``gpuN`` (GPUUtilization, GPUMemoryUtilization) when
+  nvidia-ml-py finds a GPU.
+- ``framework/events/<YYYYMMDDHH>/<minute-epoch-s>.<node>.json``: JSON lines of the job
+  (``{"Type":"job"}``: cores, GPUs, batch size, workers), each training step (``"step"``: start,
+  duration, and its phases dataloader/forward/backward/optimizer/other), phases
+  (``"phase"``: training and evaluation per epoch, the profiler window) and the end (``"end"``).
+- ``framework/pytorch/<epoch-s>_<node>.pt.trace.json.gz``: the Chrome/Perfetto trace of a bounded
+  torch.profiler window (CPU and CUDA activities, memory), and ``..._operators.json``, its
+  operator summary (calls, self and total CPU/device time, memory) by operator.
+
+The script calls :func:`add_arguments`, runs inside :func:`session`, calls :func:`attach` once
+the model exists, and iterates its loaders through :func:`steps` and :func:`evaluation`; all
+of them do nothing when profiling is off. One session is active per process (like
+torch.profiler's), which keeps the training loop's signatures unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+import psutil
+import torch
+
+LOG = logging.getLogger("train.profiling")
+PROFILER_DIR_NAME = "profiler-output"
+INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
+ROTATE_S = 60
+PHASE_LABELS = ("dataloader", "forward", "backward", "optimizer")
+T = TypeVar("T")
+
+_ACTIVE: "ProfilingSession | None" = None
+
+
+# --- command line -------------------------------------------------------------------------
+
+
+def parse_window(value: str) -> tuple[int, int] | None:
+    """``"start:steps"`` (e.g. ``5:3``) to (start, steps); ``off``/``0``/empty to None.
+
+    Raises:
+        argparse.ArgumentTypeError: not of that form, or steps < 1.
+    """
+    text = value.strip().lower()
+    if text in ("", "0", "off", "none", "false"):
+        return None
+    match = re.fullmatch(r"(\d+):(\d+)", text)
+    if not match or int(match.group(2)) < 1:
+        raise argparse.ArgumentTypeError(f"expected START:STEPS such as 5:3 (or off), got {value!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
+
+
+def _interval(value: str) -> int:
+    number = int(value)
+    if number not in INTERVALS_MS:
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(map(str, INTERVALS_MS))} ms, got {value}")
+    return number
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The profiler's hyperparameters: --profile, --profile-interval-ms, --profile-window, --profiler-dir."""
+    add = parser.add_argument
+    add("--profile", type=_bool, default=True, help="record system metrics, step phases and a torch.profiler window")
+    add("--profile-interval-ms", type=_interval, default=500, help="system-metrics sampling interval (SageMaker's)")
+    add("--profile-window", type=parse_window, default=(5, 3), metavar="START:STEPS",
+        help="torch.profiler window: first step (0-based) and number of steps; off to skip")
+    add("--profiler-dir", type=Path, default=None,
+        help="where profiler output goes; unset: $SM_OUTPUT_DATA_DIR/profiler-output")
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def node_id() -> str:
+    """SageMaker's node name: ``$SM_CURRENT_HOST`` when it is ``algo-N``, else ``algo-1``."""
+    host = os.environ.get("SM_CURRENT_HOST", "")
+    return host if re.fullmatch(r"algo-\d+", host) else "algo-1"
+
+
+class MinuteFiles:
+    """Appends JSON lines to ``<root>/<YYYYMMDDHH>/<minute>.<node>.json``, a new file every minute.
+
+    The lines of one :meth:`write` go out in one system call, so a reader sees whole samples
+    except at most a partial last line (which smdebug's reader skips). Used by one thread.
+    """
+
+    def __init__(self, root: Path, node: str) -> None:
+        self.root = root
+        self.node = node
+        self._minute = -1
+        self._handle: Any = None
+
+    def write(self, lines: list[str], timestamp: float) -> None:
+        minute = int(timestamp // ROTATE_S) * ROTATE_S
+        if minute != self._minute:
+            self._open(minute)
+        self._handle.write("".join(line + "\n" for line in lines))
+        self._handle.flush()
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def _open(self, minute: int) -> None:
+        self.close()
+        folder = self.root / time.strftime("%Y%m%d%H", time.gmtime(minute))
+        folder.mkdir(parents=True, exist_ok=True)
+        self._handle = open(folder / f"{minute}.{self.node}.json", "a", encoding="utf-8")
+        self._minute = minute
+
+
+# --- system monitor -------------------------------------------------------------------------
+
+
+class GpuReader:
+    """GPU utilisation and memory through nvidia-ml-py; ``count`` is 0 without a driver or GPU."""
+
+    def __init__(self, nvml: Any = None) -> None:
+        self.handles: list[Any] = []
+        self.names: list[str] = []
+        self._nvml = nvml
+        try:
+            if self._nvml is None:
+                import pynvml as nvml_module
+
+                self._nvml = nvml_module
+            self._nvml.nvmlInit()
+            for i in range(self._nvml.nvmlDeviceGetCount()):
+                handle = self._nvml.nvmlDeviceGetHandleByIndex(i)
+                self.handles.append(handle)
+                name = self._nvml.nvmlDeviceGetName(handle)
+                self.names.append(name.decode() if isinstance(name, bytes) else str(name))
+        except Exception:  # no library, no driver, no device: a CPU-only job
+            self.handles = []
+
+    @property
+    def count(self) -> int:
+        return len(self.handles)
+
+    def read(self) -> list[tuple[float, float]]:
+        """(utilisation %, memory used %) per GPU."""
+        out = []
+        for handle in self.handles:
+            rates = self._nvml.nvmlDeviceGetUtilizationRates(handle)
+            memory = self._nvml.nvmlDeviceGetMemoryInfo(handle)
+            out.append((float(rates.gpu), 100.0 * float(memory.used) / max(float(memory.total), 1.0)))
+        return out
+
+    def close(self) -> None:
+        if self.handles:
+            with contextlib.suppress(Exception):
+                self._nvml.nvmlShutdown()
+
+
+class SystemMonitor(threading.Thread):
+    """Samples the machine every ``interval_s`` on a fixed schedule and writes system-metrics lines."""
+
+    def __init__(self, files: MinuteFiles, node: str, interval_s: float, gpus: GpuReader) -> None:
+        super().__init__(name="profiler-system-monitor", daemon=True)
+        self.files = files
+        self.node = node
+        self.interval_s = interval_s
+        self.gpus = gpus
+        self._stop_event = threading.Event()
+        self._cpu = psutil.cpu_times(percpu=True)
+        self._disk = psutil.disk_io_counters()
+        self._net = psutil.net_io_counters()
+        self._last = time.monotonic()
+
+    def run(self) -> None:
+        next_at = time.monotonic() + self.interval_s
+        while not self._stop_event.wait(max(0.0, next_at - time.monotonic())):
+            try:
+                self.sample()
+            except Exception as exc:  # a failed sample must not take the training down
+                LOG.warning("profiler: system sample failed: %s", exc)
+            next_at += self.interval_s
+            if next_at < time.monotonic():  # fell behind (suspended machine): skip, don't burst
+                next_at = time.monotonic() + self.interval_s
+        self.sample()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+        self.files.close()
+
+    def sample(self) -> None:
+        """One sample: every series with one timestamp, written in one call."""
+        now, mono = time.time(), time.monotonic()
+        elapsed = max(mono - self._last, 1e-6)
+        self._last = mono
+        lines = []
+
+        def add(kind: str, name: str, dimension: str, value: float) -> None:
+            lines.append(json.dumps({"Type": kind, "Name": name, "Dimension": dimension, "Value": round(value, 2),
+                                     "NodeId": self.node, "Timestamp": round(now, 3)}))
+
+        cpu = psutil.cpu_times(percpu=True)
+        for i, (before, after) in enumerate(zip(self._cpu, cpu)):
+            busy, iowait = _cpu_shares(before, after)
+            add("cpu", f"cpu{i}", "CPUUtilization", busy)
+            add("cpu", f"cpu{i}", "I/OWaitPercentage", iowait)
+        self._cpu = cpu
+        add("memory", "MemoryUsedPercent", "Memory", psutil.virtual_memory().percent)
+        disk = psutil.disk_io_counters()
+        if disk is not None and self._disk is not None:
+            ops = (disk.read_count - self._disk.read_count) + (disk.write_count - self._disk.write_count)
+            add("i/o", "disks", "IOPS", ops / elapsed)
+            add("i/o", "disks", "ReadThroughputInBytesPerSecond", (disk.read_bytes - self._disk.read_bytes) / elapsed)
+            add("i/o", "disks", "WriteThroughputInBytesPerSecond", (disk.write_bytes - self._disk.write_bytes) / elapsed)
+        self._disk = disk
+        net = psutil.net_io_counters()
+        if net is not None and self._net is not None:
+            add("network", "interfaces", "ReceiveBytesPerSecond", (net.bytes_recv - self._net.bytes_recv) / elapsed)
+            add("network", "interfaces", "TransmitBytesPerSecond", (net.bytes_sent - self._net.bytes_sent) / elapsed)
+        self._net = net
+        for i, (util, memory) in enumerate(self.gpus.read()):
+            add("gpu", f"gpu{i}", "GPUUtilization", util)
+            add("gpu", f"gpu{i}", "GPUMemoryUtilization", memory)
+        self.files.write(lines, now)
+
+
+def _cpu_total(times: Any) -> float:
+    """All time of a core; guest time is already inside user and nice on Linux."""
+    return float(sum(times)) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+
+
+def _cpu_shares(before: Any, after: Any) -> tuple[float, float]:
+    """(busy %, iowait %) of one core between two psutil cpu_times readings."""
+    total = _cpu_total(after) - _cpu_total(before)
+    if total <= 0:
+        return 0.0, 0.0
+    idle = (after.idle - before.idle) + (getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0))
+    iowait = getattr(after, "iowait", 0.0) - getattr(before, "iowait", 0.0)
+    return max(0.0, min(100.0, 100.0 * (total - idle) / total)), max(0.0, min(100.0, 100.0 * iowait / total))
+
+
+# --- steps, phases and the torch.profiler window ---------------------------------------------
+
+
+class _Marks:
+    """Boundaries of the current training step, set by the loop wrapper and the module hooks."""
+
+    __slots__ = ("start", "data_end", "fwd_start", "fwd_end", "opt_start", "opt_end", "cuda", "epoch", "batch")
+
+    def __init__(self, start: float, epoch: int) -> None:
+        self.start = start
+        self.epoch = epoch
+        self.batch = 0
+        self.data_end = self.fwd_start = self.fwd_end = self.opt_start = self.opt_end = 0.0
+        self.cuda: dict[str, Any] = {}
+
+
+# Which trace ranges a mark closes and opens inside the profiler window.
+_TRANSITIONS = {"fwd_start": (None, "forward"), "fwd_end": ("forward", "backward"),
+                "opt_start": ("backward", "optimizer"), "opt_end": ("optimizer", None)}
+
+
+class ProfilingSession:
+    """One process's profiler: the monitor thread, the events file, step timing, the window.
+
+    Args:
+        out_dir: the ``profiler-output`` folder.
+        interval_ms: system sampling interval.
+        window: (first step, steps) of the torch.profiler window, or None.
+        facts: job facts for the ``job`` event (batch size, workers, ...).
+        gpus: the GPU reader (a fake one in tests).
+    """
+
+    def __init__(self, out_dir: Path, *, interval_ms: int, window: tuple[int, int] | None,
+                 facts: dict[str, Any], gpus: GpuReader | None = None) -> None:
+        self.out_dir = Path(out_dir)
+        self.node = node_id()
+        self.window = window
+        self.gpus = gpus or GpuReader()
+        self.events = MinuteFiles(self.out_dir / "framework" / "events", self.node)
+        self.monitor = SystemMonitor(MinuteFiles(self.out_dir / "system" / "incremental", self.node), self.node,
+                                     interval_ms / 1000, self.gpus)
+        self.global_step = 0
+        self.device_type = "cpu"
+        self._wall_offset = time.time() - time.perf_counter()
+        self._marks: _Marks | None = None
+        self._pending: list[tuple[dict[str, Any], _Marks]] = []
+        self._profiler: Any = None
+        self._window_started = 0.0
+        self._labels: dict[str, Any] = {}
+        self._hooks: list[Any] = []
+        self._write_failed = False
+        job = {"Type": "job", "Time": time.time(), "NodeId": self.node, "Pid": os.getpid(),
+               "ProcessStart": psutil.Process().create_time(), "Cpus": psutil.cpu_count() or 1,
+               "Gpus": self.gpus.count, "GpuNames": self.gpus.names, "IntervalMs": interval_ms,
+               "Window": f"{window[0]}:{window[1]}" if window else "off", **facts}
+        self.events.write([json.dumps(job)], time.time())  # raises here when out_dir is not writable
+
+    # lifecycle
+
+    def start(self) -> None:
+        self.monitor.start()
+
+    def close(self) -> None:
+        """Ends an open window, writes pending steps and the end event, stops the monitor."""
+        if self._profiler is not None:
+            self._stop_window()
+        self._resolve_pending(wait=True)
+        for hook in self._hooks:
+            hook.remove()
+        self._emit({"Type": "end", "Time": time.time()})
+        self.events.close()
+        self.monitor.stop()
+        self.gpus.close()
+
+    def attach(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+        """Hooks the model's forward and the optimizer's step to time the phases of each step."""
+        self.device_type = device.type
+        self._hooks = [
+            model.register_forward_pre_hook(lambda *_: self._mark("fwd_start")),
+            model.register_forward_hook(lambda *_: self._mark("fwd_end")),
+            optimizer.register_step_pre_hook(lambda *_: self._mark("opt_start")),
+            optimizer.register_step_post_hook(lambda *_: self._mark("opt_end")),
+        ]
+        self._emit({"Type": "job", "Time": time.time(), "Device": str(device)})
+
+    # the loops
+
+    def train_steps(self, loader: Iterable[T], epoch: int) -> Iterator[T]:
+        """Yields the loader's batches, timing each step from one batch request to the next."""
+        if hasattr(loader, "num_workers"):
+            self._emit({"Type": "job", "Time": time.time(), "NumWorkers": int(getattr(loader, "num_workers")),
+                        "PinMemory": bool(getattr(loader, "pin_memory", False))})
+        iterator: Iterator[T] | None = None
+        epoch_start = time.time()
+        try:
+            while True:
+                self._end_step(time.perf_counter())
+                if self.window and self.global_step == self.window[0] and self._profiler is None:
+                    self._start_window()
+                marks = self._marks = _Marks(time.perf_counter(), epoch)
+                self._label("dataloader", True)
+                try:
+                    if iterator is None:
+                        iterator = iter(loader)
+                    batch = next(iterator)
+                except StopIteration:
+                    self._marks = None
+                    self._label("dataloader", False)
+                    return
+                marks.data_end = time.perf_counter()
+                marks.batch = _batch_len(batch)
+                self._label("dataloader", False)
+                yield batch
+        finally:
+            self._end_step(time.perf_counter())
+            if self._profiler is not None:  # the window never spans an evaluation: it ends with the epoch
+                self._stop_window()
+            self._emit({"Type": "phase", "Name": "training", "Epoch": epoch, "Start": epoch_start, "End": time.time()})
+
+    def evaluation(self, loader: Iterable[T]) -> Iterator[T]:
+        """Yields the loader's batches and records an ``evaluation`` phase around them."""
+        start = time.time()
+        try:
+            yield from loader
+        finally:
+            self._emit({"Type": "phase", "Name": "evaluation", "Start": start, "End": time.time()})
+
+    # step bookkeeping
+
+    def _mark(self, name: str) -> None:
+        marks = self._marks
+        if marks is None or (name.endswith("_start") and getattr(marks, name)):
+            return  # outside a training step, or a second forward in one step (the first start counts)
+        setattr(marks, name, time.perf_counter())
+        if self.device_type == "cuda":
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            marks.cuda[name] = event
+        if self._profiler is not None:
+            close, open_ = _TRANSITIONS[name]
+            if close:
+                self._label(close, False)
+            if open_:
+                self._label(open_, True)
+
+    def _end_step(self, now: float) -> None:
+        marks, self._marks = self._marks, None
+        if marks is None:
+            return
+        profiled = self._profiler is not None
+        if profiled:
+            self._close_labels()
+            self._profiler.step()
+        record = {"Type": "step", "Step": self.global_step, "Epoch": marks.epoch, "Batch": marks.batch,
+                  "Start": self._wall_offset + marks.start, "Duration": now - marks.start, "Profiled": profiled,
+                  "Phases": _phases(marks, now)}
+        self.global_step += 1
+        if marks.cuda:
+            self._pending.append((record, marks))
+        else:
+            self._emit(record)
+        self._resolve_pending(wait=False)
+        if profiled and self.window and self.global_step >= self.window[0] + self.window[1]:
+            self._stop_window()
+
+    def _resolve_pending(self, *, wait: bool) -> None:
+        """Writes the steps whose CUDA events completed, with the phases the GPU measured."""
+        if wait and self._pending:
+            torch.cuda.synchronize()
+        while self._pending:
+            record, marks = self._pending[0]
+            if not list(marks.cuda.values())[-1].query():
+                return
+            self._pending.pop(0)
+            record["Phases"] = _cuda_phases(marks, record["Phases"], record["Duration"])
+            self._emit(record)
+
+    # the torch.profiler window
+
+    def _start_window(self) -> None:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if torch.cuda.is_available():
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        self._profiler = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=False)
+        self._profiler.start()
+        self._window_started = time.time()
+
+    def _stop_window(self) -> None:
+        """Stops the window and writes its trace and operator summary (atomically: readers see whole files)."""
+        profiler, self._profiler = self._profiler, None
+        self._close_labels()
+        profiler.stop()
+        folder = self.out_dir / "framework" / "pytorch"
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{int(self._window_started)}_{self.node}"
+        trace = folder / f"{stem}.pt.trace.json.gz"
+        partial_trace = folder / f".{stem}.partial.json.gz"  # torch gzips by the .gz suffix
+        profiler.export_chrome_trace(str(partial_trace))
+        os.replace(partial_trace, trace)
+        first, count = self.window or (0, 0)
+        summary = {"trace": trace.name, "start": self._window_started, "end": time.time(), "first_step": first,
+                   "steps": count, "activities": ["CPU", "CUDA"] if torch.cuda.is_available() else ["CPU"],
+                   "operators": operator_rows(profiler.key_averages())}
+        partial = folder / f".{stem}_operators.json.partial"
+        partial.write_text(json.dumps(summary))
+        os.replace(partial, folder / f"{stem}_operators.json")
+        self._emit({"Type": "phase", "Name": "profiler window", "Start": self._window_started, "End": time.time()})
+        LOG.info("profiler window written to %s", trace)
+
+    def _label(self, name: str, enter: bool) -> None:
+        """Opens or closes a ``phase:<name>`` range in the trace (only inside the window)."""
+        if self._profiler is None:
+            return
+        if enter and name not in self._labels:
+            label = torch.profiler.record_function(f"phase:{name}")
+            label.__enter__()
+            self._labels[name] = label
+        elif not enter and name in self._labels:
+            self._labels.pop(name).__exit__(None, None, None)
+
+    def _close_labels(self) -> None:
+        for name in list(self._labels):
+            self._label(name, False)
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        if self._write_failed:
+            return
+        try:
+            self.events.write([json.dumps(record)], time.time())
+        except OSError as exc:  # a full disk ends the step records, not the training
+            self._write_failed = True
+            LOG.warning("profiler: stopped writing step events: %s", exc)
+
+
+def _batch_len(batch: Any) -> int:
+    """Images in a batch: the first dimension of its first tensor."""
+    first = batch[0] if isinstance(batch, (tuple, list)) and batch else batch
+    shape = getattr(first, "shape", None)
+    return int(shape[0]) if shape else 0
+
+
+def _phases(marks: _Marks, end: float) -> dict[str, float]:
+    """Seconds per phase from the CPU-side marks; what no mark explains is ``other``."""
+    data = max(0.0, marks.data_end - marks.start)
+    forward = max(0.0, marks.fwd_end - marks.fwd_start) if marks.fwd_end else 0.0
+    backward = max(0.0, marks.opt_start - marks.fwd_end) if marks.opt_start and marks.fwd_end else 0.0
+    optimizer = max(0.0, marks.opt_end - marks.opt_start) if marks.opt_end else 0.0
+    other = max(0.0, (end - marks.start) - data - forward - backward - optimizer)
+    return {"dataloader": data, "forward": forward, "backward": backward, "optimizer": optimizer, "other": other}
+
+
+def _cuda_phases(marks: _Marks, cpu: dict[str, float], duration: float) -> dict[str, float]:
+    """Forward, backward and optimizer as the GPU timed them (kernels run after the CPU queues them)."""
+    events = marks.cuda
+
+    def between(a: str, b: str) -> float:
+        return float(events[a].elapsed_time(events[b])) / 1000 if a in events and b in events else 0.0
+
+    phases = dict(cpu)
+    phases["forward"] = between("fwd_start", "fwd_end")
+    phases["backward"] = between("fwd_end", "opt_start")
+    phases["optimizer"] = between("opt_start", "opt_end")
+    phases["other"] = max(0.0, duration - sum(phases[p] for p in PHASE_LABELS))
+    return phases
+
+
+def operator_rows(averages: Iterable[Any]) -> list[dict[str, Any]]:
+    """The operator summary of a profiler window: one row per name (times in ms, memory in MB)."""
+    rows = []
+    for avg in averages:
+        name = str(avg.key)
+        kind = "phase" if name.startswith("phase:") else "step" if name.startswith("ProfilerStep") else "operator"
+        rows.append({
+            "name": name, "kind": kind, "calls": int(avg.count),
+            "self_cpu_ms": avg.self_cpu_time_total / 1000, "cpu_total_ms": avg.cpu_time_total / 1000,
+            "self_device_ms": getattr(avg, "self_device_time_total", 0.0) / 1000,
+            "device_total_ms": getattr(avg, "device_time_total", 0.0) / 1000,
+            "self_cpu_memory_mb": getattr(avg, "self_cpu_memory_usage", 0) / 2**20,
+            "cpu_memory_mb": getattr(avg, "cpu_memory_usage", 0) / 2**20,
+            "self_device_memory_mb": getattr(avg, "self_device_memory_usage", 0) / 2**20,
+            "device_memory_mb": getattr(avg, "device_memory_usage", 0) / 2**20,
+        })
+    return rows
+
+
+# --- the script's calls -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def session(args: argparse.Namespace) -> Iterator[ProfilingSession | None]:
+    """Profiles the block when ``args.profile``; meanwhile the session is the process's active one."""
+    global _ACTIVE
+    if not getattr(args, "profile", False):
+        yield None
+        return
+    out_dir = args.profiler_dir or Path(args.output_data_dir) / PROFILER_DIR_NAME
+    facts = {"BatchSize": args.batch_size, "NumWorkers": args.num_workers, "Model": getattr(args, "model", None),
+             "Augment": getattr(args, "augment", None)}
+    try:
+        active = ProfilingSession(out_dir, interval_ms=args.profile_interval_ms, window=args.profile_window,
+                                  facts=facts)
+        active.start()
+    except Exception as exc:  # a profiler that cannot start never stops the training
+        LOG.warning("profiler: not profiling this run: cannot write to %s (%s)", out_dir, exc)
+        yield None
+        return
+    _ACTIVE = active
+    try:
+        yield active
+    finally:
+        _ACTIVE = None
+        active.close()
+
+
+def attach(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Times the forward, backward and optimizer phases of the active session's steps (no-op without one)."""
+    if _ACTIVE is not None:
+        _ACTIVE.attach(model, optimizer, device)
+
+
+def steps(loader: Iterable[T], *, epoch: int) -> Iterable[T]:
+    """The loader, timed step by step when a session is active (else the loader itself)."""
+    return loader if _ACTIVE is None else _ACTIVE.train_steps(loader, epoch)
+
+
+def evaluation(loader: Iterable[T]) -> Iterable[T]:
+    """The loader, recorded as an ``evaluation`` phase when a session is active."""
+    return loader if _ACTIVE is None else _ACTIVE.evaluation(loader)

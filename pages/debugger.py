@@ -1,0 +1,162 @@
+"""Debugger: a job's losses, gradients, weights and rule findings, live while it runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitPageNotFoundError
+
+from core.debugger import DebugStore, RuleStatus
+from core.debugger import charts, views
+from core.entities import TrainingJob
+from core.types import BackendKind
+from pages._shared import backend, show_error
+
+POLL_SECONDS = 3
+_LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
+_ICONS = {"IssuesFound": "🔴", "Error": "⚠️", "InProgress": "⏳", "NoIssuesFound": "🟢"}
+
+st.title("Debugger")
+be = backend()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database: str) -> DebugStore:
+    return DebugStore(be.store)
+
+
+store = _store(str(be.store.path))
+jobs = be.runner.list_jobs()
+if not jobs:
+    st.info("No training job yet: start one on the Training jobs page.")
+    st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+    st.stop()
+
+names = [j.name for j in jobs]
+if st.session_state.get("debug_job") not in names:
+    preferred = st.session_state.get("selected_job")
+    st.session_state["debug_job"] = preferred if preferred in names else names[0]
+selected = st.selectbox("Training job", names, key="debug_job")
+is_active = not be.runner.describe(selected).status.is_terminal
+
+
+def _profiler_link(name: str) -> None:
+    try:
+        st.page_link("pages/profiler.py", label=f"Profiler view of {name}", icon=":material/speed:")
+    except StreamlitPageNotFoundError:
+        st.caption("The Profiler page (system and framework metrics of this job) is not part of this app yet.")
+
+
+def _rules(name: str, job: TrainingJob) -> None:
+    rules = store.rules(name)
+    if not rules:
+        st.caption("No rule configured for this job yet.")
+        return
+    issues = sum(r.status is RuleStatus.ISSUES_FOUND for r in rules)
+    errors = sum(r.status is RuleStatus.ERROR for r in rules)
+    table = views.rules_table(rules)
+    table.insert(0, "", table["status"].map(_ICONS).fillna(""))
+    st.dataframe(table, hide_index=True, key=f"debug_rules_{name}", width="stretch")
+    st.caption(f"{len(rules)} rules: {issues} found issues, {errors} in error. Choose rules and the StopTraining "
+               "action at launch with the hyperparameter debug-rules, e.g. `LossNotDecreasing:stop,VanishingGradient`.")
+    for rule in rules:
+        if rule.status in (RuleStatus.ISSUES_FOUND, RuleStatus.ERROR):
+            with st.expander(f"{_ICONS.get(rule.status.value, '')} {rule.rule}: {rule.status.value}"):
+                if rule.message:
+                    st.markdown(f"**Finding:** {rule.message}" + (f" (step {rule.step})" if rule.step is not None else ""))
+                st.markdown(f"**What it means:** {rule.meaning}")
+                st.markdown(f"**What to try:** {rule.advice}")
+                st.caption(f"Parameters: {', '.join(f'{k}={v}' for k, v in rule.parameters.items()) or 'defaults'}")
+    if be.kind is BackendKind.AWS:
+        _sagemaker_rules(name)
+
+
+def _sagemaker_rules(name: str) -> None:
+    from core.aws import AwsSession
+    from core.debugger.sagemaker import sagemaker_rule_statuses
+
+    try:
+        own = sagemaker_rule_statuses(AwsSession(be.settings).client("sagemaker"), name)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        return
+    if own:
+        st.markdown("**SageMaker Debugger's own rule evaluations**")
+        st.dataframe(views.rules_table(own)[["rule", "status", "finding"]], hide_index=True, key=f"sm_rules_{name}")
+
+
+def _notifications(name: str) -> None:
+    notes = store.notifications(name, limit=20)
+    if not notes:
+        return
+    with st.expander(f"Notifications ({len(notes)})", expanded=any(n.action == "StopTraining" for n in notes)):
+        for note in notes:
+            when = pd.Timestamp(note.created_at, unit="s").strftime("%H:%M:%S")
+            _LEVELS.get(note.level, st.info)(f"{when} · {note.message}")
+
+
+def _charts(name: str) -> None:
+    loss_tab, gradient_tab, weight_tab = st.tabs(["Loss", "Gradients", "Weights"])
+    with loss_tab:
+        curves = views.loss_curves(store, name)
+        if curves.empty:
+            st.caption("No loss saved yet.")
+        else:
+            st.plotly_chart(charts.loss_figure(curves), key=f"debug_loss_{name}")
+    with gradient_tab:
+        reduction = st.radio("Reduction", ["l2", "abs_mean", "max", "zero_fraction"], horizontal=True,
+                             key="debug_grad_reduction")
+        matrix = views.heatmap(store, name, collection="gradients", reduction=reduction)
+        if matrix.empty:
+            st.caption("No gradient saved yet (gradients are saved every debug-save-interval training steps).")
+        else:
+            st.plotly_chart(charts.heatmap_figure(matrix, title=f"Gradient {reduction} per layer over steps",
+                                                  log=reduction != "zero_fraction"), key=f"debug_heat_{name}")
+    with weight_tab:
+        _weights(name)
+
+
+def _weights(name: str) -> None:
+    collection = st.radio("Collection", ["weights", "biases", "gradients"], horizontal=True, key="debug_collection")
+    tensors = [t for t, _ in store.tensors(name, collection)]
+    if not tensors:
+        st.caption(f"No {collection} saved yet.")
+        return
+    labels = {views.layer_name(t): t for t in tensors}
+    layer = st.selectbox("Layer", list(labels), key=f"debug_layer_{collection}")
+    stats = views.tensor_stats(store, name, collection, labels[layer])
+    left, right = st.columns(2)
+    left.plotly_chart(charts.stats_figure(stats, title=f"{layer}: distribution over steps"), key=f"debug_stats_{name}")
+    norms = ["l2", "abs_mean"] + (["update_ratio"] if "update_ratio" in stats.columns else [])
+    right.plotly_chart(charts.line_figure(stats, norms, title=f"{layer}: norms", log=True), key=f"debug_norm_{name}")
+    profile = views.layer_profile(store, name, collection)
+    if not profile.empty:
+        st.plotly_chart(charts.profile_figure(profile, title=f"All {collection} at step {int(profile['step'].iloc[0])}"),
+                        key=f"debug_profile_{name}")
+
+
+@st.fragment(run_every=POLL_SECONDS if is_active else None)
+def debugger_view(name: str) -> None:
+    job = be.runner.describe(name)
+    if is_active and job.status.is_terminal:
+        st.rerun()  # stop polling once the job ended
+    trial = store.trial(name)
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Job status", job.status.value)
+    c2.metric("Steps read", trial.steps if trial else 0)
+    c3.metric("Evaluator", trial.state.value if trial else "–")
+    _profiler_link(name)
+    message = views.banner(trial, job_running=not job.status.is_terminal)
+    if message:
+        _LEVELS[message.level](message.text)
+    _notifications(name)
+    st.subheader("Rules")
+    _rules(name, job)
+    if trial and trial.steps:
+        _charts(name)
+
+
+try:
+    debugger_view(selected)
+except Exception as exc:  # noqa: BLE001 - shown to the user
+    show_error(exc)

@@ -1,0 +1,233 @@
+"""Deploy: serve a trained model as a real-time endpoint, test it with dropped images, delete it."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from streamlit.runtime.uploaded_file_manager import UploadedFile
+
+from core.endpoints import DEFAULT_SERVING, Endpoint, EndpointStatus, InvocationResult
+from core.endpoints.invoke import image_request
+from core.entities import TrainingJob
+from core.errors import ConsoleError
+from core.training.launch import new_job_name
+from core.tuning import TuningJob
+from core.types import BackendKind, JobStatus
+from pages._shared import backend, show_error
+
+POLL_SECONDS = 2
+AWS_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.m5.2xlarge"]
+SOURCES = {"job": "Completed training job", "tuning": "Best trial of a tuning job"}
+CHANGING = (EndpointStatus.CREATING, EndpointStatus.DELETING)
+
+st.title("Deploy")
+be = backend()
+is_local = be.kind is BackendKind.LOCAL
+endpoints = be.endpoints.list_endpoints()
+
+
+def _job_label(job: TrainingJob) -> str:
+    accuracy = job.final_metrics.get("test:accuracy")
+    return f"{job.name}  (test accuracy {accuracy:.4f})" if accuracy is not None else job.name
+
+
+def _model_from_job(jobs: list[TrainingJob]) -> str | None:
+    if not jobs:
+        st.info("No completed training job yet.")
+        st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+        return None
+    by_name = {j.name: j for j in jobs}
+    name = st.selectbox("Training job", list(by_name), key="deploy_job", format_func=lambda n: _job_label(by_name[n]))
+    return by_name[name].model_uri
+
+
+def _model_from_tuning(tuning_jobs: list[TuningJob]) -> str | None:
+    if not tuning_jobs:
+        st.info("No tuning job yet.")
+        st.page_link("pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
+        return None
+    name = st.selectbox("Tuning job", [j.name for j in tuning_jobs], key="deploy_tuning_job")
+    best = be.tuner.best_trial(name)
+    if best is None or not best.training_job.model_uri:
+        st.info("No trial of this tuning job has completed with a model yet.")
+        return None
+    st.caption(f"Best trial {best.trial.number + 1}: training job `{best.training_job.name}`, "
+               f"objective {best.trial.objective:.4f}")
+    return best.training_job.model_uri
+
+
+def _deploy_form() -> None:
+    jobs = [j for j in be.runner.list_jobs() if j.status is JobStatus.COMPLETED and j.model_uri]
+    tuning_jobs = be.tuner.list_tuning_jobs()
+    if not jobs and not tuning_jobs:
+        st.info("No model to deploy yet: train one on Training jobs, or tune hyperparameters on Tuning "
+                "and deploy the best trial.")
+        st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+        st.page_link("pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
+        return
+    source = st.radio("Model from", list(SOURCES), format_func=SOURCES.__getitem__, horizontal=True,
+                      key="deploy_source")
+    model_uri = _model_from_job(jobs) if source == "job" else _model_from_tuning(tuning_jobs)
+    if model_uri:
+        st.caption(f"Model: `{model_uri}`")
+    default_name = st.session_state.setdefault("deploy_default_name", new_job_name("endpoint"))
+    c1, c2, c3 = st.columns([2, 1.4, 1])
+    name = c1.text_input("Endpoint name (empty: generated)", key="deploy_name", max_chars=63,
+                         placeholder=default_name)
+    if is_local:
+        instance_type = c2.selectbox("Instance type", ["local"], key="deploy_instance_type", disabled=True,
+                                     help="A local endpoint is one server process on this machine")
+        count = c3.number_input("Instances", 1, 1, 1, key="deploy_instance_count", disabled=True)
+    else:
+        instance_type = c2.selectbox("Instance type", AWS_INSTANCE_TYPES, key="deploy_instance_type",
+                                     help="CPU instances: the serving image runs torch's CPU build")
+        count = c3.number_input("Instances", 1, 10, 1, key="deploy_instance_count")
+    st.markdown("**Micro-batching** — concurrent requests share one forward pass")
+    c1, c2, c3 = st.columns(3)
+    max_batch = c1.number_input("Max batch size", 1, 256, DEFAULT_SERVING.max_batch_size, key="deploy_max_batch")
+    max_wait = c2.number_input("Max wait (ms)", 0.0, 1000.0, float(DEFAULT_SERVING.max_wait_ms), step=1.0,
+                               key="deploy_max_wait_ms", help="Longest a batch waits for requests already arriving")
+    workers = c3.number_input("Workers (connections)", 1, 256, DEFAULT_SERVING.workers, key="deploy_workers")
+    if st.button("Deploy", type="primary", key="deploy_button", disabled=not model_uri) and model_uri:
+        endpoint_name = name.strip() or default_name
+        try:
+            endpoint = be.endpoints.deploy(endpoint_name, model_uri, instance_type=str(instance_type),
+                                           instance_count=int(count), max_batch_size=int(max_batch),
+                                           max_wait_ms=float(max_wait), workers=int(workers))
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+            return
+        del st.session_state["deploy_default_name"]
+        st.session_state["deploy_last"] = endpoint.name
+        st.session_state["deploy_message"] = f"Deploying {endpoint.name}: it answers once InService"
+        st.rerun()
+
+
+with st.expander("Deploy a model", expanded=not endpoints):
+    _deploy_form()
+message = st.session_state.pop("deploy_message", None)
+if message:
+    st.success(message)
+
+if not endpoints:
+    st.info("No endpoint yet: deploy a model above.")
+    st.stop()
+
+
+def _row(endpoint: Endpoint) -> dict[str, object]:
+    return {
+        "name": endpoint.name,
+        "status": endpoint.status.value,
+        "model": endpoint.model_uri,
+        "instances": f"{endpoint.instance_count} × {endpoint.instance_type}",
+        "created": pd.Timestamp(endpoint.created_at, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
+        "url": endpoint.url,
+    }
+
+
+is_changing = any(e.status in CHANGING for e in endpoints)
+
+
+@st.fragment(run_every=POLL_SECONDS if is_changing else None)
+def endpoints_panel() -> None:
+    current = be.endpoints.list_endpoints()
+    if is_changing and not any(e.status in CHANGING for e in current):
+        st.rerun()  # settled: refresh the test panel and stop polling
+    st.subheader("Endpoints")
+    st.dataframe(pd.DataFrame([_row(e) for e in current]), hide_index=True, key="endpoints_table")
+    for endpoint in current:
+        if endpoint.failure_reason:
+            st.error(f"{endpoint.name}: {endpoint.failure_reason}")
+    c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+    name = c1.selectbox("Endpoint to delete", [e.name for e in current], key="delete_endpoint")
+    if c2.button("Delete endpoint", key="delete_button", disabled=not current):
+        try:
+            with st.spinner(f"Deleting {name}…"):
+                be.endpoints.delete(name)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+            return
+        st.session_state["deploy_message"] = f"Deleted {name}"
+        st.rerun()
+
+
+def _top_k_chart(pairs: list[tuple[str, float]]) -> go.Figure:
+    """Horizontal bars, most probable on top; labels as categories (digits stay labels)."""
+    labels = [label for label, _ in reversed(pairs)]
+    probabilities = [p for _, p in reversed(pairs)]
+    figure = go.Figure(go.Bar(x=probabilities, y=labels, orientation="h",
+                              text=[f"{p:.1%}" for p in probabilities], textposition="auto"))
+    figure.update_layout(height=60 + 32 * len(pairs), margin={"l": 0, "r": 10, "t": 10, "b": 0},
+                         xaxis={"range": [0, 1], "tickformat": ".0%"}, yaxis={"type": "category"})
+    return figure
+
+
+def _predict(endpoint: Endpoint, upload: UploadedFile) -> InvocationResult | str:
+    """The endpoint's answer for one file, or the error message (kept per file and endpoint)."""
+    cache = st.session_state.setdefault("deploy_predictions", {})
+    key = (endpoint.name, endpoint.created_at, upload.file_id)
+    if key not in cache:
+        try:
+            body, content_type = image_request(upload.getvalue())
+            cache[key] = be.endpoints.invoke(endpoint.name, body, content_type)
+        except ConsoleError as exc:
+            cache[key] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            cache[key] = f"unexpected error ({type(exc).__name__}): {exc}"
+    return cache[key]
+
+
+def _show(index: int, upload: UploadedFile, result: InvocationResult | str) -> None:
+    if isinstance(result, str):
+        st.error(f"{upload.name}: {result}")
+        return
+    pairs = result.predictions[0] if result.predictions else []
+    c1, c2, c3 = st.columns([1, 2.5, 1])
+    c1.image(upload.getvalue(), caption=upload.name, width="stretch")
+    c2.plotly_chart(_top_k_chart(pairs), key=f"test_chart_{index}")
+    if pairs:
+        c3.metric("Top-1", pairs[0][0], f"{pairs[0][1]:.1%}", delta_color="off", delta_arrow="off")
+    c3.metric("Latency", f"{result.latency_ms:.0f} ms")
+    if result.server_latency_ms is not None:
+        c3.caption(f"{result.server_latency_ms:.1f} ms in the server")
+
+
+def _boto3_example(endpoint: Endpoint) -> str:
+    if is_local:
+        client = (f'runtime = boto3.client(\n    "sagemaker-runtime", region_name="us-east-1", '
+                  f'endpoint_url="{endpoint.url}",\n'
+                  '    aws_access_key_id="local", aws_secret_access_key="local",  # the local server ignores them\n)')
+    else:
+        client = f'runtime = boto3.client("sagemaker-runtime", region_name="{be.settings.region}")'
+    return (f"import json\n\nimport boto3\n\n{client}\n"
+            'with open("image.jpg", "rb") as image:\n'
+            f'    response = runtime.invoke_endpoint(\n        EndpointName="{endpoint.name}", '
+            'ContentType="image/jpeg", Accept="application/json", Body=image.read()\n    )\n'
+            'print(json.loads(response["Body"].read())["predictions"][0]["top_k"])\n')
+
+
+def test_panel() -> None:
+    st.subheader("Test with images")
+    serving = [e for e in endpoints if e.status is EndpointStatus.IN_SERVICE]
+    if not serving:
+        st.info("Images can be tested once an endpoint is InService.")
+        return
+    by_name = {e.name: e for e in serving}
+    if st.session_state.get("deploy_last") in by_name:  # the endpoint just deployed, once it serves
+        st.session_state["test_endpoint"] = st.session_state.pop("deploy_last")
+    elif st.session_state.get("test_endpoint") not in by_name:
+        st.session_state["test_endpoint"] = serving[0].name
+    endpoint = by_name[st.selectbox("Endpoint", list(by_name), key="test_endpoint")]
+    uploads = st.file_uploader("Drop one or more images (JPEG or PNG)", type=["jpg", "jpeg", "png"],
+                               accept_multiple_files=True, key="test_images") or []
+    with st.spinner(f"Asking {endpoint.name} about {len(uploads)} image(s)…"):
+        results = [_predict(endpoint, upload) for upload in uploads]
+    for index, (upload, result) in enumerate(zip(uploads, results, strict=True)):
+        _show(index, upload, result)
+    with st.expander("Invoke it from code (boto3)"):
+        st.code(_boto3_example(endpoint), language="python")
+
+
+endpoints_panel()
+test_panel()

@@ -1,0 +1,131 @@
+"""Profiler: utilisation, cores, I/O, step durations, data loading vs compute, operators and findings of a job."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.profiler import ProfilerStore
+from core.profiler.charts import build_figures
+from core.profiler.views import ProfileView, load_profile, no_data_message
+from pages._shared import backend, show_error
+
+POLL_SECONDS = 5
+
+st.title("Profiler")
+be = backend()
+
+
+@st.cache_resource(show_spinner=False)
+def _store(database: str) -> ProfilerStore:
+    return ProfilerStore(be.store)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _prepared(name: str, updated_at: float | None, _store: ProfilerStore) -> tuple[ProfileView | None, dict]:
+    """The view and its figures, computed once per analysis pass (updated_at is the cache key)."""
+    view = load_profile(_store, name)
+    return view, (build_figures(view) if view is not None and view.has_data else {})
+
+
+jobs = be.runner.list_jobs()
+if not jobs:
+    st.info("No training job yet: start one on the Training jobs page; it is profiled while it runs.")
+    st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+    st.stop()
+
+names = [j.name for j in jobs]
+if st.session_state.get("profiler_job") not in names:
+    chosen = st.session_state.get("selected_job")
+    st.session_state["profiler_job"] = chosen if chosen in names else names[0]
+selected = st.selectbox("Training job", names, key="profiler_job")
+store = _store(str(be.store.path))
+is_active = not be.runner.describe(selected).status.is_terminal
+
+
+def _findings(view: ProfileView) -> None:
+    fired = view.fired
+    if fired:
+        for finding in fired:
+            st.warning(f"**{finding.rule}**: {finding.message}\n\n{finding.recommendation}", icon=":material/warning:")
+    else:
+        st.success("No rule found an issue.", icon=":material/check_circle:")
+    with st.expander("All rules (ProfilerReport names and default thresholds)", expanded=not fired):
+        st.dataframe(pd.DataFrame(view.findings_rows()), hide_index=True, key="profiler_findings")
+
+
+def _overview(view: ProfileView) -> None:
+    summary, steps = view.summary, view.steps
+    c = st.columns(5)
+    c[0].metric("Analysis", "live" if view.is_collecting else "final")
+    interval = summary.get("interval_s")
+    c[1].metric("Samples", f"{summary.get('samples', 0)}", help=f"every {1000 * interval:.0f} ms" if interval else None)
+    c[2].metric("Training steps", f"{summary.get('steps', 0)}")
+    c[3].metric("Images/s", f"{steps.get('images_per_s', 0):.1f}" if steps.get("count") else "–")
+    c[4].metric("Mean step", f"{1000 * steps['mean_s']:.0f} ms" if steps.get("count") else "–")
+    for error in view.errors:
+        st.caption(f"⚠ {error}")
+
+
+@st.fragment(run_every=POLL_SECONDS if is_active else None)
+def profile(name: str) -> None:
+    job = be.runner.describe(name)
+    if is_active and job.status.is_terminal:
+        st.rerun()  # a last full render with the final pass, then no more polling
+    try:
+        view, figures = _prepared(name, store.updated_at(name), store)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        return
+    message = no_data_message(job, view)
+    if message or view is None:
+        st.info(message, icon=":material/speed:")
+        return
+    _overview(view)
+    _findings(view)
+    report = store.report_html(name)
+    if report:
+        st.download_button("Download the profiler report (HTML)", report, file_name=f"{name}-profiler-report.html",
+                           mime="text/html", icon=":material/download:", key=f"profiler_report_{name}")
+    tabs = st.tabs(["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators", "System usage"])
+    with tabs[0]:
+        st.plotly_chart(figures["utilisation"], key=f"profiler_util_{name}")
+        st.plotly_chart(figures["time_split"], key=f"profiler_split_{name}")
+    with tabs[1]:
+        st.plotly_chart(figures["cores"], key=f"profiler_cores_{name}")
+    with tabs[2]:
+        st.plotly_chart(figures["io"], key=f"profiler_io_{name}")
+    with tabs[3]:
+        if view.steps.get("count"):
+            st.plotly_chart(figures["histogram"], key=f"profiler_hist_{name}")
+            st.plotly_chart(figures["step_timeline"], key=f"profiler_steps_{name}")
+            st.caption(f"Last {len(view.steps.get('recent', []))} steps")
+            st.dataframe(pd.DataFrame(view.steps.get("recent", [])).drop(columns=["start"], errors="ignore"),
+                         hide_index=True, key=f"profiler_recent_{name}")
+        else:
+            st.info("No training step timed yet.")
+    with tabs[4]:
+        if view.steps.get("count"):
+            st.plotly_chart(figures["phase_split"], key=f"profiler_phases_{name}")
+            st.dataframe(pd.DataFrame(view.epoch_rows()), hide_index=True, key=f"profiler_epochs_{name}")
+        else:
+            st.info("No training step timed yet.")
+    with tabs[5]:
+        windows = view.operators.get("windows", [])
+        if not windows:
+            st.info("No torch.profiler window recorded (profile-window off, or the job stopped before it).")
+        for window in windows:
+            st.caption(f"torch.profiler window: {window.get('steps')} step(s) from step {window.get('first_step')}, "
+                       f"{', '.join(window.get('activities') or [])}; trace `{window.get('trace')}` "
+                       "(open it in Perfetto or chrome://tracing)")
+        if windows:
+            st.markdown("**CPU operators by self time**")
+            st.dataframe(pd.DataFrame(view.operator_rows("cpu")), hide_index=True, key=f"profiler_ops_cpu_{name}")
+            if view.operator_rows("gpu"):
+                st.markdown("**GPU operators by self time**")
+                st.dataframe(pd.DataFrame(view.operator_rows("gpu")), hide_index=True, key=f"profiler_ops_gpu_{name}")
+    with tabs[6]:
+        st.dataframe(pd.DataFrame(view.usage_rows()), hide_index=True, key=f"profiler_usage_{name}")
+
+
+profile(selected)

@@ -1,0 +1,48 @@
+"""Issue 3 in a real browser: 6 trials, 2 in parallel, on the demo data, with early stopping
+Auto; the leaderboard and charts fill in live and the best hyperparameters are shown."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.conftest import screenshot
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, tmp_path: Path) -> None:
+    ingest_demo_by_drop(page, app_url, tmp_path)
+    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
+    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+
+    page.goto(f"{app_url}/tuning")
+    expect(page.get_by_role("heading", name="Tuning", exact=True)).to_be_visible(timeout=30_000)
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_label("Max steps per epoch (0: all)").fill("6")
+    form.get_by_label("Tuning job name (empty: generated)").fill("demo-tune")
+    form.locator('[data-testid="stRadio"]').filter(has_text="Early stopping").get_by_text("Auto").click()
+    image_size = form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)")
+    image_size.click()
+    page.locator('[role="option"]').filter(has_text=re.compile(r"^\s*32\s*$")).click()
+    form.get_by_role("button", name="Launch tuning job").click()
+    expect(page.get_by_text("Started demo-tune: 6 trials, 2 at a time")).to_be_visible(timeout=30_000)
+
+    def metric(label: str) -> Locator:
+        return metric_value(page, label)
+
+    # Live: trials run two at a time and the counters move while they do.
+    expect(metric("Running")).to_have_text("2", timeout=180_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    screenshot(page, "tuning-live")
+    expect(metric("Status")).to_have_text("Completed", timeout=900_000)
+    expect(metric("Trials done")).to_have_text("6 / 6")
+    assert int(metric("Pruned").inner_text()) >= 1, "no trial was pruned"
+    expect(page.get_by_role("heading", name="Best hyperparameters")).to_be_visible()
+    expect(page.locator('[data-testid="stJson"]').first).to_contain_text("lr")
+    assert page.locator(".js-plotly-plot").count() >= 1
+    screenshot(page, "tuning-done")

@@ -1,0 +1,246 @@
+"""entrypoints/profiler_sidecar.py in the job environment: partial files, live passes, no data, S3."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR, REPO_ROOT
+from core.jobstore import JobStore
+from core.profiler import ProfilerStore
+from core.profiler.views import load_profile
+
+SIDECAR = ENTRYPOINTS_DIR / "profiler_sidecar.py"
+T0 = float(int(time.time()) // 60 * 60 - 600)  # ten minutes ago, on a minute boundary
+
+
+def sample_lines(t: float, cpu: float = 50.0, cores: int = 2, node: str = "algo-1") -> list[str]:
+    lines = []
+    for i in range(cores):
+        lines += [json.dumps({"Type": "cpu", "Name": f"cpu{i}", "Dimension": d, "Value": v, "NodeId": node,
+                              "Timestamp": t}) for d, v in (("CPUUtilization", cpu), ("I/OWaitPercentage", 1.0))]
+    lines.append(json.dumps({"Type": "memory", "Name": "MemoryUsedPercent", "Dimension": "Memory", "Value": 20.0,
+                             "NodeId": node, "Timestamp": t}))
+    return lines
+
+
+def minute_file(root: Path, kind: str, t: float, node: str = "algo-1") -> Path:
+    minute = int(t // 60 * 60)
+    folder = root / kind / time.strftime("%Y%m%d%H", time.gmtime(minute))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{minute}.{node}.json"
+
+
+def append(path: Path, text: str) -> None:
+    with open(path, "a") as handle:
+        handle.write(text)
+
+
+def write_samples(root: Path, times: list[float], cpu: float = 50.0) -> None:
+    for t in times:
+        append(minute_file(root, "system/incremental", t), "".join(line + "\n" for line in sample_lines(t, cpu)))
+
+
+def write_events(root: Path, records: list[dict[str, Any]]) -> None:
+    for record in records:
+        append(minute_file(root, "framework/events", record.get("Start", record.get("Time", T0))),
+               json.dumps(record) + "\n")
+
+
+def job_events(steps: int, *, workers: int, start: float = T0 + 5) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = [{"Type": "job", "Time": T0, "ProcessStart": T0, "Cpus": 2, "Gpus": 0,
+                                     "BatchSize": 32, "NumWorkers": workers, "IntervalMs": 500}]
+    events += [{"Type": "step", "Step": i, "Epoch": 1, "Batch": 32, "Start": start + 0.5 * i, "Duration": 0.5,
+                "Profiled": False, "Phases": {"dataloader": 0.2, "forward": 0.1, "backward": 0.15, "optimizer": 0.05,
+                                              "other": 0.0}} for i in range(steps)]
+    return events
+
+
+def run_sidecar(job_dir: Path, database: Path, *extra: str, env: dict[str, str] | None = None,
+                pid: int = 0) -> subprocess.Popen[str]:
+    command = [str(DEFAULT_JOB_PYTHON), str(SIDECAR), "--job-dir", str(job_dir), "--database", str(database),
+               "--job-name", "job", "--training-pid", str(pid), *extra]
+    environment = {**(env or os.environ), "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.Popen(command, cwd=job_dir, env=environment, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
+    output, _ = process.communicate(timeout=timeout)
+    assert process.returncode == 0, output
+    return output
+
+
+# Drives the readers pass by pass over files that grow between passes, like a running job's.
+_PARTIAL = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import profiler_sidecar as sidecar
+root = sys.argv[2]
+series = sidecar.SystemSeries(root)
+events = sidecar.LineFiles(root, "framework/events/*/*.json")
+out = []
+for step in range(4):
+    final = sys.stdin.readline().strip() == "final"
+    accepted = series.update(final=final)
+    records = events.read()
+    cpu0 = series.series.get("algo-1", {}).get(("cpu", "cpu0", "CPUUtilization"), ([], []))[0]
+    out.append({"accepted": accepted, "samples": sorted(set(cpu0)), "records": [r["Step"] for r in records]})
+    print(json.dumps(out[-1]), flush=True)
+"""
+
+
+def test_files_are_read_while_they_are_written(tmp_path: Path) -> None:
+    root = tmp_path / "profiler-output"
+    reader = subprocess.Popen([str(DEFAULT_JOB_PYTHON), "-c", _PARTIAL, str(ENTRYPOINTS_DIR), str(root)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert reader.stdin and reader.stdout
+
+    def next_pass(final: bool = False) -> dict[str, Any]:
+        reader.stdin.write("final\n" if final else "pass\n")  # type: ignore[union-attr]
+        reader.stdin.flush()  # type: ignore[union-attr]
+        line = reader.stdout.readline()  # type: ignore[union-attr]
+        assert line, reader.stderr.read()  # type: ignore[union-attr]
+        return json.loads(line)
+
+    system = minute_file(root, "system/incremental", T0)
+    events = minute_file(root, "framework/events", T0)
+    steps = [json.dumps(e) for e in job_events(3, workers=0)[1:]]
+    second = sample_lines(T0 + 0.5)
+    # Pass 1: one whole sample, half of the next (three lines and a cut one); a step and a cut step.
+    append(system, "\n".join(sample_lines(T0)) + "\n" + "\n".join(second[:3]) + "\n" + second[3][:20])
+    append(events, steps[0] + "\n" + steps[1][:25])
+    first = next_pass()
+    assert first["samples"] == [T0] and first["records"] == [0]
+    # Pass 2: the rest of the cut sample and a third one arrive; the newest is held back.
+    append(system, second[3][20:] + "\n" + "\n".join(second[4:]) + "\n" + "\n".join(sample_lines(T0 + 1.0)) + "\n")
+    append(events, steps[1][25:] + "\n")
+    result = next_pass()
+    assert result["samples"] == [T0, T0 + 0.5] and result["records"] == [1]
+    # Pass 3: nothing new: nothing twice.
+    assert next_pass() == {"accepted": 0, "samples": [T0, T0 + 0.5], "records": []}
+    # Final pass: the held-back sample and the last step.
+    append(events, steps[2] + "\n")
+    last = next_pass(final=True)
+    assert last["samples"] == [T0, T0 + 0.5, T0 + 1.0] and last["records"] == [2]
+    assert last["accepted"] == len(sample_lines(T0))
+    reader.wait(timeout=30)
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    """A stand-in for the training process: lives until the test kills it."""
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    yield process
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+def test_live_passes_then_a_final_pass_after_the_training_process_ends(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    root = job_dir / "output" / "data" / "profiler-output"
+    write_samples(root, [T0 + 0.5 * i for i in range(40)], cpu=95.0)
+    write_events(root, job_events(20, workers=0))
+    sidecar = run_sidecar(job_dir, database, "--poll-s", "0.5", pid=sleeper.pid)
+    store = ProfilerStore(JobStore(database))
+    deadline = time.time() + 90
+    view = None
+    while time.time() < deadline and (view is None or view.summary["samples"] < 39):
+        time.sleep(0.3)
+        view = load_profile(store, "job")
+    assert view is not None and view.is_collecting, "no live pass within 90 s"
+    assert view.summary["samples"] == 39  # the newest sample waits for the next pass
+    assert [f.rule for f in view.fired] == ["Dataloader"]
+    write_samples(root, [T0 + 20 + 0.5 * i for i in range(20)], cpu=95.0)
+    write_events(root, job_events(10, workers=0, start=T0 + 20)[1:] + [{"Type": "end", "Time": T0 + 31}])
+    sleeper.kill()
+    sleeper.wait()
+    finish(sidecar)
+    view = load_profile(store, "job")
+    assert view is not None and not view.is_collecting
+    assert view.summary["samples"] == 60 and view.summary["steps"] == 30
+    assert view.summary["usage"]["CPU"]["p50"] == 95.0
+    assert view.summary["time_split"]["initialization"] == pytest.approx(5.0)
+    dataloader = next(f for f in view.findings if f.rule == "Dataloader")
+    assert dataloader.details["dataloading_percent"] == pytest.approx(40.0)
+    report = (root / "report" / "profiler-report.html").read_text()
+    assert report == store.report_html("job") and "Dataloader" in report
+
+
+def test_a_job_without_profiler_data_says_so(tmp_path: Path) -> None:
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    finish(run_sidecar(job_dir, database))
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and not view.has_data
+    assert "no profiler data under" in view.errors[0] and "--profile false" in view.errors[0]
+
+
+def test_the_sidecar_waits_for_data_and_keeps_going_after_a_bad_line(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    sidecar = run_sidecar(job_dir, database, "--poll-s", "0.3", pid=sleeper.pid)
+    time.sleep(2)
+    assert ProfilerStore(JobStore(database)).documents("job") == {}  # nothing stored before there is data
+    root = job_dir / "output" / "data" / "profiler-output"
+    write_events(root, job_events(5, workers=2))
+    append(minute_file(root, "framework/events", T0), "{not json}\n")
+    write_samples(root, [T0 + 0.5 * i for i in range(4)])
+    second_node = minute_file(root, "system/incremental", T0, node="algo-2")
+    append(second_node, "".join(line + "\n" for t in (T0, T0 + 0.5) for line in sample_lines(t, 99.0, node="algo-2")))
+    sleeper.send_signal(signal.SIGKILL)
+    sleeper.wait()
+    finish(sidecar)
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and view.summary["steps"] == 5 and view.summary["samples"] == 4
+    assert view.summary["usage"]["CPU"]["max"] == 50.0  # algo-1 only
+    assert view.fired == [] and any("not JSON" in e for e in view.errors)
+    assert any("algo-2 not analysed" in e for e in view.errors)
+
+
+def test_s3_profiler_output_is_read_with_smdebugs_s3_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    boto3 = pytest.importorskip("boto3")
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint}
+        for key, value in credentials.items():
+            monkeypatch.setenv(key, value)
+        s3 = boto3.client("s3", endpoint_url=endpoint)
+        s3.create_bucket(Bucket="bucket")
+        local = tmp_path / "local" / "profiler-output"
+        write_samples(local, [T0 + 0.5 * i for i in range(30)])
+        write_events(local, job_events(12, workers=0))
+        (local / "framework" / "pytorch").mkdir(parents=True)
+        (local / "framework" / "pytorch" / f"{int(T0)}_algo-1_operators.json").write_text(json.dumps(
+            {"trace": "t.json.gz", "first_step": 5, "steps": 3, "activities": ["CPU"],
+             "operators": [{"name": "aten::mm", "kind": "operator", "calls": 3, "self_cpu_ms": 4.0}]}))
+        for path in local.rglob("*.json"):
+            s3.upload_file(str(path), "bucket", f"jobs/job/profiler-output/{path.relative_to(local).as_posix()}")
+        job_dir, database = tmp_path / "job", tmp_path / "console.db"
+        job_dir.mkdir()
+        finish(run_sidecar(job_dir, database, "--profiler-path", "s3://bucket/jobs/job/profiler-output",
+                           env={**os.environ}))
+        view = load_profile(ProfilerStore(JobStore(database)), "job")
+        assert view is not None and view.summary["samples"] == 30 and view.summary["steps"] == 12
+        assert [f.rule for f in view.fired] == ["Dataloader"]
+        assert view.operator_rows("cpu")[0]["operator"] == "aten::mm"
+    finally:
+        server.stop()

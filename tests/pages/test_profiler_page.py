@@ -1,0 +1,119 @@
+"""The Profiler page with AppTest against the real local backend: findings, charts, report, no-data messages."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from core.backend import Backend
+from core.entities import TrainingJob
+from core.profiler import ProfilerStore
+from core.profiler.aggregate import build_documents
+from core.profiler.data import JobInfo, Phase
+from core.profiler.report import render_report
+from core.profiler.rules import evaluate_rules
+from core.types import JobStatus
+from tests.core.profiler.conftest import T0, data, steps, system
+from tests.pages.conftest import open_page
+
+
+def add_job(backend: Backend, name: str, status: JobStatus = JobStatus.COMPLETED, **hyperparameters: str) -> None:
+    backend.store.insert_job(TrainingJob(name=name, status=status, backend="local", created_at=time.time(),
+                                         hyperparameters=hyperparameters))
+
+
+def add_profile(backend: Backend, name: str, *, workers: int, state: str = "complete") -> None:
+    durations = np.full(300, 0.3)
+    durations[::30] = 3.0  # ten slow steps: StepOutlier fires too
+    profile = data(system(240, cores=4, gpus=0, cpu=np.linspace(20, 100, 240)), steps(durations, epoch_every=150),
+                   info=JobInfo(process_start=T0, cpus=4, num_workers=workers, batch_size=32),
+                   phases=(Phase("training", T0 + 30, T0 + 60, 1), Phase("evaluation", T0 + 60, T0 + 65),
+                           Phase("profiler window", T0 + 32, T0 + 34)))
+    operators = {"windows": [{"trace": "1_algo-1.pt.trace.json.gz", "first_step": 5, "steps": 3,
+                              "activities": ["CPU"]}],
+                 "cpu": [{"name": "aten::convolution_backward", "kind": "operator", "calls": 147,
+                          "self_cpu_ms": 2299.2}], "gpu": []}
+    documents = build_documents(profile, evaluate_rules(profile), operators, state=state)
+    documents["report"] = {"html": render_report(documents, name)}
+    ProfilerStore(backend.store).put_documents(name, documents)
+
+
+def test_no_job_points_to_the_training_page(local_backend: Backend) -> None:
+    at = open_page("profiler")
+    assert not at.exception
+    assert any("No training job yet" in i.value for i in at.info)
+
+
+def test_a_profiled_job_shows_findings_charts_operators_and_the_report(local_backend: Backend) -> None:
+    add_job(local_backend, "slow-loader")
+    add_profile(local_backend, "slow-loader", workers=0)
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(w.startswith("**Dataloader**") and "num-workers=4" in w for w in warnings)
+    assert any(w.startswith("**StepOutlier**") for w in warnings)
+    assert [m.value for m in at.metric][:3] == ["final", "240", "300"]
+    assert [t.label for t in at.tabs] == ["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators",
+                                          "System usage"]
+    assert len(at.get("plotly_chart")) == 7
+    assert at.get("download_button")[0].proto.label == "Download the profiler report (HTML)"
+    tables = {tuple(d.value.columns)[:2]: d.value for d in at.dataframe}
+    assert tables[("operator", "kind")]["operator"].tolist() == ["aten::convolution_backward"]
+    findings = tables[("", "rule")]
+    assert len(findings) == 10 and findings["rule"].iloc[0] in ("StepOutlier", "Dataloader")
+    assert "no GPU" in findings.set_index("rule").loc["LowGPUUtilization", "what it saw"]
+
+
+def test_a_healthy_job_has_no_findings(local_backend: Backend) -> None:
+    add_job(local_backend, "healthy")
+    profile = data(system(240, cores=4, gpus=0), steps(np.full(60, 0.3)),
+                   info=JobInfo(process_start=T0, cpus=4, num_workers=4, batch_size=32))
+    ProfilerStore(local_backend.store).put_documents(
+        "healthy", build_documents(profile, evaluate_rules(profile), None, state="complete"))
+    at = open_page("profiler")
+    assert not at.exception
+    assert not at.warning and any("No rule found an issue" in s.value for s in at.success)
+    assert any("No torch.profiler window recorded" in i.value for i in at.info)
+
+
+def test_the_selected_training_job_is_preselected(local_backend: Backend) -> None:
+    add_job(local_backend, "first")
+    add_job(local_backend, "second")
+    add_profile(local_backend, "first", workers=4)
+    from streamlit.testing.v1 import AppTest
+
+    from tests.pages.conftest import APP
+
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["selected_job"] = "first"
+    at.run()
+    at.switch_page("pages/profiler.py").run()
+    assert not at.exception
+    assert at.selectbox(key="profiler_job").value == "first"
+
+
+def test_jobs_without_profiler_data_say_why(local_backend: Backend) -> None:
+    add_job(local_backend, "unprofiled", profile="false")
+    at = open_page("profiler")
+    assert any("ran with profile=false" in i.value for i in at.info)
+    add_job(local_backend, "empty")
+    ProfilerStore(local_backend.store).put_documents("empty", {"summary": {
+        "state": "complete", "samples": 0, "steps": 0, "errors": ["no profiler data under /jobs/empty/profiler-output"]}})
+    at.run()
+    at.selectbox(key="profiler_job").select("empty").run()
+    assert any("no profiler data under /jobs/empty" in i.value for i in at.info)
+    add_job(local_backend, "old")
+    at.run()
+    at.selectbox(key="profiler_job").select("old").run()
+    assert any("not profiled" in i.value for i in at.info)
+
+
+def test_a_running_job_is_shown_live(local_backend: Backend) -> None:
+    add_job(local_backend, "running", JobStatus.IN_PROGRESS)
+    at = open_page("profiler")
+    assert any("No profiler data yet" in i.value for i in at.info)
+    add_profile(local_backend, "running", workers=4, state="collecting")
+    at.run()
+    assert not at.exception
+    assert at.metric[0].value == "live"
