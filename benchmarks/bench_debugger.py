@@ -34,7 +34,8 @@ JOB_NAME = "bench-debugger"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "training", "page", "page-trial"), default="all")
+    parser.add_argument("--part", choices=("all", "training", "page", "training-run", "page-trial"), default="all",
+                        help="training-run and page-trial are the job-environment halves (internal)")
     parser.add_argument("--data-dir", type=Path, default=None, help="ImageFolder; default: render the demo")
     parser.add_argument("--steps", type=int, default=30, help="training steps per timed round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -187,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.part == "page-trial":
         write_and_collect(args, args.scratch)
         return 0
-    if args.part == "training":
+    if args.part == "training-run":
         with tempfile.TemporaryDirectory(prefix="bench-debugger-") as tmp:
             for name, rate in training(args, Path(tmp)):
                 print(f"RESULT {name}={rate:.2f}")
@@ -196,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-debugger-") as tmp:
         scratch = Path(tmp)
         if args.part in ("all", "training"):
-            command = [str(JOB_PYTHON), __file__, "--part", "training", "--steps", str(args.steps), "--rounds",
+            command = [str(JOB_PYTHON), __file__, "--part", "training-run", "--steps", str(args.steps), "--rounds",
                        str(args.rounds), "--warmup", str(args.warmup), "--image-size", str(args.image_size),
                        "--batch-size", str(args.batch_size), "--num-workers", str(args.num_workers)]
             if args.data_dir:

@@ -24,7 +24,9 @@ Runtime path) with malformed ones (wrong type, corrupt, empty, bad JSON, bad bas
 6 MB, unknown endpoint or route): every answer's status is checked, the server must still
 answer /ping, and its RSS is read before, half-way and after.
 
-The clients share the machine's cores with the server, as they would on one host.
+The clients share the machine's cores with the server, as they would on one host. The
+server's log (one line per request, with its batch size) is kept as
+``$TMPDIR/bench-endpoint-server.log``.
 """
 
 from __future__ import annotations
@@ -281,7 +283,11 @@ def run_clients(port: int, images: list[tuple[bytes, str]], concurrency: int, *,
 # --- mixed valid and malformed traffic ---------------------------------------------------------
 
 
-def mixed_requests(images: list[tuple[bytes, str]], count: int, seed: int = 7) -> list[tuple[str, str, bytes, dict[str, str], int]]:
+MixedRequest = tuple[str, str, bytes, dict[str, str], int]
+"""kind, path, body, headers, expected status."""
+
+
+def mixed_requests(images: list[tuple[bytes, str]], count: int, seed: int = 7) -> list[MixedRequest]:
     """(kind, path, body, headers, expected status) for ``count`` requests, about 1 in 4 malformed."""
     rng = random.Random(seed)
     jpeg = images[0][0]
@@ -303,7 +309,8 @@ def mixed_requests(images: list[tuple[bytes, str]], count: int, seed: int = 7) -
         ("bad-json", 3, lambda: ("/invocations", b'{"image": ', {"Content-Type": "application/json"}, 400)),
         ("bad-base64", 3, lambda: ("/invocations", b'{"image": "%%%"}', {"Content-Type": "application/json"}, 400)),
         ("over-6MB", 2, lambda: ("/invocations", b"\xff" * (SIX_MB + 1), {"Content-Type": "image/jpeg"}, 413)),
-        ("runtime-model-error", 2, lambda: ("/endpoints/bench/invocations", b"nope", {"Content-Type": "image/jpeg"}, 424)),
+        ("runtime-model-error", 2,
+         lambda: ("/endpoints/bench/invocations", b"nope", {"Content-Type": "image/jpeg"}, 424)),
         ("unknown-endpoint", 2, lambda: ("/endpoints/other/invocations", jpeg, {"Content-Type": "image/jpeg"}, 400)),
         ("unknown-route", 2, lambda: ("/predict", jpeg, {"Content-Type": "image/jpeg"}, 404)),
     ]
@@ -318,7 +325,7 @@ def mixed_requests(images: list[tuple[bytes, str]], count: int, seed: int = 7) -
     return requests
 
 
-def run_mixed(port: int, pid: int, requests: list[tuple[str, str, bytes, dict[str, str], int]],
+def run_mixed(port: int, pid: int, requests: list[MixedRequest],
               concurrency: int = 8) -> dict[str, object]:
     """Sends the requests; counts wrong statuses by kind; RSS at the start, half-way and the end."""
     wrong: dict[str, int] = {}

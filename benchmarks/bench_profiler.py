@@ -57,6 +57,7 @@ def training_part(args: argparse.Namespace) -> dict[str, Any]:
     """Images/s with and without profiling, alternating; returns the rates per setting."""
     sys.path.insert(0, str(ENTRYPOINTS_DIR))
     import profiling
+    import psutil
     import torch
     import train
     from imagedata import epoch_batches, load_splits, make_loader
@@ -72,7 +73,10 @@ def training_part(args: argparse.Namespace) -> dict[str, Any]:
     scratch = Path(args.scratch)
     epochs = iter(range(1, 1_000_000))
 
-    def run(steps: int, window: tuple[int, int] | None, profiled: bool) -> float:
+    process = psutil.Process()
+
+    def run(steps: int, window: tuple[int, int] | None, profiled: bool) -> tuple[float, float]:
+        """(images/s, main-process CPU ms per image) of one round."""
         epoch = next(epochs)
         batches = epoch_batches(len(splits.train), args.batch_size, seed=42, epoch=epoch)[:steps]
         loader = make_loader(splits.train, batch_size=args.batch_size, num_workers=args.num_workers, seed=epoch,
@@ -83,22 +87,29 @@ def training_part(args: argparse.Namespace) -> dict[str, Any]:
                                           batch_size=args.batch_size, num_workers=args.num_workers)
         with profiling.session(session_args):
             profiling.attach(model, optimizer, torch.device("cpu"))
+            before = process.cpu_times()  # the monitor thread's CPU time counts: it runs in this process
             train.train_one_epoch(model, loader, criterion, optimizer, scheduler, torch.device("cpu"), meter=meter,
                                   epoch=epoch, steps=steps)
-        return meter.seen / meter.seconds
+            after = process.cpu_times()
+        cpu_ms = 1000 * ((after.user + after.system) - (before.user + before.system))
+        return meter.seen / meter.seconds, cpu_ms / meter.seen
 
     run(3, None, False)  # warm-up: allocator, kernels, worker start-up paths
     rates: dict[str, list[float]] = {"without profiling": [], "monitor + step timer": []}
+    cpu: dict[str, list[float]] = {name: [] for name in rates}
     for round_ in range(args.rounds):
         order = list(rates) if round_ % 2 == 0 else list(reversed(rates))
         for name in order:
-            rates[name].append(run(args.steps, None, name != "without profiling"))
-            print(f"round {round_ + 1}: {name}: {rates[name][-1]:.1f} images/s", file=sys.stderr, flush=True)
+            rate, cpu_ms = run(args.steps, None, name != "without profiling")
+            rates[name].append(rate)
+            cpu[name].append(cpu_ms)
+            print(f"round {round_ + 1}: {name}: {rate:.1f} images/s, {cpu_ms:.2f} CPU ms/image", file=sys.stderr,
+                  flush=True)
     started = time.perf_counter()
-    window_rate = run(args.window_steps, (0, args.window_steps), True)
+    window_rate, _ = run(args.window_steps, (0, args.window_steps), True)
     window_s = time.perf_counter() - started
-    return {"rates": rates, "window_rate": window_rate, "window_s": window_s, "threads": torch.get_num_threads(),
-            **instrumentation_costs(scratch / "costs")}
+    return {"rates": rates, "cpu_ms_per_image": cpu, "window_rate": window_rate, "window_s": window_s,
+            "threads": torch.get_num_threads(), **instrumentation_costs(scratch / "costs")}
 
 
 def instrumentation_costs(scratch: Path, steps: int = 3000) -> dict[str, float]:
@@ -110,6 +121,7 @@ def instrumentation_costs(scratch: Path, steps: int = 3000) -> dict[str, float]:
     import profiling
     import psutil
     import torch
+    from system_monitor import GpuReader, MinuteFiles, SystemMonitor
 
     model, batch = torch.nn.Linear(4, 2), (torch.zeros(1, 4), torch.zeros(1, dtype=torch.long))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
@@ -127,8 +139,8 @@ def instrumentation_costs(scratch: Path, steps: int = 3000) -> dict[str, float]:
             return (time.perf_counter() - started) / steps
 
     per_step = {profiled: min(loop(profiled) for _ in range(3)) for profiled in (False, True)}
-    files = profiling.MinuteFiles(scratch / "system", "algo-1")
-    monitor = profiling.SystemMonitor(files, "algo-1", 0.5, profiling.GpuReader())
+    files = MinuteFiles(scratch / "system", "algo-1")
+    monitor = SystemMonitor(files, "algo-1", 0.5, GpuReader())
     cpu_before = psutil.Process().cpu_times()
     started = time.perf_counter()
     for _ in range(50):
@@ -303,18 +315,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         training = json.loads(result.stdout.strip().splitlines()[-1])
         page = page_part(scratch)
 
-    rates = training["rates"]
+    rates, cpu = training["rates"], training["cpu_ms_per_image"]
     base_median, base_best = statistics.median(rates["without profiling"]), max(rates["without profiling"])
+    base_cpu = min(cpu["without profiling"])
     print(f"\nTraining (efficientnet_lite0, {args.image_size} px, batch {args.batch_size}, {args.num_workers} workers, "
           f"{training['threads']} threads, {args.rounds} alternating rounds of {args.steps} steps)")
-    print(f"{'setting':<40}{'median img/s':>14}{'best img/s':>12}{'median vs off':>15}{'best vs off':>13}")
+    print(f"{'setting':<40}{'median img/s':>14}{'best img/s':>12}{'best vs off':>13}{'min CPU ms/img':>16}"
+          f"{'vs off':>8}")
     for name, values in rates.items():
-        median, best = statistics.median(values), max(values)
-        print(f"{name:<40}{median:>14.1f}{best:>12.1f}{100 * (median / base_median - 1):>14.1f}%"
-              f"{100 * (best / base_best - 1):>12.1f}%")
-    print(f"{'torch.profiler window (' + str(args.window_steps) + ' steps, export incl.)':<40}"
-          f"{training['window_rate']:>14.1f}{'':>12}{100 * (training['window_rate'] / base_median - 1):>14.1f}%"
-          f"{'':>13}   {training['window_s']:.1f} s in all")
+        best_cpu = min(cpu[name])
+        print(f"{name:<40}{statistics.median(values):>14.1f}{max(values):>12.1f}"
+              f"{100 * (max(values) / base_best - 1):>12.1f}%{best_cpu:>16.2f}{100 * (best_cpu / base_cpu - 1):>7.1f}%")
+    print(f"{'torch.profiler window (' + str(args.window_steps) + ' steps)':<40}{training['window_rate']:>14.1f}"
+          f"{'':>12}{100 * (training['window_rate'] / base_best - 1):>12.1f}%   {training['window_s']:.1f} s "
+          "in all, trace export included")
     step_s = args.batch_size / base_median
     monitor_share = training["sample_cpu_ms"] / 500
     print(f"\nInstrumentation, measured directly: {training['step_cost_us']:.0f} µs per step (wrapper, hooks, event "

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import re
+import resource
 import signal
 import sys
 import time
@@ -292,8 +293,9 @@ class RuleRunner:
             if name not in self.done and steps:
                 self.store.update_rule(self.job_name, name, evaluated_step=steps[-1])
 
-    def finish(self, capture: Mapping[str, Any]) -> None:
-        """The final evaluation: finalize each rule and set its terminal status."""
+    def finish(self, capture: Mapping[str, Any], saved: set[str]) -> None:
+        """The final evaluation: finalize each rule and set its terminal status (``saved``:
+        the collections the trial holds tensors of)."""
         for name, rule in self.rules.items():
             if name in self.done:
                 continue
@@ -305,7 +307,7 @@ class RuleRunner:
                 LOG.error("%s failed in its final evaluation:\n%s", name, traceback.format_exc())
                 self._error(name, f"the rule failed in its final evaluation: {type(exc).__name__}: {exc}")
                 continue
-            self._conclude(name, rule, capture)
+            self._conclude(name, rule, capture, saved)
 
     def fail_all(self, message: str) -> None:
         """Every rule not yet concluded ends in Error with ``message``."""
@@ -332,13 +334,13 @@ class RuleRunner:
                 self.store.notify(self.job_name, "info", f"Stopping the job: {name} fired and its action is "
                                   "StopTraining", rule=name, action="StopTraining")
 
-    def _conclude(self, name: str, rule: ConsoleRule, capture: Mapping[str, Any]) -> None:
+    def _conclude(self, name: str, rule: ConsoleRule, capture: Mapping[str, Any], saved: set[str]) -> None:
         self.done.add(name)
         if rule.checks:
             self.store.update_rule(self.job_name, name, status=RuleStatus.NO_ISSUES_FOUND,
                                    message=f"no issue in {rule.checks} evaluations")
             return
-        missing = [c for c in rule.needs if c not in (capture.get("collections") or [])]
+        missing = [c for c in rule.needs if c not in saved]
         if name == "SaturatedActivation" and capture.get("activations") and not any(
             (capture.get("activation_layers") or {}).get(k) for k in ("tanh", "sigmoid")
         ):
@@ -394,7 +396,8 @@ class Session:
             self.collector.ingest(steps)
             self.runner.advance(steps)
             if final:
-                self.runner.finish(self.capture)
+                saved = {c for c in self.trial.collections() if self.trial.tensor_names(collection=c)}
+                self.runner.finish(self.capture, saved)
         if steps:
             self.last_step, self.steps = steps[-1], self.steps + len(steps)
         state = TrialState.COMPLETE if final else TrialState.READING
@@ -489,7 +492,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.set_trial(args.job_name, state=TrialState.FAILED, message=message)
         runner.fail_all(message)
         store.notify(args.job_name, "error", message)
-    LOG.info("done")
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    LOG.info("done: %d steps read, %.1f s of CPU", session.steps, usage.ru_utime + usage.ru_stime)
     return 0
 
 

@@ -52,12 +52,17 @@ LOG = logging.getLogger("train.debugger")
 OUT_DIR_NAME = "debug-output"
 CAPTURE_FILE = "capture.json"
 DEFAULT_SAVE_INTERVAL = 10
-REDUCTIONS: tuple[str, ...] = ("l2_norm", "mean", "abs_mean", "std", "min", "max", "zero_fraction")
+REDUCTIONS: tuple[str, ...] = ("l2", "mean", "abs_mean", "std", "min", "max", "zero_fraction")
 REDUCED_COLLECTIONS: tuple[str, ...] = ("weights", "biases", "gradients")
 STEP_COLLECTIONS: tuple[str, ...] = ("losses", "labels", "predictions")
 ACTIVATION_COLLECTIONS: tuple[str, ...] = ("relu_output", "relu_input", "tanh_input", "sigmoid_input")
 COLLECTIONS: tuple[str, ...] = STEP_COLLECTIONS + REDUCED_COLLECTIONS
 RELU_TYPES = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU")
+ACTIVATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "relu": (RELU_TYPES, ("relu_output", "relu_input")),
+    "tanh": (("Tanh", "Hardtanh"), ("tanh_input",)),
+    "sigmoid": (("Sigmoid", "Hardsigmoid"), ("sigmoid_input",)),
+}  # kind -> (module class names, collections)
 
 # Rules the evaluator knows (the built-in rules' names); the default set needs no activations.
 RULE_NAMES: tuple[str, ...] = (
@@ -321,18 +326,20 @@ def attach(model: nn.Module, criterion: nn.Module, args: argparse.Namespace) -> 
     if not getattr(args, "debug", False):
         return None
     out_dir = resolve_out_dir(args.debug_out_dir)
+    activations = activation_modules(model) if args.debug_activations else {}
     info = CaptureInfo(
         out_dir=out_dir,
-        collections=list(args.debug_collections) + (list(ACTIVATION_COLLECTIONS) if args.debug_activations else []),
+        collections=list(args.debug_collections) + [c for k in activations for c in ACTIVATION_KINDS[k][1]],
         save_interval=args.debug_save_interval,
         reductions=list(REDUCTIONS),
         activations=args.debug_activations,
         full_tensors=args.debug_full_tensors,
         loss_name=type(criterion).__name__,
+        activation_layers={kind: len(modules) for kind, modules in activations.items()},
     )
     try:
         _set_aside_previous_trial(out_dir)
-        hook = _build_hook(model, criterion, info)
+        hook = _build_hook(model, criterion, info, activations)
     except Exception as exc:  # the debugger must never break the training run
         info.error = f"{type(exc).__name__}: {exc}"
         LOG.warning("debugger: capture disabled: %s", info.error)
@@ -345,7 +352,18 @@ def attach(model: nn.Module, criterion: nn.Module, args: argparse.Namespace) -> 
     return hook
 
 
-def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo) -> Any:
+def activation_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """The model's activation modules by kind (relu, tanh, sigmoid); kinds without any left out."""
+    found: dict[str, list[nn.Module]] = {}
+    for module in model.modules():
+        for kind, (types, _) in ACTIVATION_KINDS.items():
+            if type(module).__name__ in types:
+                found.setdefault(kind, []).append(module)
+    return found
+
+
+def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo,
+                activations: Mapping[str, list[nn.Module]]) -> Any:
     prepare_smdebug_import()
     from smdebug.core.modes import ModeKeys
     from smdebug.core.reduction_config import ReductionConfig
@@ -357,10 +375,13 @@ def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo) -> An
         out_dir=info.out_dir, include_collections=info.collections,
         save_config=SaveConfig(save_interval=info.save_interval),
     )  # fmt: skip
-    every_step = SaveConfig(mode_save_configs={m: SaveConfigMode(save_interval=1) for m in (ModeKeys.TRAIN, ModeKeys.EVAL)})
+    every_step = SaveConfig(
+        mode_save_configs={m: SaveConfigMode(save_interval=1) for m in (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)}
+    )
+    never = SaveConfigMode(save_interval=info.save_interval, start_step=10**12)
     train_only = SaveConfig(
         mode_save_configs={ModeKeys.TRAIN: SaveConfigMode(save_interval=info.save_interval),
-                           ModeKeys.EVAL: SaveConfigMode(save_interval=info.save_interval, start_step=10**12)}
+                           ModeKeys.EVAL: never, ModeKeys.PREDICT: never}
     )  # fmt: skip
     reduced = ReductionConfig(
         reductions=["mean", "std", "min", "max"], abs_reductions=["mean"], norms=["l2"],
@@ -378,8 +399,7 @@ def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo) -> An
         collection.save_config = train_only
         collection.reduction_config = reduced
     hook.reduced_collections = set(REDUCED_COLLECTIONS)
-    if info.activations:
-        _add_activation_collections(hook, model, train_only, info)
+    _add_activation_collections(hook, activations, train_only)
     hook.frozen_names = {f"{model._get_name()}_{n}" for n, p in model.named_parameters() if not p.requires_grad}
     info.tensor_order = [f"{model._get_name()}_{n}" for n, _ in model.named_parameters()]
     info.tensor_order += [n for n, _ in model.named_modules() if n]
@@ -389,31 +409,20 @@ def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo) -> An
     return hook
 
 
-def _add_activation_collections(hook: Any, model: nn.Module, save_config: Any, info: CaptureInfo) -> None:
+def _add_activation_collections(hook: Any, activations: Mapping[str, list[nn.Module]], save_config: Any) -> None:
     from smdebug.core.reduction_config import ReductionConfig
 
     full = ReductionConfig(reductions=["mean", "std", "min", "max"], norms=["l2"], save_raw_tensor=True)
-    for name in ACTIVATION_COLLECTIONS:
-        collection = hook.get_collection(name)
-        collection.save_config = save_config
-        collection.reduction_config = full
-        hook.reduced_collections.add(name)
-    counts = {"relu": 0, "tanh": 0, "sigmoid": 0}
-    for module in model.modules():
-        kind = type(module).__name__
-        counts["relu"] += kind in RELU_TYPES
-        counts["tanh"] += kind in ("Tanh", "Hardtanh")
-        counts["sigmoid"] += kind in ("Sigmoid", "Hardsigmoid")
-        if kind in RELU_TYPES:
-            if getattr(module, "inplace", False):
-                module.inplace = False  # an in-place ReLU would overwrite the input we save
-            hook.get_collection("relu_output").add_module_tensors(module, inputs=False, outputs=True)
-            hook.get_collection("relu_input").add_module_tensors(module, inputs=True, outputs=False)
-        elif kind in ("Tanh", "Hardtanh"):
-            hook.get_collection("tanh_input").add_module_tensors(module, inputs=True, outputs=False)
-        elif kind in ("Sigmoid", "Hardsigmoid"):
-            hook.get_collection("sigmoid_input").add_module_tensors(module, inputs=True, outputs=False)
-    info.activation_layers = counts
+    for kind, modules in activations.items():
+        for name in ACTIVATION_KINDS[kind][1]:
+            collection = hook.get_collection(name)
+            collection.save_config = save_config
+            collection.reduction_config = full
+            hook.reduced_collections.add(name)
+            for module in modules:
+                if getattr(module, "inplace", False):
+                    module.inplace = False  # an in-place activation would overwrite the input we save
+                collection.add_module_tensors(module, inputs=name.endswith("_input"), outputs=name.endswith("_output"))
 
 
 def _mode_follower(hook: Any, modes: Any) -> Any:
@@ -444,12 +453,14 @@ def _hook_class() -> Any:
     global _HOOK_CLASS
     if _HOOK_CLASS is not None:
         return _HOOK_CLASS
+    import numpy as np
     import torch
     from smdebug.core.reductions import get_reduction_tensor_name
     from smdebug.pytorch import Hook
 
     class DebugHook(Hook):  # type: ignore[misc, valid-type]
-        """Adds ``zero_fraction`` and the weights' ``update_ratio``; skips frozen parameters."""
+        """Writes the reduced collections' summary in one pass per tensor (one device sync),
+        adds the weights' ``update_ratio``, and never hooks a frozen parameter."""
 
         reduced_collections: set[str] = set()
         frozen_names: set[str] = set()
@@ -457,34 +468,46 @@ def _hook_class() -> Any:
 
         def _write_reductions(self, tensor_name: str, tensor_value: Any, save_collections: Any,
                               tensor_ref: Any = None) -> None:
-            super()._write_reductions(tensor_name, tensor_value, save_collections, tensor_ref=tensor_ref)
             names = {c.name for c in save_collections}
-            if names & self.reduced_collections:
-                self._write_reduction(tensor_name, tensor_value, "zero_fraction", abs=False, tensor_ref=tensor_ref)
+            if not names & self.reduced_collections or not isinstance(tensor_value, torch.Tensor):
+                super()._write_reductions(tensor_name, tensor_value, save_collections, tensor_ref=tensor_ref)
+                return
+            value = tensor_value.detach()
+            summary = _summary(value)
             if "weights" in names and tensor_name not in self.frozen_names:
-                self._write_update_ratio(tensor_name, tensor_value.detach())
+                ratio = self._update_ratio(tensor_name, value)
+                if ratio is not None:
+                    summary[("update_ratio", False)] = ratio
+            for (reduction, absolute), number in summary.items():
+                self._write_raw_tensor_simple(get_reduction_tensor_name(tensor_name, reduction, absolute),
+                                              np.float32(number), tensor_ref=tensor_ref)
 
-        def _write_update_ratio(self, tensor_name: str, value: torch.Tensor) -> None:
+        def _update_ratio(self, tensor_name: str, value: torch.Tensor) -> float | None:
             previous = self.__dict__.setdefault("_previous_weights", {})
             before = previous.get(tensor_name)
-            if before is not None and before.shape == value.shape:
-                ratio = torch.linalg.vector_norm(value - before) / (torch.linalg.vector_norm(before) + 1e-12)
-                self._write_raw_tensor_simple(
-                    get_reduction_tensor_name(tensor_name, "update_ratio", False), ratio
-                )
             previous[tensor_name] = value.clone()
-
-        @staticmethod
-        def _get_reduction_of_data(reduction_name: str, tensor_value: Any, tensor_name: str, abs: bool) -> Any:
-            if reduction_name == "zero_fraction":
-                return (tensor_value == 0).float().mean()
-            return Hook._get_reduction_of_data(reduction_name, tensor_value, tensor_name, abs)
+            if before is None or before.shape != value.shape:
+                return None
+            return float(torch.linalg.vector_norm(value - before) / (torch.linalg.vector_norm(before) + 1e-12))
 
         def _backward_apply(self, module: torch.nn.Module) -> None:
             # sagemaker-python-sdk #1401: register_hook on a frozen parameter raises
             for name, param in module.named_parameters():
                 if param.requires_grad:
                     param.register_hook(self.backward_hook(module._get_name() + "_" + name))
+
+    def _summary(value: torch.Tensor) -> dict[tuple[str, bool], float]:
+        """REDUCTIONS of a tensor, computed on its device and copied to the host at once."""
+        flat = value.reshape(-1).float()
+        if flat.numel() == 0:
+            return {}
+        std, mean = torch.std_mean(flat, correction=1 if flat.numel() > 1 else 0)
+        low, high = torch.aminmax(flat)
+        stats = torch.stack([torch.linalg.vector_norm(flat), mean, flat.abs().mean(), std, low, high,
+                             (flat == 0).float().mean()]).cpu().tolist()
+        keys = [("l2", False), ("mean", False), ("mean", True), ("std", False), ("min", False), ("max", False),
+                ("zero_fraction", False)]
+        return dict(zip(keys, stats))
 
     _HOOK_CLASS = DebugHook
     return DebugHook

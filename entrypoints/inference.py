@@ -138,7 +138,8 @@ def input_fn(request_body: bytes | str, request_content_type: str | None) -> Ima
         encoded, top_k = _parse_json(body)
         return ImageBatch([decode_image(_b64decode(item, where), where) for where, item in encoded], top_k)
     raise InferenceError(
-        415, f"content type {request_content_type or '(none)'!r} is not supported: use one of {', '.join(SUPPORTED_TYPES)}"
+        415,
+        f"content type {request_content_type or '(none)'!r} is not supported: use one of {', '.join(SUPPORTED_TYPES)}",
     )
 
 
@@ -192,14 +193,14 @@ def decode_image(data: bytes, where: str) -> Image.Image:
         with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as image:
             pixels = image.width * image.height
             if pixels > MAX_IMAGE_PIXELS:
-                raise InferenceError(
-                    400, f"{where} is {image.width}x{image.height} = {pixels:,} pixels; the limit is {MAX_IMAGE_PIXELS:,}"
-                )
+                raise InferenceError(400, f"{where} is {image.width}x{image.height} = {pixels:,} pixels; "
+                                          f"the limit is {MAX_IMAGE_PIXELS:,}")
             return image.convert("RGB")
     except InferenceError:
         raise
     except UnidentifiedImageError:
-        raise InferenceError(400, f"{where} is not an image in a supported format ({', '.join(IMAGE_FORMATS)})") from None
+        formats = ", ".join(IMAGE_FORMATS)
+        raise InferenceError(400, f"{where} is not an image in a supported format ({formats})") from None
     except Image.DecompressionBombError as exc:
         raise InferenceError(400, f"{where} has too many pixels: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -225,7 +226,8 @@ def _parse_json(body: bytes) -> tuple[list[tuple[str, Any]], int]:
         if not isinstance(values, list) or not values:
             raise InferenceError(400, f'"{key}" must be a non-empty list')
         if len(values) > MAX_IMAGES_PER_REQUEST:
-            raise InferenceError(400, f'"{key}" holds {len(values)} images; the limit is {MAX_IMAGES_PER_REQUEST} per request')
+            raise InferenceError(
+                400, f'"{key}" holds {len(values)} images; the limit is {MAX_IMAGES_PER_REQUEST} per request')
         items = [(f"{key}[{i}]", _instance_b64(v, f"{key}[{i}]") if key == "instances" else v)
                  for i, v in enumerate(values)]
     return items, _top_k(document.get("top_k", DEFAULT_TOP_K))

@@ -21,8 +21,9 @@ Requests are micro-batched: each request's thread decodes and preprocesses its i
 one batcher thread runs a single forward pass over up to ``--max-batch-size`` images. A
 forming batch waits up to ``--max-wait-ms`` for more, but only while requests are already
 being decoded or while other client connections are open (each may send one), so a lone
-client never waits. ``--torch-threads`` defaults to half the CPUs: the other half decodes. ``X-Inference-Latency-Ms`` carries the time spent in
-the server. One log line per request (never a body). SIGTERM stops accepting connections,
+client never waits. ``--torch-threads`` defaults to half the CPUs: the other half decodes.
+``X-Inference-Latency-Ms`` carries the time spent in the server. One log line per request
+(never a body; health checks unlogged). SIGTERM stops accepting connections,
 lets requests in flight finish (up to 10 s) and exits 0. Exit code 1: the model did not
 load (last line ``ERROR: ...``); 2: the port is taken.
 """
@@ -372,7 +373,8 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return error_answer(411, "send the body with a Content-Length header (no chunked encoding)")
         if body_length > MAX_BODY_BYTES:
             self._discard_body(body_length)
-            return error_answer(413, f"the request body is {body_length:,} bytes; the limit is {MAX_BODY_BYTES:,} (6 MB)")
+            return error_answer(
+                413, f"the request body is {body_length:,} bytes; the limit is {MAX_BODY_BYTES:,} (6 MB)")
         return self.rfile.read(body_length)
 
     def _discard_body(self, body_length: int | None) -> None:
@@ -472,15 +474,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=int, default=8080, help="port to listen on")
     parser.add_argument("--host", default=LOCAL_HOST,
                         help="address to bind: 127.0.0.1 (local endpoints); a serving container passes 0.0.0.0")
-    parser.add_argument("--max-batch-size", type=int, default=16, help="most images per forward pass")
+    parser.add_argument("--max-batch-size", type=_at_least(1), default=16, help="most images per forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=10.0,
-                        help="longest a batch waits for requests already arriving")
-    parser.add_argument("--workers", type=int, default=32, help="connections served at once")
-    parser.add_argument("--torch-threads", type=int, default=0,
+                        help="longest a batch waits for requests being decoded or from other open connections")
+    parser.add_argument("--workers", type=_at_least(1), default=32, help="connections served at once")
+    parser.add_argument("--torch-threads", type=_at_least(0), default=0,
                         help="intra-op threads of the forward pass (0: half the CPUs, at least 1; the rest decode)")
     parser.add_argument("--scratch-dir", type=Path, default=None,
                         help="where model.tar.gz is unpacked (default: the system temp folder)")
     return parser
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
 
 
 def default_torch_threads() -> int:

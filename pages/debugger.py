@@ -14,7 +14,7 @@ from pages._shared import backend, show_error
 
 POLL_SECONDS = 3
 _LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
-_ICONS = {"IssuesFound": "🔴", "Error": "⚠️", "InProgress": "⏳", "NoIssuesFound": "🟢"}
+_ICONS = {RuleStatus.ISSUES_FOUND: ":material/report:", RuleStatus.ERROR: ":material/error:"}
 
 st.title("Debugger")
 be = backend()
@@ -54,14 +54,12 @@ def _rules(name: str, job: TrainingJob) -> None:
         return
     issues = sum(r.status is RuleStatus.ISSUES_FOUND for r in rules)
     errors = sum(r.status is RuleStatus.ERROR for r in rules)
-    table = views.rules_table(rules)
-    table.insert(0, "", table["status"].map(_ICONS).fillna(""))
-    st.dataframe(table, hide_index=True, key=f"debug_rules_{name}", width="stretch")
+    st.dataframe(views.rules_table(rules), hide_index=True, key=f"debug_rules_{name}", width="stretch")
     st.caption(f"{len(rules)} rules: {issues} found issues, {errors} in error. Choose rules and the StopTraining "
                "action at launch with the hyperparameter debug-rules, e.g. `LossNotDecreasing:stop,VanishingGradient`.")
     for rule in rules:
         if rule.status in (RuleStatus.ISSUES_FOUND, RuleStatus.ERROR):
-            with st.expander(f"{_ICONS.get(rule.status.value, '')} {rule.rule}: {rule.status.value}"):
+            with st.expander(f"{rule.rule}: {rule.status.value}", icon=_ICONS[rule.status]):
                 if rule.message:
                     st.markdown(f"**Finding:** {rule.message}" + (f" (step {rule.step})" if rule.step is not None else ""))
                 st.markdown(f"**What it means:** {rule.meaning}")

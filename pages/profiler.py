@@ -83,10 +83,16 @@ def profile(name: str) -> None:
         return
     _overview(view)
     _findings(view)
+    c1, c2 = st.columns([3, 1])
     report = store.report_html(name)
     if report:
-        st.download_button("Download the profiler report (HTML)", report, file_name=f"{name}-profiler-report.html",
+        c1.download_button("Download the profiler report (HTML)", report, file_name=f"{name}-profiler-report.html",
                            mime="text/html", icon=":material/download:", key=f"profiler_report_{name}")
+    if not job.status.is_terminal and c2.button("Stop job", icon=":material/stop_circle:", key=f"profiler_stop_{name}"):
+        try:
+            be.runner.stop(name)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
     tabs = st.tabs(["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators", "System usage"])
     with tabs[0]:
         st.plotly_chart(figures["utilisation"], key=f"profiler_util_{name}")

@@ -16,7 +16,7 @@ from core.debugger.store import DebugStore
 
 SMOOTHING = 10
 STAT_REDUCTIONS = ("l2", "mean", "abs_mean", "std", "min", "max", "zero_fraction", "update_ratio")
-_MODEL_PREFIX = re.compile(r"^(gradient/)?[A-Z][A-Za-z0-9]*_")
+_MODEL_PREFIX = re.compile(r"^(gradient/)?[A-Z][A-Za-z0-9]*_(?=.*\.)")
 _STATUS_ORDER = {RuleStatus.ISSUES_FOUND: 0, RuleStatus.ERROR: 1, RuleStatus.IN_PROGRESS: 2,
                  RuleStatus.NO_ISSUES_FOUND: 3, RuleStatus.STOPPING: 4, RuleStatus.STOPPED: 5}
 

@@ -101,7 +101,8 @@ class EndpointManager(ABC):
         """
 
     @abstractmethod
-    def invoke(self, name: str, body: bytes, content_type: str, *, accept: str = "application/json") -> InvocationResult:
+    def invoke(self, name: str, body: bytes, content_type: str, *,
+               accept: str = "application/json") -> InvocationResult:
         """Sends one prediction request (see ``core.endpoints.invoke`` to build bodies).
 
         Raises:

@@ -85,35 +85,33 @@ class LocalEndpointManager(EndpointManager):
     def _deploy(self, name: str, model_uri: str, *, instance_type: str, instance_count: int,
                 serving: ServingConfig) -> Endpoint:
         if instance_type != "local":
-            raise InvalidInputError(f"instance_type: the local backend serves on this machine ('local'), not {instance_type!r}")
+            raise InvalidInputError(
+                f"instance_type: the local backend serves on this machine ('local'), not {instance_type!r}")
         if instance_count != 1:
-            raise InvalidInputError(f"instance_count: the local backend runs one server per endpoint, not {instance_count}")
+            raise InvalidInputError(
+                f"instance_count: the local backend runs one server per endpoint, not {instance_count}")
         model_path = local_model_path(model_uri)
         if not self.job_python.exists():
             raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
-        try:
-            self.store.get(name)
-            raise AlreadyExistsError(f"an endpoint named {name!r} already exists: delete it first")
-        except NotFoundError:
-            pass
         endpoint_dir = self.root / name
-        shutil.rmtree(endpoint_dir, ignore_errors=True)  # left by a delete that was interrupted
-        endpoint_dir.mkdir(parents=True)
         port = free_port()
         endpoint = Endpoint(
             name=name, status=EndpointStatus.CREATING, backend=self.backend_name, model_uri=model_uri,
             created_at=time.time(), url=f"http://{HOST}:{port}", port=port, serving=serving,
         )
         try:
-            self.store.insert(endpoint, endpoint_dir=endpoint_dir)
-        except BaseException:
-            shutil.rmtree(endpoint_dir, ignore_errors=True)
-            raise
+            self.store.insert(endpoint, endpoint_dir=endpoint_dir)  # claims the name (AlreadyExistsError)
+        except AlreadyExistsError:
+            raise AlreadyExistsError(f"an endpoint named {name!r} already exists: delete it first") from None
         try:
+            shutil.rmtree(endpoint_dir, ignore_errors=True)  # left by a delete that was interrupted
+            endpoint_dir.mkdir(parents=True)
             pid = self._launch(name, model_path, port, serving, endpoint_dir)
-        except BaseException:
+        except BaseException as exc:
             self.store.delete(name)
             shutil.rmtree(endpoint_dir, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise BackendError(f"cannot prepare the endpoint folder {endpoint_dir}: {exc}") from None
             raise
         self.store.set_pid(name, pid)
         return self.store.get(name)
@@ -156,7 +154,8 @@ class LocalEndpointManager(EndpointManager):
         if runtime["endpoint_dir"]:
             shutil.rmtree(runtime["endpoint_dir"], ignore_errors=True)
 
-    def invoke(self, name: str, body: bytes, content_type: str, *, accept: str = "application/json") -> InvocationResult:
+    def invoke(self, name: str, body: bytes, content_type: str, *,
+               accept: str = "application/json") -> InvocationResult:
         endpoint = self.describe(name)
         if endpoint.status is not EndpointStatus.IN_SERVICE or not endpoint.url:
             raise InvalidInputError(f"endpoint {name!r} is {endpoint.status.value}: it answers once InService")

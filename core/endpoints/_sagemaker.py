@@ -160,7 +160,7 @@ class SageMakerEndpointManager(EndpointManager):
         instance_type = DEFAULT_INSTANCE_TYPE if instance_type == "local" else instance_type
         if not instance_type.startswith("ml."):
             raise InvalidInputError(f"instance type {instance_type!r}: use a SageMaker type such as {DEFAULT_INSTANCE_TYPE}")
-        image = self._serving_image or getattr(self._settings, "serving_image_uri", None)
+        image = self._serving_image or self._settings.serving_image_uri
         if not image:
             raise ConfigError(
                 "SageMaker endpoints need our serving image: build docker/serving/Dockerfile, push it to ECR "

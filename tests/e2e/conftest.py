@@ -14,6 +14,9 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from core.backend import get_backend
+from core.config import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -60,6 +63,20 @@ def app_url(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+        _stop_detached_work(tmp_path / "workspace")
+
+
+def _stop_detached_work(workspace: Path) -> None:
+    """Endpoint servers and jobs outlive the app by design: the test that started them stops them."""
+    if not (workspace / "console.db").exists():
+        return
+    backend = get_backend(Settings(workspace=workspace))
+    for endpoint in backend.endpoints.list_endpoints():
+        backend.endpoints.delete(endpoint.name)
+    for job in backend.tuner.list_tuning_jobs():
+        backend.tuner.stop(job.name)
+    for job in backend.runner.list_jobs():
+        backend.runner.stop(job.name)
 
 
 @pytest.fixture(scope="session")

@@ -16,14 +16,17 @@ from tests.e2e.conftest import screenshot
 
 pytestmark = pytest.mark.browser
 
-DROP_FILE_JS = """
-([b64, name]) => {
-  const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+DROP_FILES_JS = """
+(files) => {
   const transfer = new DataTransfer();
-  transfer.items.add(new File([bytes], name, {type: 'application/zip'}));
+  for (const [b64, name, type] of files) {
+    const bytes = Uint8Array.from(atob(b64), c => c.charCodeAt(0));
+    transfer.items.add(new File([bytes], name, {type}));
+  }
   return transfer;
 }
 """
+CONTENT_TYPES = {".zip": "application/zip", ".jpg": "image/jpeg", ".png": "image/png"}
 
 
 def metric_value(page: Page, label: str) -> Locator:
@@ -31,17 +34,18 @@ def metric_value(page: Page, label: str) -> Locator:
     return page.locator('[data-testid="stMetric"]').filter(has_text=label).locator('[data-testid="stMetricValue"]')
 
 
-def drop_file(page: Page, path: Path) -> None:
-    """Drops a file on the page's file uploader as a user's drag and drop does."""
-    transfer = page.evaluate_handle(DROP_FILE_JS, [base64.b64encode(path.read_bytes()).decode(), path.name])
-    page.dispatch_event('[data-testid="stFileUploaderDropzone"]', "drop", {"dataTransfer": transfer})
+def drop_files(page: Page, *paths: Path, index: int = 0) -> None:
+    """Drops files on the page's index-th file uploader as a user's drag and drop does."""
+    files = [[base64.b64encode(p.read_bytes()).decode(), p.name, CONTENT_TYPES[p.suffix]] for p in paths]
+    transfer = page.evaluate_handle(DROP_FILES_JS, files)
+    page.locator('[data-testid="stFileUploaderDropzone"]').nth(index).dispatch_event("drop", {"dataTransfer": transfer})
 
 
 def ingest_demo_by_drop(page: Page, app_url: str, tmp_path: Path) -> None:
     demo_zip = build_demo_zip(tmp_path / "digits-demo.zip")
     page.goto(app_url)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
-    drop_file(page, demo_zip)
+    drop_files(page, demo_zip)
     expect(page.get_by_text("digits-demo.zip")).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Check dataset").click()
     expect(page.get_by_text("Validation report")).to_be_visible(timeout=60_000)
@@ -74,14 +78,15 @@ def test_not_a_zip_gets_a_clear_error(page: Page, app_url: str, tmp_path: Path) 
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     page.goto(app_url)
     expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
-    drop_file(page, fake)
+    drop_files(page, fake)
     expect(page.get_by_text("photo.zip")).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Check dataset").click()
     expect(page.get_by_text(re.compile("not a zip", re.I))).to_be_visible(timeout=30_000)
 
 
 @pytest.mark.slow
-def test_train_on_demo_reaches_90_percent_in_browser(page: Page, app_url: str, tmp_path: Path) -> None:
+def test_train_deploy_and_predict_in_browser(page: Page, app_url: str, tmp_path: Path) -> None:
+    """Issues 2 and 6: train on the demo (≥ 90% test accuracy), deploy it, drop test images."""
     ingest_demo_by_drop(page, app_url, tmp_path)
     page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
     expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
@@ -95,3 +100,20 @@ def test_train_on_demo_reaches_90_percent_in_browser(page: Page, app_url: str, t
     assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.90
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     screenshot(page, "training-job")
+
+    page.goto(f"{app_url}/deploy")
+    expect(page.get_by_role("heading", name="Deploy", exact=True)).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    expect(page.get_by_text("Drop one or more images")).to_be_visible(timeout=300_000)  # InService
+    test_split = tmp_path / "workspace" / "storage" / "datasets" / "digits-demo" / "test"
+    images = [sorted((test_split / str(digit)).glob("*.jpg"))[0] for digit in (0, 2, 4, 6, 8)]
+    drop_files(page, *images)
+    top1 = page.locator('[data-testid="stMetric"]').filter(has_text="Top-1").locator('[data-testid="stMetricValue"]')
+    expect(top1).to_have_count(5, timeout=120_000)
+    predicted = [top1.nth(i).inner_text().strip() for i in range(5)]
+    assert sum(p == str(d) for p, d in zip(predicted, (0, 2, 4, 6, 8))) >= 4, predicted
+    latencies = metric_value(page, "Latency")
+    expect(latencies).to_have_count(5)
+    assert all(latencies.nth(i).inner_text().endswith(" ms") for i in range(5))
+    screenshot(page, "deploy-predictions")
+    page.get_by_text("Invoke it from code (boto3)").click()

@@ -105,7 +105,8 @@ accepted = {
     "json-image": (json.dumps({"image": b64(image())}).encode(), "application/json"),
     "json-data-url": (json.dumps({"image": "data:image/png;base64," + b64(image("PNG"))}).encode(), "application/json"),
     "json-images": (json.dumps({"images": [b64(image()), b64(image("PNG"))], "top_k": 2}).encode(), "application/json"),
-    "json-instances": (json.dumps({"instances": [{"b64": b64(image())}] * 3}).encode(), "application/json; charset=utf-8"),
+    "json-instances": (json.dumps({"instances": [{"b64": b64(image())}] * 3}).encode(),
+                       "application/json; charset=utf-8"),
     "json-str-body": (json.dumps({"image": b64(image())}), "application/json"),
     "json-64-images": (json.dumps({"images": [b64(image(size=(8, 8)))] * 64}).encode(), "application/json"),
 }

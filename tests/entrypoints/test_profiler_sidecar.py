@@ -102,7 +102,7 @@ def test_files_are_read_while_they_are_written(tmp_path: Path) -> None:
     root = tmp_path / "profiler-output"
     reader = subprocess.Popen([str(DEFAULT_JOB_PYTHON), "-c", _PARTIAL, str(ENTRYPOINTS_DIR), str(root)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=tmp_path)
     assert reader.stdin and reader.stdout
 
     def next_pass(final: bool = False) -> dict[str, Any]:

@@ -4,7 +4,6 @@ load shows its reason; the best trial of a tuning job is offered; empty states l
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import time
 from pathlib import Path
@@ -24,15 +23,6 @@ from tests.core.endpoints.conftest import CLASS_NAMES, broken_model_tar, model_t
 from tests.pages.conftest import open_page
 
 TIMEOUT = 60
-
-
-@pytest.fixture(autouse=True)
-def endpoints_on_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until ``Backend`` has its ``endpoints`` field, give it the local manager get_backend will build."""
-    if "endpoints" in {f.name for f in dataclasses.fields(Backend)}:
-        return
-    monkeypatch.setattr(Backend, "endpoints", property(
-        lambda be: LocalEndpointManager(be.store, be.settings.workspace, be.settings.job_python)), raising=False)
 
 
 @pytest.fixture

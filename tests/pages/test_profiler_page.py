@@ -117,3 +117,6 @@ def test_a_running_job_is_shown_live(local_backend: Backend) -> None:
     at.run()
     assert not at.exception
     assert at.metric[0].value == "live"
+    at.button(key="profiler_stop_running").click().run()
+    assert not at.exception
+    assert local_backend.runner.describe("running").status is JobStatus.STOPPED

@@ -31,7 +31,8 @@ from tests.core.endpoints.conftest import CLASS_NAMES
 SIX_MB = 6 * 1024 * 1024
 
 
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30), color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30),
+                color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, color).save(buffer, format=fmt)
     return buffer.getvalue()
@@ -263,8 +264,8 @@ def test_boto3_sagemaker_runtime_invokes_the_local_server(served: tuple[LocalEnd
     endpoint = manager.describe(name)
     assert endpoint.port is not None
     client = runtime_client(endpoint.port)
-    answer = client.invoke_endpoint(EndpointName=name, Body=image_bytes(), ContentType="image/jpeg",  # type: ignore[attr-defined]
-                                    Accept="application/json")
+    answer = client.invoke_endpoint(  # type: ignore[attr-defined]
+        EndpointName=name, Body=image_bytes(), ContentType="image/jpeg", Accept="application/json")
     assert answer["ContentType"] == "application/json"
     assert answer["InvokedProductionVariant"] == "AllTraffic"
     [top] = json.loads(answer["Body"].read())["predictions"]
@@ -299,7 +300,8 @@ def test_boto3_gets_sagemaker_runtime_errors(served: tuple[LocalEndpointManager,
     manager, name = served
     client = runtime_client(manager.describe(name).port or 0)
     with pytest.raises(ClientError) as caught:
-        client.invoke_endpoint(EndpointName=endpoint_name or name, Body=body, ContentType=content_type)  # type: ignore[attr-defined]
+        client.invoke_endpoint(  # type: ignore[attr-defined]
+            EndpointName=endpoint_name or name, Body=body, ContentType=content_type)
     response = caught.value.response
     assert response["Error"]["Code"] == code
     assert response["ResponseMetadata"]["HTTPStatusCode"] == http_status
