@@ -32,6 +32,8 @@ SCRIPT = textwrap.dedent(
     if args.mode == "crash":
         print("ERROR: the data folder has no train/ split", flush=True)
         sys.exit(3)
+    if args.mode == "slow":  # long enough for a sidecar to see the training process
+        time.sleep(3)
     if args.mode == "sleep":
         signal.signal(signal.SIGTERM, lambda *_: (print("stopped by SIGTERM", flush=True), sys.exit(143)))
         print("sleeping", flush=True)
@@ -189,7 +191,7 @@ def test_sidecars_run_beside_the_job_and_finish_first(tmp_path, source_dir, data
     sidecar.write_text(SIDECAR)
     store = JobStore(tmp_path / "ws2" / "console.db")
     runner = LocalJobRunner(store, tmp_path / "ws2" / "jobs", Path(sys.executable), sidecars=[sidecar])
-    runner.start(spec("side-job", source_dir, data_uri))
+    runner.start(spec("side-job", source_dir, data_uri, mode="slow"))
     job = wait_for(runner, "side-job", lambda j: j.status.is_terminal)
     assert job.status is JobStatus.COMPLETED
     assert (runner.job_folder("side-job").root / "sidecar-done").read_text() == "side-job True"
