@@ -17,8 +17,9 @@ from core.tuning import LocalTuner, Tuner
 from core.types import BackendKind
 
 
-LOCAL_SIDECARS = (ENTRYPOINTS_DIR / "profiler_sidecar.py",)
-"""Job-side analysers run beside every local training job (see core.training._supervisor)."""
+LOCAL_SIDECARS = (ENTRYPOINTS_DIR / "debug_sidecar.py", ENTRYPOINTS_DIR / "profiler_sidecar.py")
+"""Job-side analysers run beside every local training job (see core.training._supervisor):
+the Debugger's collector and rule evaluator, and the Profiler's analysis."""
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,10 @@ script with the job environment's interpreter::
 
     debug_sidecar.py --job-dir D --database DB --job-name N --training-pid P [--trial PATH]
 
+and, for a SageMaker training job, the console starts it on its own machine with
+``--sagemaker-job --trial s3://...`` (``core.debugger.evaluator``): it then watches the job
+through the SageMaker API instead of a process.
+
 It reads the job's hyperparameters (``SM_HPS``, else ``input/config/hyperparameters.json``),
 opens the trial that ``train.py`` writes (``debugging.resolve_out_dir``, or ``--trial``, a
 folder or ``s3://`` URI) with ``smdebug.trials.create_trial`` as soon as it has a first step,
@@ -48,14 +52,14 @@ from smdebug.analysis.utils import no_refresh, refresh  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.exceptions import SMDebugError  # noqa: E402
 
-from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesPoint, TrialState  # noqa: E402
+from core.debugger import SERIES_COLUMNS, DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState  # noqa: E402
 from core.errors import ConsoleError  # noqa: E402
 from core.jobstore import JobStore  # noqa: E402
 from core.types import JobStatus  # noqa: E402
 
 LOG = logging.getLogger("debug_sidecar")
 POLL_SECONDS = 3.0
-MAX_REDUCED_STEPS = 1000  # per job, for weights/biases/gradients/activations; then every other step goes
+MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
 MAX_SCALAR_STEPS = 20000  # per job, for losses
 SERIES_COLLECTIONS = ("losses", *debugging.REDUCED_COLLECTIONS, *debugging.ACTIVATION_COLLECTIONS)
 REDUCED = tuple(c for c in SERIES_COLLECTIONS if c != "losses")
@@ -114,6 +118,36 @@ class Stopper:
         return None
 
 
+class SageMakerJob:
+    """A SageMaker training job watched from outside: whether it still runs, and StopTraining.
+
+    Credentials and region come from the environment (the console passes its profile and
+    region), as for any boto3 client.
+    """
+
+    RUNNING = ("InProgress", "Stopping")
+
+    def __init__(self, job_name: str, client: Any = None) -> None:
+        import boto3
+
+        self.job_name = job_name
+        self.client = client if client is not None else boto3.client("sagemaker")
+
+    def running(self) -> bool:
+        described = self.client.describe_training_job(TrainingJobName=self.job_name)
+        return described["TrainingJobStatus"] in self.RUNNING
+
+    def stop(self) -> str | None:
+        """Asks SageMaker to stop the job; returns None, or why it could not."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.client.stop_training_job(TrainingJobName=self.job_name)
+        except (BotoCoreError, ClientError) as exc:
+            return f"SageMaker did not stop the job: {exc}"
+        return None
+
+
 def _alive(pid: int, marker: str = "") -> bool:
     """True while ``pid`` runs (not a zombie) and its command line contains ``marker``."""
     try:
@@ -166,44 +200,49 @@ class Collector:
         self.scalars = Thinner(MAX_SCALAR_STEPS)
 
     def ingest(self, steps: Sequence[int]) -> int:
-        points: list[SeriesPoint] = []
+        """Stores the rows of ``steps``; returns how many tensor-step rows were written."""
+        rows: list[SeriesRow] = []
         for step in steps:
-            points += self._step(step)
-        written = self.store.add_series(self.job_name, points)
+            rows += self._step(step)
+        written = self.store.add_series(self.job_name, rows)
         if self.reduced.over():
             self.store.thin_series(self.job_name, REDUCED, self.reduced.kept)
         if self.scalars.over():
             self.store.thin_series(self.job_name, ("losses",), self.scalars.kept)
         return written
 
-    def _step(self, step: int) -> list[SeriesPoint]:
+    def _step(self, step: int) -> list[SeriesRow]:
         mode, mode_step = self.trial.mode_modestep(step)
         names = [(n, self._collection(n)) for n in self.trial.tensor_names(step=step)]
         names = [(n, c) for n, c in names if c is not None]
-        points: list[SeriesPoint] = []
+        rows: list[SeriesRow] = []
         for group, thinner in ((REDUCED, self.reduced), (("losses",), self.scalars)):
             members = [(n, c) for n, c in names if c in group]
             if members and thinner.keep(step):
                 for name, collection in members:
-                    points += self._points(name, collection, step, mode, mode_step)
-        return points
+                    row = self._row(name, collection, step, mode, mode_step)
+                    if row is not None:
+                        rows.append(row)
+        return rows
 
-    def _points(self, name: str, collection: str, step: int, mode: Any, mode_step: int) -> list[SeriesPoint]:
+    def _row(self, name: str, collection: str, step: int, mode: Any, mode_step: int) -> SeriesRow | None:
         tensor = self.trial.tensor(name)
-        values: dict[str, float] = {}
+        values: dict[str, float | None] = {}
         try:
             for (red, absolute), value in tensor.reduction_values(mode_step, mode=mode).items():
-                values[("abs_" if absolute else "") + red] = float(np.asarray(value))
+                values[("abs_" if absolute else "") + red] = _finite_or_none(float(np.asarray(value)))
         except SMDebugError:
             pass
         if not values and collection == "losses":
             try:
-                values["value"] = float(np.mean(tensor.value(mode_step, mode=mode)))
+                values["value"] = _finite_or_none(float(np.mean(tensor.value(mode_step, mode=mode))))
             except SMDebugError:
                 pass
+        values = {k: v for k, v in values.items() if k in SERIES_COLUMNS}
+        if not values:
+            return None
         mode_name = mode.name if isinstance(mode, ModeKeys) else str(mode)
-        return [SeriesPoint(name, collection, red, mode_name, step, mode_step, _finite_or_none(v))
-                for red, v in values.items()]
+        return SeriesRow(name, collection, mode_name, step, mode_step, values)
 
     def _collection(self, name: str) -> str | None:
         if name not in self.collection_of:
@@ -238,7 +277,8 @@ def _finite_or_none(value: float) -> float | None:
 class RuleRunner:
     """Runs the chosen rules over new steps and records their status in the store."""
 
-    def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debugging.RuleSpec], stopper: Stopper) -> None:
+    def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debugging.RuleSpec],
+                 stopper: Stopper | SageMakerJob) -> None:
         self.store = store
         self.job_name = job_name
         self.specs = {spec.name: spec for spec in specs}
@@ -455,6 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--job-name", required=True)
     add("--training-pid", type=int, default=0, help="watch this process; 0: read once and conclude")
     add("--trial", default=None, help="trial folder or s3:// URI; unset: where train.py writes it")
+    add("--sagemaker-job", action="store_true",
+        help="the job is a SageMaker training job: watch it and stop it through the SageMaker API")
     add("--poll-seconds", type=float, default=POLL_SECONDS)
     return parser
 
@@ -468,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ.setdefault("SAGEMAKER_BASE_DIR", str(args.job_dir))
     try:
         settings = debug_settings(hyperparameters(args.job_dir, environ))
+        out_dir = args.trial or debugging.resolve_out_dir(settings.debug_out_dir, environ)
     except (argparse.ArgumentError, ValueError) as exc:
         store.set_trial(args.job_name, path="", state=TrialState.FAILED, message=f"invalid debugger hyperparameter: {exc}")
         return 0
@@ -475,14 +518,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         store.set_trial(args.job_name, path="", state=TrialState.DISABLED,
                         message="the job ran with --debug false: no tensors were saved and no rule ran")
         return 0
-    out_dir = args.trial or debugging.resolve_out_dir(settings.debug_out_dir, environ)
     specs = settings.debug_rules or debugging.default_rules(settings.debug_activations)
-    runner = RuleRunner(store, args.job_name, specs, Stopper(store.jobs, args.job_name))
+    if args.sagemaker_job:
+        job = SageMakerJob(args.job_name)
+        running, stopper = job.running, job
+    else:
+        running = lambda: bool(args.training_pid) and _alive(args.training_pid)  # noqa: E731
+        stopper = Stopper(store.jobs, args.job_name)
+    runner = RuleRunner(store, args.job_name, specs, stopper)
     session = Session(store, args.job_name, out_dir, runner)
     session.begin()
     LOG.info("evaluating %s on %s", debugging.format_rules(specs), out_dir)
     try:
-        while args.training_pid and _alive(args.training_pid):
+        while running():
             session.poll(final=False)
             time.sleep(args.poll_seconds)
         session.poll(final=True)

@@ -6,7 +6,16 @@ through :class:`DebugStore`; ``core.debugger.views`` shapes them for the Debugge
 This package's ``__init__`` stays standard-library only, because that evaluator imports it.
 """
 
-from core.debugger.entities import DebugTrial, Notification, RuleResult, RuleStatus, SeriesPoint, TrialState
+from core.debugger.entities import (
+    SERIES_COLUMNS,
+    DebugTrial,
+    Notification,
+    RuleResult,
+    RuleStatus,
+    SeriesRow,
+    TrialState,
+)
 from core.debugger.store import DebugStore
 
-__all__ = ["DebugStore", "DebugTrial", "Notification", "RuleResult", "RuleStatus", "SeriesPoint", "TrialState"]
+__all__ = ["SERIES_COLUMNS", "DebugStore", "DebugTrial", "Notification", "RuleResult", "RuleStatus", "SeriesRow",
+           "TrialState"]

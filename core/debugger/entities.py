@@ -93,19 +93,22 @@ class Notification:
     action: str | None = None
 
 
-@dataclass(frozen=True)
-class SeriesPoint:
-    """One value of one tensor's reduction at a step, as the evaluator writes it.
+SERIES_COLUMNS: tuple[str, ...] = ("value", "l2", "mean", "abs_mean", "std", "min", "max", "zero_fraction",
+                                   "update_ratio")
+"""What a series row holds: ``value`` for scalars saved in full (losses), else the hook's reductions."""
 
-    ``reduction`` is ``value`` for scalars saved in full (losses), else the reduction's name
-    (``l2``, ``mean``, ``abs_mean``, ``std``, ``min``, ``max``, ``zero_fraction``,
-    ``update_ratio``). ``mode`` is ``TRAIN``, ``EVAL`` or ``PREDICT``.
+
+@dataclass(frozen=True)
+class SeriesRow:
+    """One tensor at one step, as the evaluator writes it: its reductions (or its value).
+
+    ``mode`` is ``TRAIN``, ``EVAL`` or ``PREDICT``; ``values`` maps names of
+    :data:`SERIES_COLUMNS` to numbers (None: NaN); other names are dropped.
     """
 
     tensor: str
     collection: str
-    reduction: str
     mode: str
     step: int
     mode_step: int
-    value: float
+    values: Mapping[str, float | None]

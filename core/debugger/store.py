@@ -11,7 +11,15 @@ import json
 import time
 from typing import Any, Iterable, Mapping, Sequence
 
-from core.debugger.entities import DebugTrial, Notification, RuleResult, RuleStatus, SeriesPoint, TrialState
+from core.debugger.entities import (
+    SERIES_COLUMNS,
+    DebugTrial,
+    Notification,
+    RuleResult,
+    RuleStatus,
+    SeriesRow,
+    TrialState,
+)
 from core.jobstore import JobStore
 
 _SCHEMA = """
@@ -35,13 +43,12 @@ CREATE TABLE IF NOT EXISTS debug_tensors (
 CREATE TABLE IF NOT EXISTS debug_series (
     job_name TEXT NOT NULL,
     collection TEXT NOT NULL,
-    reduction TEXT NOT NULL,
     mode TEXT NOT NULL,
     tensor TEXT NOT NULL,
     step INTEGER NOT NULL,
     mode_step INTEGER NOT NULL,
-    value REAL,
-    PRIMARY KEY (job_name, collection, reduction, mode, tensor, step)
+    value REAL, l2 REAL, mean REAL, abs_mean REAL, std REAL, min REAL, max REAL, zero_fraction REAL, update_ratio REAL,
+    PRIMARY KEY (job_name, collection, mode, tensor, step)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS debug_rules (
     job_name TEXT NOT NULL,
@@ -112,17 +119,20 @@ class DebugStore:
                 [(job_name, name, collection, position) for name, (collection, position) in tensors.items()],
             )
 
-    def add_series(self, job_name: str, points: Iterable[SeriesPoint]) -> int:
-        """Appends (or replaces) series values; returns how many were written."""
-        rows = [(job_name, p.collection, p.reduction, p.mode, p.tensor, p.step, p.mode_step, p.value) for p in points]
-        if rows:
+    def add_series(self, job_name: str, rows: Iterable[SeriesRow]) -> int:
+        """Appends (or replaces) series rows; returns how many were written."""
+        columns = ", ".join(SERIES_COLUMNS)
+        marks = ", ".join("?" for _ in SERIES_COLUMNS)
+        values = [(job_name, r.collection, r.mode, r.tensor, r.step, r.mode_step, *(r.values.get(c) for c in SERIES_COLUMNS))
+                  for r in rows]
+        if values:
             with self.jobs.transaction() as conn:
                 conn.executemany(
-                    "INSERT OR REPLACE INTO debug_series (job_name, collection, reduction, mode, tensor, step, "
-                    "mode_step, value) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    f"INSERT OR REPLACE INTO debug_series (job_name, collection, mode, tensor, step, mode_step, {columns}) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, {marks})",
+                    values,
                 )
-        return len(rows)
+        return len(values)
 
     def thin_series(self, job_name: str, collections: Sequence[str], keep_steps: Iterable[int]) -> None:
         """Deletes the values of ``collections`` at every step not in ``keep_steps`` (downsampling)."""
@@ -198,22 +208,30 @@ class DebugStore:
         self,
         job_name: str,
         collection: str,
+        columns: Sequence[str] = SERIES_COLUMNS,
         *,
-        reductions: Sequence[str] | None = None,
         modes: Sequence[str] | None = None,
         tensors: Sequence[str] | None = None,
         steps: Sequence[int] | None = None,
-    ) -> list[tuple[str, str, str, int, int, float | None]]:
-        """Rows (tensor, reduction, mode, step, mode_step, value) of one collection, by step."""
-        query = "SELECT tensor, reduction, mode, step, mode_step, value FROM debug_series WHERE job_name = ? AND collection = ?"
+    ) -> list[tuple[Any, ...]]:
+        """Rows ``(tensor, mode, step, mode_step, *columns)`` of one collection, by step.
+
+        Raises:
+            ValueError: a column that is not one of SERIES_COLUMNS.
+        """
+        unknown = set(columns) - set(SERIES_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown series columns {sorted(unknown)}")
+        query = (f"SELECT tensor, mode, step, mode_step{''.join(', ' + c for c in columns)} FROM debug_series "
+                 "WHERE job_name = ? AND collection = ?")
         args: list[Any] = [job_name, collection]
-        for column, values in (("reduction", reductions), ("mode", modes), ("tensor", tensors), ("step", steps)):
+        for column, values in (("mode", modes), ("tensor", tensors), ("step", steps)):
             if values:
                 query += f" AND {column} IN ({', '.join('?' for _ in values)})"
                 args += list(values)
         with self.jobs.transaction() as conn:
             rows = conn.execute(query + " ORDER BY step", args).fetchall()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
+        return [tuple(r) for r in rows]
 
     def rules(self, job_name: str) -> list[RuleResult]:
         """The job's rules, in the order they were configured."""

@@ -7,6 +7,7 @@ frames, so a page render stays fast while the job writes.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 import pandas as pd
@@ -60,8 +61,8 @@ def loss_curves(store: DebugStore, job_name: str, *, smoothing: int = SMOOTHING)
     Columns: ``step``, ``loss``, ``series`` (``train (batch)``, ``train (mean of N)``,
     ``validation (pass mean)``).
     """
-    rows = store.series(job_name, "losses", reductions=["value"], modes=["TRAIN", "EVAL"])
-    frame = pd.DataFrame(rows, columns=["tensor", "reduction", "mode", "step", "mode_step", "value"])
+    rows = store.series(job_name, "losses", ["value"], modes=["TRAIN", "EVAL"])
+    frame = pd.DataFrame(rows, columns=["tensor", "mode", "step", "mode_step", "value"]).dropna(subset=["value"])
     if frame.empty:
         return pd.DataFrame(columns=["step", "loss", "series"])
     frame = frame[frame["tensor"] == frame["tensor"].iloc[0]]
@@ -80,11 +81,11 @@ def loss_curves(store: DebugStore, job_name: str, *, smoothing: int = SMOOTHING)
 
 def heatmap(store: DebugStore, job_name: str, *, collection: str = "gradients", reduction: str = "l2") -> pd.DataFrame:
     """A layers x steps matrix of one reduction (rows in model order, columns global steps)."""
-    rows = store.series(job_name, collection, reductions=[reduction], modes=["TRAIN"])
+    rows = store.series(job_name, collection, [reduction], modes=["TRAIN"])
     if not rows:
         return pd.DataFrame()
-    frame = pd.DataFrame(rows, columns=["tensor", "reduction", "mode", "step", "mode_step", "value"])
-    matrix = frame.pivot_table(index="tensor", columns="step", values="value", aggfunc="last")
+    frame = pd.DataFrame(rows, columns=["tensor", "mode", "step", "mode_step", "value"])
+    matrix = frame.pivot(index="tensor", columns="step", values="value")
     order = [name for name, _ in store.tensors(job_name, collection) if name in matrix.index]
     order += sorted(set(matrix.index) - set(order))
     matrix = matrix.reindex(order)
@@ -94,13 +95,11 @@ def heatmap(store: DebugStore, job_name: str, *, collection: str = "gradients", 
 
 def tensor_stats(store: DebugStore, job_name: str, collection: str, tensor: str) -> pd.DataFrame:
     """One tensor's reductions by global step (train mode): a column per reduction."""
-    rows = store.series(job_name, collection, modes=["TRAIN"], tensors=[tensor])
+    rows = store.series(job_name, collection, STAT_REDUCTIONS, modes=["TRAIN"], tensors=[tensor])
     if not rows:
         return pd.DataFrame(columns=["step"])
-    frame = pd.DataFrame(rows, columns=["tensor", "reduction", "mode", "step", "mode_step", "value"])
-    wide = frame.pivot_table(index="step", columns="reduction", values="value", aggfunc="last").reset_index()
-    wide.columns.name = None
-    return wide
+    frame = pd.DataFrame(rows, columns=["tensor", "mode", "step", "mode_step", *STAT_REDUCTIONS])
+    return frame.drop(columns=["tensor", "mode", "mode_step"]).dropna(axis="columns", how="all")
 
 
 def layer_profile(store: DebugStore, job_name: str, collection: str, *, step: int | None = None) -> pd.DataFrame:
@@ -111,12 +110,12 @@ def layer_profile(store: DebugStore, job_name: str, collection: str, *, step: in
         if not steps:
             return empty
         step = steps[-1]
-    rows = store.series(job_name, collection, reductions=["min", "max", "mean", "std"], modes=["TRAIN"], steps=[step])
+    rows = store.series(job_name, collection, ["min", "max", "mean", "std"], modes=["TRAIN"], steps=[step])
     if not rows:
         return empty
-    frame = pd.DataFrame(rows, columns=["tensor", "reduction", "mode", "step", "mode_step", "value"])
+    at = pd.DataFrame(rows, columns=["tensor", "mode", "step", "mode_step", "min", "max", "mean", "std"])
+    at = at.set_index("tensor")[["min", "max", "mean", "std"]]
     chosen = step
-    at = frame.pivot_table(index="tensor", columns="reduction", values="value", aggfunc="last")
     order = [name for name, _ in store.tensors(job_name, collection) if name in at.index]
     at = at.reindex(order + sorted(set(at.index) - set(order)))
     at.insert(0, "layer", [layer_name(n) for n in at.index])
@@ -128,8 +127,14 @@ def saved_steps(store: DebugStore, job_name: str, collection: str) -> list[int]:
     first = store.tensors(job_name, collection)
     if not first:
         return []
-    rows = store.series(job_name, collection, reductions=["l2"], modes=["TRAIN"], tensors=[first[0][0]])
-    return sorted({row[3] for row in rows})
+    rows = store.series(job_name, collection, ["l2"], modes=["TRAIN"], tensors=[first[0][0]])
+    return sorted({row[2] for row in rows})
+
+
+def rules_summary(rules: list[RuleResult]) -> str:
+    """How many rules stand in each status, e.g. ``8 rules: 7 NoIssuesFound, 1 IssuesFound``."""
+    counts = Counter(rule.status.value for rule in rules)
+    return f"{len(rules)} rules: " + ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
 def rules_table(rules: list[RuleResult]) -> pd.DataFrame:

@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from core.aws import aws_errors
+from core.debugger.launch import JOB_NAME_PLACEHOLDER
 from core.entities import MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, ConfigError, ConsoleError, InvalidInputError, NotFoundError
 from core.training._base import JobRunner
@@ -199,6 +200,12 @@ class SageMakerJobRunner(JobRunner):
         with aws_errors(f"training job {name}"):
             return dict(self._sagemaker.describe_training_job(TrainingJobName=name))
 
+    @property
+    def default_debug_out_dir(self) -> str:
+        """Where a job's script uploads its Debugger trial as it trains, unless it is told
+        otherwise (``{job_name}`` stands for the job's name; see core.debugger.evaluator)."""
+        return self._storage.uri(f"jobs/{JOB_NAME_PLACEHOLDER}/debug-output")
+
     def training_job_request(self, spec: TrainingJobSpec, code_uri: str) -> dict[str, Any]:
         """The CreateTrainingJob request for spec, with its code at code_uri.
 
@@ -241,6 +248,7 @@ class SageMakerJobRunner(JobRunner):
             },
             "RoleArn": role,
             "HyperParameters": {
+                "debug-out-dir": self.default_debug_out_dir,
                 **spec.hyperparameters_as_strings,
                 **code_hyperparameters(spec.entry_point, code_uri, region),
             },

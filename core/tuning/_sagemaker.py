@@ -472,6 +472,7 @@ class SageMakerTuner(Tuner):
                 k: v
                 for k, v in (training.get("StaticHyperParameters") or {}).items()
                 if not k.startswith(INTERNAL_HYPERPARAMETER_PREFIXES)
+                and not (k == "debug-out-dir" and v == self.runner.default_debug_out_dir)  # the runner adds it
             },
             objective_metric=job.objective_metric,
             objective_type=job.objective_type,  # type: ignore[arg-type]  # validated into the enum

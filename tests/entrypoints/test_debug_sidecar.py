@@ -89,10 +89,13 @@ def test_healthy_trial_is_copied_and_every_default_rule_passes(store: DebugStore
     statuses = {name: r.status for name, r in rules.items()}
     assert statuses == {name: RuleStatus.NO_ISSUES_FOUND for name in rules}, {n: r.message for n, r in rules.items()}
     assert (rules["ClassImbalance"].message or "").startswith("no issue in")
-    losses = store.series(JOB, "losses", reductions=["value"])
-    assert {row[2] for row in losses} == {"TRAIN", "EVAL"} and len(losses) == 72
-    gradients = store.series(JOB, "gradients", reductions=["l2"], modes=["TRAIN"])
-    assert sorted({row[3] for row in gradients}) == [0, 5, 10, 15, 24, 29, 34, 39, 48, 53, 58, 63]
+    losses = store.series(JOB, "losses", ["value"])
+    assert {row[1] for row in losses} == {"TRAIN", "EVAL"} and len(losses) == 72
+    gradients = store.series(JOB, "gradients", ["l2", "abs_mean", "zero_fraction"], modes=["TRAIN"])
+    assert sorted({row[2] for row in gradients}) == [0, 5, 10, 15, 24, 29, 34, 39, 48, 53, 58, 63]
+    assert all(None not in row for row in gradients)
+    weights = store.series(JOB, "weights", ["update_ratio"], tensors=["Net_layer0.weight"])
+    assert weights and all(row[4] == pytest.approx(1e-3) for row in weights)
     assert [t for t, _ in store.tensors(JOB, "weights")] == ["Net_layer0.weight", "Net_layer1.weight",
                                                               "Net_layer2.weight"]
 
@@ -115,7 +118,7 @@ def test_reads_while_the_job_writes(store: DebugStore, job_dir: Path) -> None:
     assert sidecar.returncode == 0, output[-3000:]
     trial = store.trial(JOB)
     assert trial is not None and trial.state is TrialState.COMPLETE and trial.steps == 72
-    assert len(store.series(JOB, "losses", reductions=["value"])) == 72
+    assert len(store.series(JOB, "losses", ["value"])) == 72
     assert all(r.status is RuleStatus.NO_ISSUES_FOUND for r in store.rules(JOB))
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesPoint, TrialState
+from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState
 from core.jobstore import JobStore
 
 
@@ -63,24 +63,26 @@ def test_notifications_newest_first(store: DebugStore) -> None:
 
 
 def test_series_filter_and_replace(store: DebugStore) -> None:
-    points = [SeriesPoint("g/a", "gradients", red, "TRAIN", step, step, float(step)) for step in (0, 10, 20)
-              for red in ("l2", "mean")]
-    points.append(SeriesPoint("loss", "losses", "value", "EVAL", 25, 0, 0.5))
-    assert store.add_series("job", points) == 7
-    store.add_series("job", [SeriesPoint("g/a", "gradients", "l2", "TRAIN", 10, 10, 99.0)])
-    rows = store.series("job", "gradients", reductions=["l2"])
-    assert [(r[3], r[5]) for r in rows] == [(0, 0.0), (10, 99.0), (20, 20.0)]
-    assert store.series("job", "gradients", reductions=["mean"], steps=[20])[0][5] == 20.0
-    assert store.series("job", "losses", modes=["TRAIN"]) == []
-    assert len(store.series("job", "losses", modes=["EVAL"])) == 1
+    rows = [SeriesRow("g/a", "gradients", "TRAIN", step, step, {"l2": float(step), "mean": -1.0}) for step in (0, 10, 20)]
+    rows.append(SeriesRow("loss", "losses", "EVAL", 25, 0, {"value": 0.5, "variance": 3.0}))  # unknown names dropped
+    assert store.add_series("job", rows) == 4
+    store.add_series("job", [SeriesRow("g/a", "gradients", "TRAIN", 10, 10, {"l2": 99.0})])
+    assert store.series("job", "gradients", ["l2", "mean"]) == [("g/a", "TRAIN", 0, 0, 0.0, -1.0),
+                                                                ("g/a", "TRAIN", 10, 10, 99.0, None),
+                                                                ("g/a", "TRAIN", 20, 20, 20.0, -1.0)]
+    assert store.series("job", "gradients", ["l2"], steps=[20]) == [("g/a", "TRAIN", 20, 20, 20.0)]
+    assert store.series("job", "losses", ["value"], modes=["TRAIN"]) == []
+    assert store.series("job", "losses", ["value"], modes=["EVAL"]) == [("loss", "EVAL", 25, 0, 0.5)]
+    with pytest.raises(ValueError, match="unknown series columns"):
+        store.series("job", "losses", ["value; DROP TABLE debug_series"])
 
 
 def test_thinning_keeps_only_the_given_steps(store: DebugStore) -> None:
-    store.add_series("job", [SeriesPoint("w", "weights", "l2", "TRAIN", s, s, 1.0) for s in range(10)])
-    store.add_series("job", [SeriesPoint("loss", "losses", "value", "TRAIN", s, s, 1.0) for s in range(10)])
+    store.add_series("job", [SeriesRow("w", "weights", "TRAIN", s, s, {"l2": 1.0}) for s in range(10)])
+    store.add_series("job", [SeriesRow("loss", "losses", "TRAIN", s, s, {"value": 1.0}) for s in range(10)])
     store.thin_series("job", ["weights"], [0, 4, 8])
-    assert [r[3] for r in store.series("job", "weights")] == [0, 4, 8]
-    assert len(store.series("job", "losses")) == 10
+    assert [r[2] for r in store.series("job", "weights", ["l2"])] == [0, 4, 8]
+    assert len(store.series("job", "losses", ["value"])) == 10
 
 
 def test_tensors_in_model_order(store: DebugStore) -> None:

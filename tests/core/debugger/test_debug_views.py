@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesPoint, TrialState, charts, views
+from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState, charts, views
 from core.debugger.entities import DebugTrial
 from core.jobstore import JobStore
 
@@ -18,16 +18,15 @@ LOSS = "CrossEntropyLoss_output_0"
 @pytest.fixture
 def store(tmp_path: Path) -> DebugStore:
     store = DebugStore(JobStore(tmp_path / "console.db"))
-    points = [SeriesPoint(LOSS, "losses", "value", "TRAIN", s, s, 2.0 - 0.1 * s) for s in range(10)]
-    points += [SeriesPoint(LOSS, "losses", "value", "EVAL", 10 + i, i, v) for i, v in enumerate((1.0, 1.2))]
-    points += [SeriesPoint(LOSS, "losses", "value", "TRAIN", 12 + s, 10 + s, 1.0) for s in range(5)]
-    points += [SeriesPoint(LOSS, "losses", "value", "EVAL", 17 + i, 2 + i, v) for i, v in enumerate((0.5, 0.7))]
+    points = [SeriesRow(LOSS, "losses", "TRAIN", s, s, {"value": 2.0 - 0.1 * s}) for s in range(10)]
+    points += [SeriesRow(LOSS, "losses", "EVAL", 10 + i, i, {"value": v}) for i, v in enumerate((1.0, 1.2))]
+    points += [SeriesRow(LOSS, "losses", "TRAIN", 12 + s, 10 + s, {"value": 1.0}) for s in range(5)]
+    points += [SeriesRow(LOSS, "losses", "EVAL", 17 + i, 2 + i, {"value": v}) for i, v in enumerate((0.5, 0.7))]
     for name, position in (("gradient/EfficientNet__fc.weight", 1), ("gradient/EfficientNet__conv_stem.weight", 0)):
         store.add_tensors("job", {name: ("gradients", position)})
         for step in (0, 5):
-            for red, value in (("l2", 10.0 ** (position - step)), ("min", -1.0), ("max", 1.0), ("mean", 0.1),
-                               ("std", 0.5)):
-                points.append(SeriesPoint(name, "gradients", red, "TRAIN", step, step, value))
+            points.append(SeriesRow(name, "gradients", "TRAIN", step, step, {
+                "l2": 10.0 ** (position - step), "min": -1.0, "max": 1.0, "mean": 0.1, "std": 0.5}))
     store.add_series("job", points)
     return store
 
@@ -61,7 +60,7 @@ def test_heatmap_rows_follow_the_model_order_with_short_names(store: DebugStore)
 
 def test_tensor_stats_and_layer_profile(store: DebugStore) -> None:
     stats = views.tensor_stats(store, "job", "gradients", "gradient/EfficientNet__fc.weight")
-    assert list(stats["step"]) == [0, 5] and {"l2", "min", "max", "mean", "std"} <= set(stats.columns)
+    assert list(stats["step"]) == [0, 5] and {"l2", "min", "max", "mean", "std"} == set(stats.columns) - {"step"}
     profile = views.layer_profile(store, "job", "gradients")
     assert list(profile["layer"]) == ["_conv_stem.weight", "_fc.weight"] and set(profile["step"]) == {5}
     assert views.layer_profile(store, "job", "gradients", step=0)["step"].iloc[0] == 0
@@ -116,3 +115,10 @@ def test_banner_explains_every_empty_state() -> None:
 def test_loss_figure_switches_to_log_scale_when_the_loss_explodes() -> None:
     frame = pd.DataFrame({"step": [0, 1, 2], "loss": [2.3, 1e4, 2e4], "series": ["train (batch)"] * 3})
     assert charts.loss_figure(frame).layout.yaxis.type == "log"
+
+
+def test_rules_summary_counts_each_status() -> None:
+    rules = [RuleResult(job_name="job", rule=name, status=status, updated_at=0.0) for name, status in (
+        ("Overfit", RuleStatus.NO_ISSUES_FOUND), ("AllZero", RuleStatus.NO_ISSUES_FOUND),
+        ("LossNotDecreasing", RuleStatus.ISSUES_FOUND))]
+    assert views.rules_summary(rules) == "3 rules: 2 NoIssuesFound, 1 IssuesFound"

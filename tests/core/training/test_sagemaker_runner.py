@@ -92,7 +92,8 @@ def test_start_creates_the_training_job_sagemaker_would_run(
     job = runner.start(spec)
 
     assert job.name == "digits-1" and job.backend == "aws"
-    assert dict(job.hyperparameters) == {"epochs": "2", "lr": "0.01"}
+    debug_out_dir = f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/debug-output"  # the script fills in its name
+    assert dict(job.hyperparameters) == {"epochs": "2", "lr": "0.01", "debug-out-dir": debug_out_dir}
     assert dict(job.inputs) == {"training": DATA_URI}
     assert job.instance_type == "ml.m5.xlarge"
 
@@ -102,6 +103,7 @@ def test_start_creates_the_training_job_sagemaker_would_run(
     assert d["RoleArn"] == ROLE_ARN
     code_uri = f"s3://{BUCKET}/{PREFIX}/jobs/digits-1/code/sourcedir.tar.gz"
     assert d["HyperParameters"] == {
+        "debug-out-dir": debug_out_dir,
         "epochs": "2",
         "lr": "0.01",
         "sagemaker_program": "train.py",

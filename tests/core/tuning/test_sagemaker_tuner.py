@@ -144,6 +144,7 @@ def test_start_sends_the_tuning_request_with_the_code_as_static_hyperparameters(
     definition = request["TrainingJobDefinition"]
     code_uri = f"s3://{BUCKET}/{PREFIX}/tuning/hpo-1/code/sourcedir.tar.gz"
     assert definition["StaticHyperParameters"] == {
+        "debug-out-dir": f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/debug-output",  # each trial fills in its name
         "model": "efficientnet_lite0",
         "image-size": "64",
         "sagemaker_program": "train.py",

@@ -1,0 +1,66 @@
+"""Issue 4 in a real browser: jobs started from the Training page with Debugger choices are
+judged by their rules while they run; lr=10 with StopTraining is stopped by the rule that
+fired, a tiny learning rate fires LossNotDecreasing (the healthy default run is checked in
+test_train_deploy_and_predict_in_browser)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import choose_option, screenshot
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop_on: Sequence[str] = ()) -> None:
+    """Starts a 32 px training job from the Training page's form."""
+    page.goto(f"{app_url}/training")
+    expect(page.get_by_role("heading", name="Training jobs", exact=True)).to_be_visible(timeout=30_000)
+    form = page.locator('[data-testid="stForm"]')
+    if not form.is_visible():
+        page.get_by_text("Start a training job").click()
+    form.get_by_label("Job name (empty: generated)").fill(name)
+    form.get_by_label("Learning rate").fill(lr)
+    form.get_by_label("Epochs").fill(str(epochs))
+    choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
+    if stop_on:
+        form.get_by_text("Debugger: tensor capture and rules").click()
+        stop = form.locator('[data-testid="stMultiSelect"]').filter(has_text="StopTraining")
+        for rule in stop_on:
+            choose_option(page, stop, rule)
+    form.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text(f"Started {name}")).to_be_visible(timeout=30_000)
+
+
+def open_debugger(page: Page, app_url: str, name: str) -> None:
+    page.goto(f"{app_url}/debugger")
+    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Training job"), name)
+
+
+def test_diverging_job_is_stopped_and_a_stalled_one_flagged(page: Page, app_url: str, tmp_path: Path) -> None:
+    ingest_demo_by_drop(page, app_url, tmp_path)
+    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
+    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    start_job(page, app_url, "lr-ten", lr="10", epochs=4, stop_on=["ExplodingTensor", "LossNotDecreasing"])
+    start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=2)
+
+    open_debugger(page, app_url, "lr-ten")
+    expect(metric_value(page, "Job status")).to_have_text("Stopped", timeout=600_000)
+    expect(page.get_by_text(re.compile(r"^(ExplodingTensor|LossNotDecreasing): IssuesFound$")).first).to_be_visible()
+    expect(page.get_by_text(re.compile(r"Stopping the job")).first).to_be_visible()
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the loss curves
+    screenshot(page, "debugger-stopped")
+
+    open_debugger(page, app_url, "lr-tiny")
+    expect(metric_value(page, "Job status")).to_have_text("Completed", timeout=600_000)
+    expect(page.get_by_text("LossNotDecreasing: IssuesFound", exact=True)).to_be_visible()
+    page.get_by_text("LossNotDecreasing: IssuesFound", exact=True).click()
+    expect(page.get_by_text("What to try:").first).to_be_visible()
+    screenshot(page, "debugger-loss-not-decreasing")
