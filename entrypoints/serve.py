@@ -15,7 +15,10 @@ Routes (SageMaker's hosting contract, plus the Runtime API's path):
   botocore raises the same ``ClientError`` codes: an unknown name is ``ValidationError``
   (400, "Endpoint ... not found."), a body over 6 MB is ``413``, a handler answer of 4xx
   or 5xx is ``ModelError`` (424) with ``OriginalStatusCode`` and ``OriginalMessage``, and a
-  model still loading is ``ServiceUnavailable`` (503).
+  model still loading is ``ServiceUnavailable`` (503). With ``--iam-dir``, a request signed
+  with a local role's credentials is first authorised against that role's policy, and answered
+  ``AccessDeniedException`` as AWS answers it when the policy does not allow
+  ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (see ``local_iam.py``).
 
 Requests are micro-batched: each request's thread decodes and preprocesses its images, and
 one batcher thread runs a single forward pass over up to ``--max-batch-size`` images. A
@@ -69,6 +72,8 @@ from inference import (
 LOG = logging.getLogger("serve")
 LOCAL_HOST = "127.0.0.1"
 RUNTIME_PATH = re.compile(r"^/endpoints/([^/]+)/invocations$")
+LOCAL_ACCOUNT_ID = "000000000000"
+"""The account local endpoints belong to (their ARNs need one)."""
 IDLE_TIMEOUT_S = 5.0
 """An idle keep-alive connection is closed after this long, freeing its worker."""
 PREDICT_TIMEOUT_S = 60.0
@@ -216,9 +221,12 @@ class ModelServer(ThreadingHTTPServer):
     block_on_close = False
     request_queue_size = 128  # listen backlog: bursts of new connections wait instead of failing
 
-    def __init__(self, address: tuple[str, int], *, endpoint_name: str, workers: int, decode_slots: int) -> None:
+    def __init__(self, address: tuple[str, int], *, endpoint_name: str, workers: int, decode_slots: int,
+                 iam_dir: Path | None = None, account: str = LOCAL_ACCOUNT_ID) -> None:
         super().__init__(address, InvocationHandler)
         self.endpoint_name = endpoint_name
+        self.iam_dir = iam_dir
+        self.account = account
         self.ready = threading.Event()
         self.model: LoadedModel | None = None
         self.batcher: MicroBatcher | None = None
@@ -356,6 +364,10 @@ class InvocationHandler(BaseHTTPRequestHandler):
             return None
 
     def _runtime_invocation(self, name: str, body_length: int | None) -> _Answer:
+        refusal = self._authorize(name)
+        if refusal is not None:  # AWS authorises before it looks for the endpoint
+            self._discard_body(body_length)
+            return refusal
         if name != self.server.endpoint_name:
             self._discard_body(body_length)
             return runtime_error(400, "ValidationError", f"Endpoint {name} of account local not found.")
@@ -366,6 +378,18 @@ class InvocationHandler(BaseHTTPRequestHandler):
             self._discard_body(body_length)
             return runtime_error(503, "ServiceUnavailable", f"Endpoint {name} is still loading its model.")
         return runtime_answer(self._invocation(body_length))
+
+    def _authorize(self, name: str) -> _Answer | None:
+        """The AccessDenied answer when a local role's policy does not allow the invocation."""
+        if self.server.iam_dir is None:
+            return None
+        from local_iam import authorize_invoke  # only local endpoints have roles (not the serving image)
+
+        refusal = authorize_invoke(self.server.iam_dir, self.server.account, self.headers.get("Authorization"), name)
+        if refusal is None:
+            return None
+        LOG.warning("refused %s: %s", name, refusal.code)
+        return runtime_error(refusal.status, refusal.code, refusal.message)
 
     def _read_body(self, body_length: int | None) -> bytes | _Answer:
         if self.headers.get("Transfer-Encoding") or body_length is None or body_length < 0:
@@ -480,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--workers", type=_at_least(1), default=32, help="connections served at once")
     parser.add_argument("--torch-threads", type=_at_least(0), default=0,
                         help="intra-op threads of the forward pass (0: half the CPUs, at least 1; the rest decode)")
+    parser.add_argument("--iam-dir", type=Path, default=None,
+                        help="local roles and sessions: authorise Runtime requests signed with their keys "
+                             "(local endpoints only; see local_iam.py)")
+    parser.add_argument("--account", default=LOCAL_ACCOUNT_ID, help="the endpoint's account id, for its ARN")
     parser.add_argument("--scratch-dir", type=Path, default=None,
                         help="where model.tar.gz is unpacked (default: the system temp folder)")
     return parser
@@ -512,7 +540,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.torch_threads or default_torch_threads())
     try:
         server = ModelServer((args.host, args.port), endpoint_name=args.name, workers=args.workers,
-                             decode_slots=max(2, cpus))
+                             decode_slots=max(2, cpus), iam_dir=args.iam_dir, account=args.account)
     except OSError as exc:
         LOG.error("ERROR: cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         return 2

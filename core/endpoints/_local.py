@@ -40,6 +40,11 @@ LAUNCH_GRACE_S = 30.0
 """How long an endpoint may go without a recorded pid before it counts as lost."""
 STOP_GRACE_S = 15.0
 """SIGTERM, then SIGKILL after this long."""
+LOCAL_ACCOUNT_ID = "000000000000"
+"""The account of the local world: local endpoint and role ARNs carry it (serve.py's default)."""
+IAM_FOLDER = "iam"
+"""Under the workspace: local roles and their sessions, read by every local endpoint server to
+authorise Runtime requests signed with a local role's keys (``entrypoints/local_iam.py``)."""
 INVOKE_TIMEOUT_S = 70.0
 """SageMaker's advice for clients: the model has 60 s, the socket a little more."""
 
@@ -79,6 +84,7 @@ class LocalEndpointManager(EndpointManager):
     def __init__(self, store: JobStore, workspace: Path, job_python: Path, *, create_timeout_s: float = 300.0) -> None:
         self.store = EndpointStore(store)
         self.root = Path(workspace) / "endpoints"
+        self.iam_dir = Path(workspace) / IAM_FOLDER
         self.job_python = Path(job_python)
         self.create_timeout_s = create_timeout_s
 
@@ -121,6 +127,7 @@ class LocalEndpointManager(EndpointManager):
             str(self.job_python), str(SERVE_SCRIPT), "--model", str(model_path), "--name", name, "--port", str(port),
             "--max-batch-size", str(serving.max_batch_size), "--max-wait-ms", str(serving.max_wait_ms),
             "--workers", str(serving.workers), "--scratch-dir", str(endpoint_dir),
+            "--iam-dir", str(self.iam_dir), "--account", LOCAL_ACCOUNT_ID,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:

@@ -484,7 +484,7 @@ def test_the_image_copies_every_entrypoint_module_the_server_imports() -> None:
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             todo.extend(f"{m}.py" for m in modules if f"{m}.py" in local and f"{m}.py" not in needed)
-    assert needed == {"serve.py", "inference.py", "imagedata.py", "imagemodels.py"}
+    assert needed == {"serve.py", "inference.py", "imagedata.py", "imagemodels.py", "local_iam.py", "iam_eval.py"}
     assert needed <= copied
 
 
@@ -516,7 +516,7 @@ def test_the_image_starts_the_server_as_the_model_environment_says(tmp_path: Pat
     assert parsed.returncode == 0, parsed.stderr
     assert {k: v for k, v in json.loads(parsed.stdout).items() if k != "torch_threads"} == {
         "host": "0.0.0.0", "port": "9090", "model": "/opt/ml/model", "name": "digits-ep", "max_batch_size": "8",
-        "max_wait_ms": "2.5", "workers": "4", "scratch_dir": "None",
+        "max_wait_ms": "2.5", "workers": "4", "scratch_dir": "None", "iam_dir": "None", "account": "000000000000",
     }
     defaults = json.loads(_run_launcher(tmp_path, {}).stdout)
     assert defaults[defaults.index("--port") + 1] == "8080"

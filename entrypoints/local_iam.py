@@ -1,0 +1,84 @@
+"""The local endpoint server's stand-in for AWS's request authorisation.
+
+On AWS, SageMaker Runtime checks a caller's IAM permissions before the model container sees
+the request. Locally, ``serve.py --iam-dir DIR`` does the same on its Runtime path for requests
+signed with a *local role's* credentials, which the console writes into ``DIR``:
+
+- ``DIR/credentials/<access key id>.json``: ``{"role": ROLE_NAME, "session": NAME}``, one per
+  running session (the local Lambda runner writes it for an invocation and removes it after);
+- ``DIR/roles/<role name>.json``: ``{"Arn": ..., "RolePolicies": {NAME: POLICY_DOCUMENT}}``.
+
+The access key id is read from the SigV4 ``Authorization`` header's credential scope, with the
+region; the signature itself is not verified (the server listens on 127.0.0.1 only, and the
+secret never leaves the caller). The policy files are read on every request, so a changed
+policy applies at once. Requests that are unsigned, or signed with any key that is not a local
+role's (the Deploy page, the boto3 example with ``aws_access_key_id="local"``), are served
+as before. Standard library only; see ``iam_eval`` for the evaluation itself.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from iam_eval import evaluate
+
+LOCAL_KEY_PREFIX = "ASIALOCAL"
+"""Access key ids of local role sessions start with this (AWS's temporary keys start ASIA)."""
+INVOKE_ACTION = "sagemaker:InvokeEndpoint"
+_CREDENTIAL = re.compile(r"Credential=([A-Z0-9]{16,128})/\d{8}/([a-z0-9-]+)/([a-z0-9-]+)/aws4_request")
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What SageMaker Runtime answers instead of invoking: HTTP status, error code, message."""
+
+    status: int
+    code: str
+    message: str
+
+
+def endpoint_arn(region: str, account: str, name: str) -> str:
+    """The endpoint's ARN as SageMaker builds it: the name lower-cased."""
+    return f"arn:aws:sagemaker:{region}:{account}:endpoint/{name.lower()}"
+
+
+def authorize_invoke(iam_dir: Path, account: str, authorization: str | None, endpoint: str) -> Refusal | None:
+    """None if the request may invoke ``endpoint``, else the refusal AWS would send.
+
+    Args:
+        iam_dir: the folder the console keeps local roles and sessions in.
+        account: the endpoint's account id.
+        authorization: the request's ``Authorization`` header (None when unsigned).
+        endpoint: the endpoint name in the request path.
+    """
+    match = _CREDENTIAL.search(authorization or "")
+    if match is None or not match.group(1).startswith(LOCAL_KEY_PREFIX):
+        return None
+    access_key_id, region = match.group(1), match.group(2)
+    session = _read_json(iam_dir / "credentials" / f"{access_key_id}.json")
+    if session is None or not isinstance(session.get("role"), str) or "/" in session["role"]:
+        return Refusal(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+    role = _read_json(iam_dir / "roles" / f"{session['role']}.json") or {}
+    policies = list((role.get("RolePolicies") or {}).values())
+    principal = (f"arn:aws:sts::{account}:assumed-role/{session['role']}/{session.get('session', 'local')}")
+    resource = endpoint_arn(region, account, endpoint)
+    try:
+        outcome = evaluate(policies, INVOKE_ACTION, resource)
+    except ValueError as exc:  # a broken policy grants nothing
+        return Refusal(400, "AccessDeniedException", f"User: {principal} is not authorized to perform: "
+                       f"{INVOKE_ACTION} on resource: {resource} (the role's policy is invalid: {exc})")
+    if outcome.is_allowed:
+        return None
+    return Refusal(400, "AccessDeniedException", f"User: {principal} is not authorized to perform: {INVOKE_ACTION} "
+                   f"on resource: {resource} {outcome.denial_reason(INVOKE_ACTION)}")
+
+
+def _read_json(path: Path) -> dict | None:  # type: ignore[type-arg]
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return document if isinstance(document, dict) else None
