@@ -23,7 +23,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -35,6 +34,15 @@ import debugging
 import numpy as np
 import profiling
 import torch
+from checkpoints import (
+    CHECKPOINT_FILE,
+    CheckpointError,
+    atomic_torch_save,
+    capture_rng,
+    load_checkpoint,
+    remove_stale_temps,
+    restore_rng,
+)
 from imagedata import (
     AUGMENTATIONS,
     IMAGENET_MEAN,
@@ -50,15 +58,10 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 LOG = logging.getLogger("train")
-CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pth"
 METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 10
 EXIT_SIGTERM = 143
-
-
-class CheckpointError(RuntimeError):
-    """The checkpoint cannot be read or belongs to another run (model, classes, image size)."""
 
 
 class StopRequest:
@@ -228,6 +231,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     debugging.attach(job.model, job.criterion, args)
     profiling.attach(job.model, job.optimizer, job.device)
     state = RunState()
+    remove_stale_temps(job.checkpoint_path.parent)
     if job.checkpoint_path.is_file():
         state = resume(job)
         LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)
@@ -500,7 +504,6 @@ def _stop(job: Job, state: RunState) -> int:
 
 def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
     """The one checkpoint dict: progress, model/optimizer/scheduler state and RNG states."""
-    np_state = np.random.get_state()
     return {
         "epoch": state.epoch,
         "batch": state.meter.batches,
@@ -513,38 +516,9 @@ def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
         "best_valid_acc": state.best_valid_acc,
         "history": state.history,
         "meter": asdict(state.meter),
-        "rng": {
-            "python": random.getstate(),
-            "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        },
+        "rng": capture_rng(),
         "hyperparameters": {k: str(v) for k, v in vars(job.args).items()},
     }
-
-
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, fsync, then ``os.replace``.
-
-    A reader (or a resumed job) sees the old file or the new one, never half of one.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o644)  # mkstemp's 0600 would hide it from other readers
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def resume(job: Job) -> RunState:
@@ -554,10 +528,7 @@ def resume(job: Job) -> RunState:
         CheckpointError: unreadable, or saved for another model, class list or image size.
     """
     path = job.checkpoint_path
-    try:
-        checkpoint = torch.load(path, map_location=job.device, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"cannot read {path} ({exc}); delete it to start over") from None
+    checkpoint = load_checkpoint(path, job.device)
     expected = {
         "arch": job.args.model,
         "class_names": list(job.splits.class_names),
@@ -574,13 +545,7 @@ def resume(job: Job) -> RunState:
     # T_max follows this run's --epochs, so a resumed job may be given more epochs.
     scheduler_state = {k: v for k, v in checkpoint["scheduler"].items() if k != "T_max"}
     job.scheduler.load_state_dict(scheduler_state)
-    rng = checkpoint["rng"]
-    random.setstate(rng["python"])
-    name, keys, *rest = rng["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), *rest))
-    torch.set_rng_state(rng["torch"].cpu())
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])
+    restore_rng(checkpoint["rng"])
     return RunState(
         epoch=int(checkpoint["epoch"]),
         best_valid_acc=float(checkpoint["best_valid_acc"]),

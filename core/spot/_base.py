@@ -1,0 +1,60 @@
+"""The spot-run interface shared by the local simulator and EC2."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec
+
+
+class SpotManager(ABC):
+    """Launches, observes, interrupts (simulator) and terminates spot training runs.
+
+    Invariants: run names are unique (and distinct from training-job names); ``launch`` returns
+    at once (the work runs in a detached process, or on EC2); returned objects are frozen; a
+    run in a terminal state never changes again.
+    """
+
+    backend_name: str
+    can_interrupt: bool = False
+    """Whether :meth:`interrupt` exists (the simulator); EC2 interrupts on its own."""
+
+    @abstractmethod
+    def launch(self, spec: SpotRunSpec) -> SpotRun:
+        """Starts a run and returns it.
+
+        Raises:
+            AlreadyExistsError: the name is taken.
+            InvalidInputError: the dataset or an option cannot be used by this backend.
+            BackendError: the run could not be started.
+        """
+
+    @abstractmethod
+    def describe(self, name: str) -> SpotRun:
+        """The run's current state. Raises NotFoundError."""
+
+    @abstractmethod
+    def list_runs(self, *, limit: int = 100) -> list[SpotRun]:
+        """Runs, newest first."""
+
+    @abstractmethod
+    def events(self, name: str) -> list[SpotEvent]:
+        """The run's timeline in order. Raises NotFoundError."""
+
+    @abstractmethod
+    def log_tail(self, name: str, max_lines: int = 200) -> list[str]:
+        """The end of the run's log (the console output on EC2). Raises NotFoundError."""
+
+    @abstractmethod
+    def terminate(self, name: str) -> SpotRun:
+        """Ends the run (and cancels a persistent request). Raises NotFoundError."""
+
+    def interrupt(self, name: str) -> SpotRun:
+        """Simulator only: serve the interruption notice to the current instance now.
+
+        Raises:
+            InvalidInputError: the backend cannot interrupt, or the run has no running instance.
+        """
+        from core.errors import InvalidInputError
+
+        raise InvalidInputError("only the local simulator can interrupt an instance; EC2 does it on its own")

@@ -1,0 +1,163 @@
+"""Spot runs simulated on this machine: a detached supervisor per run (see ``_supervisor``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Sequence
+
+from core.config import ENTRYPOINTS_DIR, REPO_ROOT
+from core.errors import BackendError, InvalidInputError
+from core.jobstore import JobStore
+from core.spot._base import SpotManager
+from core.spot._supervisor import RUNTIME_FILE
+from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
+from core.spot.store import SpotStore
+from core.training._local import is_process_alive
+from core.training.layout import JobLayout, create_job_folder
+from core.training.spec import TrainingJobSpec
+
+ENTRY_POINT = "ec2_train.py"
+STARTUP_GRACE_S = 60.0
+
+
+class LocalSpotManager(SpotManager):
+    """Runs each spot run in ``<runs_root>/<name>`` (laid out as a job folder) under a detached
+    simulator.
+
+    Args:
+        store: the console's job store (spot runs live in the same database).
+        runs_root: parent folder of the run folders (the local jobs folder: a completed run
+            is listed as a training job with its folder).
+        job_python: interpreter of the job environment.
+        sidecars: the training jobs' analysers (Debugger, Profiler); run once over a completed
+            run's data, so its Debugger and Profiler pages fill like a training job's.
+    """
+
+    backend_name = "local"
+    can_interrupt = True
+
+    def __init__(self, store: JobStore, runs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:
+        self.spot_store = SpotStore(store)
+        self.runs_root = Path(runs_root)
+        self.job_python = Path(job_python)
+        self.sidecars = [str(Path(s).resolve()) for s in sidecars]
+
+    def launch(self, spec: SpotRunSpec) -> SpotRun:
+        if not spec.data_uri.startswith("file://"):
+            raise InvalidInputError(f"the local simulator reads file:// datasets, not {spec.data_uri!r}: "
+                                    "ingest the dataset on the Data page")
+        run_dir = self.runs_root / spec.name
+        if run_dir.exists():
+            raise InvalidInputError(f"the folder {run_dir} exists already: choose another name")
+        if not self.job_python.exists():
+            raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
+        train_spec = TrainingJobSpec(name=spec.name, inputs={"training": spec.data_uri},
+                                     hyperparameters=spec.hyperparameters_as_strings, entry_point=ENTRY_POINT,
+                                     source_dir=ENTRYPOINTS_DIR, instance_type=spec.instance_type)
+        run = SpotRun(name=spec.name, backend=self.backend_name, status=SpotRunStatus.PENDING, spec=spec,
+                      created_at=time.time(), detail="Starting the simulator")
+        self.spot_store.insert_run(run)
+        try:
+            layout = create_job_folder(train_spec, run_dir)
+            (layout.root / RUNTIME_FILE).write_text(json.dumps(
+                {"database": str(self.spot_store.jobs.path), "job_python": str(self.job_python), "name": spec.name,
+                 "sidecars": self.sidecars}))
+            self.spot_store.update_run(spec.name, run_dir=str(layout.root))
+            self._start_supervisor(layout)
+        except BaseException as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            self.spot_store.update_run(spec.name, status=SpotRunStatus.FAILED, ended_at=time.time(),
+                                       failure_reason=f"could not start: {exc}", detail="Failed")
+            raise
+        return self.spot_store.get_run(spec.name)
+
+    @staticmethod
+    def _start_supervisor(layout: JobLayout) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        launcher = subprocess.run(
+            [sys.executable, "-m", "core.spot._supervisor", str(layout.root)],
+            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+        )
+        if launcher.returncode != 0:
+            raise BackendError(f"could not start the spot simulator: {launcher.stderr.strip()[-500:]}")
+
+    def describe(self, name: str) -> SpotRun:
+        self._reconcile(name)
+        return self.spot_store.get_run(name)
+
+    def list_runs(self, *, limit: int = 100) -> list[SpotRun]:
+        for run in self.spot_store.list_runs(backend=self.backend_name, limit=limit):
+            if not run.status.is_terminal:
+                self._reconcile(run.name)
+        return self.spot_store.list_runs(backend=self.backend_name, limit=limit)
+
+    def events(self, name: str) -> list[SpotEvent]:
+        self.spot_store.get_run(name)
+        return self.spot_store.events(name)
+
+    def log_tail(self, name: str, max_lines: int = 200) -> list[str]:
+        run_dir = self.spot_store.runtime(name)["run_dir"]
+        path = JobLayout(Path(run_dir)).log_path if run_dir else None
+        if path is None or not path.exists():
+            return []
+        with open(path, encoding="utf-8", errors="replace") as log:
+            return [line.rstrip("\n") for line in deque(log, maxlen=max_lines)]
+
+    def interrupt(self, name: str) -> SpotRun:
+        run = self.describe(name)
+        if run.status is not SpotRunStatus.RUNNING:
+            raise InvalidInputError(f"{name} has no running instance to interrupt (it is {run.status.value})")
+        return self.spot_store.update_run(name, interrupt_requested_at=time.time())
+
+    def terminate(self, name: str) -> SpotRun:
+        run = self.describe(name)
+        if run.status.is_terminal:
+            return run
+        runtime = self.spot_store.runtime(name)
+        if is_process_alive(runtime["supervisor_pid"], str(runtime["run_dir"])):
+            os.kill(runtime["supervisor_pid"], signal.SIGTERM)
+        else:
+            self._kill_instance(runtime)
+            self.spot_store.update_run(name, status=SpotRunStatus.TERMINATED, ended_at=time.time(),
+                                       detail="Terminated by the user")
+        return self.spot_store.get_run(name)
+
+    def wait(self, name: str, *, timeout_s: float, poll_s: float = 0.5) -> SpotRun:
+        """Waits until the run ends or ``timeout_s`` passes; returns it either way (tests, scripts)."""
+        deadline = time.time() + timeout_s
+        run = self.describe(name)
+        while not run.status.is_terminal and time.time() < deadline:
+            time.sleep(poll_s)
+            run = self.describe(name)
+        return run
+
+    def _reconcile(self, name: str) -> None:
+        """Marks a run Failed when its simulator is gone (killed, machine restarted)."""
+        run = self.spot_store.get_run(name)
+        if run.status.is_terminal:
+            return
+        runtime = self.spot_store.runtime(name)
+        pid = runtime["supervisor_pid"]
+        if pid is None and time.time() - run.created_at < STARTUP_GRACE_S:
+            return
+        if is_process_alive(pid, str(runtime["run_dir"])):
+            return
+        self._kill_instance(runtime)
+        self.spot_store.update_run(name, status=SpotRunStatus.FAILED, ended_at=time.time(), detail="Failed",
+                                   failure_reason="the spot simulator process disappeared (killed, or the machine "
+                                   "restarted); launch the run again to resume from its checkpoint")
+
+    @staticmethod
+    def _kill_instance(runtime: dict[str, object]) -> None:
+        pid = runtime.get("instance_pid")
+        if isinstance(pid, int) and is_process_alive(pid, str(runtime["run_dir"])):
+            os.killpg(pid, signal.SIGKILL)

@@ -1,0 +1,299 @@
+"""The detached process that simulates one spot run's instances on this machine.
+
+Started by :class:`LocalSpotManager` as ``python -m core.spot._supervisor RUN_DIR``; it forks
+once and the parent returns at once (like the training supervisor), so the run survives app
+restarts. For each "instance" it starts ``entrypoints/ec2_train.py`` with the job
+environment's interpreter, pointed at a :class:`LocalMetadataServer` on 127.0.0.1. An
+interruption (the spec's schedule, or the page's button) serves the notice on
+``spot/instance-action``; ``notice_s`` later the instance's process group is killed with
+SIGKILL, as a reclaim would. A persistent request then brings the instance back after
+``relaunch_delay_s`` and training resumes from the checkpoint; a one-time request ends the run
+as Interrupted.
+
+Instances follow EC2's RunInstances rules: a persistent request stops (or hibernates) the
+instance, which comes back with the same id and disk (``instances/<id>/``: checkpoint and
+progress) and resumes from its checkpoint; hibernation is simulated as a stop (the process
+restarts; on EC2 memory would be restored). A one-time request terminates the instance and the
+run ends. The checkpoint is also mirrored to ``checkpoints/`` (the stand-in for S3), where a
+brand-new instance would restore it from.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from core.jobstore import JobStore
+from core.spot.entities import SpotEvent, SpotRunSpec, SpotRunStatus
+from core.spot.metadata import LocalMetadataServer
+from core.spot.store import SpotStore
+from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
+from core.training.metrics import MetricScraper, final_metrics
+from core.training.spec import DEFAULT_METRIC_DEFINITIONS
+
+RUNTIME_FILE = "runtime.json"
+TICK_S = 0.2
+TERMINATE_GRACE_S = 30.0
+MAX_POLL_S = 5.0
+SIDECAR_TIMEOUT_S = 300.0
+SPOT_LINE = re.compile(r"^spot: (?P<kind>start|resumed|checkpoint|interruption notice)\b(?P<rest>.*)$")
+FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+def poll_interval(notice_s: float) -> float:
+    """EC2's 5 s, or a quarter of a shortened notice, so a short notice is still seen in time."""
+    return min(MAX_POLL_S, notice_s / 4)
+
+
+class InstanceWatch:
+    """What one instance's log has said: its checkpoints and progress, read line by line."""
+
+    def __init__(self) -> None:
+        self.checkpoint_step = 0
+        self.checkpoint_at: float | None = None
+        self.steps_per_epoch = 1
+        self.lines: list[str] = []
+
+
+class SpotSimulator:
+    """Runs one spot run folder until it completes, fails, is terminated or interrupted for good."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.layout = JobLayout(Path(run_dir))
+        runtime = json.loads((self.layout.root / RUNTIME_FILE).read_text())
+        self.store = SpotStore(JobStore(Path(runtime["database"])))
+        self.job_python = runtime["job_python"]
+        self.name = runtime["name"]
+        self.sidecars: list[str] = runtime.get("sidecars", [])
+        self.spec: SpotRunSpec = self.store.get_run(self.name).spec
+        self.train_spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
+        self.stop_requested = threading.Event()
+        self.scraper = MetricScraper(DEFAULT_METRIC_DEFINITIONS)
+        self.points: list[Any] = []
+        self.instance_id = ""
+
+    def event(self, kind: str, instance: str = "", **detail: Any) -> None:
+        self.store.add_event(SpotEvent(run=self.name, time=time.time(), kind=kind, instance=instance, detail=detail))
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop_requested.set())
+        self.store.update_run(self.name, supervisor_pid=os.getpid(), status=SpotRunStatus.PENDING,
+                              detail="Requesting capacity")
+        with LocalMetadataServer(instance_type=self.spec.instance_type) as imds:
+            attempt = 0
+            while True:
+                attempt += 1
+                outcome = self.run_instance(attempt, imds)
+                if outcome != "interrupted":
+                    return 0
+                if self.spec.request_type == "one-time":
+                    self.finish(SpotRunStatus.INTERRUPTED, "Interrupted: a one-time request is not relaunched",
+                                detail="Interrupted")
+                    return 0
+                self.store.update_run(self.name, status=SpotRunStatus.WAITING, instance_pid=None,
+                                      detail="Persistent request: waiting for capacity")
+                self.event("relaunch", wait_s=self.spec.relaunch_delay_s)
+                if self.stop_requested.wait(self.spec.relaunch_delay_s):
+                    self.event("terminated")
+                    self.finish(SpotRunStatus.TERMINATED, None, detail="Terminated by the user")
+                    return 0
+
+    # --- one instance ------------------------------------------------------------------------
+
+    def run_instance(self, attempt: int, imds: LocalMetadataServer) -> str:
+        # A stopped or hibernated spot instance comes back with its id and its EBS volume.
+        if attempt == 1 or self.spec.interruption_behavior == "terminate":
+            self.instance_id = f"i-local{os.urandom(6).hex()}"
+        instance_id = self.instance_id
+        imds.new_instance(instance_id)
+        disk = self.layout.root / "instances" / instance_id
+        (disk / "checkpoints").mkdir(parents=True, exist_ok=True)
+        hps = dict(self.spec.hyperparameters_as_strings)
+        command = [
+            self.job_python, str(self.layout.code_dir / "ec2_train.py"), *hyperparameters_to_args(hps),
+            "--data-dir", str(self.layout.data_dir / "training"),
+            "--checkpoint-dir", str(disk / "checkpoints"),
+            "--checkpoint-uri", str(self.layout.checkpoint_dir),
+            "--metadata-url", imds.url,
+            "--notice-poll-s", f"{poll_interval(self.spec.notice_s):g}",
+            "--instance-id", instance_id,
+            "--watch-notice", "true" if self.spec.watch_notice else "false",
+        ]
+        env = training_environment(self.train_spec, self.layout, dict(os.environ))
+        with open(self.layout.log_path, "a", encoding="utf-8") as log:
+            log.write(f"=== instance {instance_id} launched (attempt {attempt}) ===\n")
+        launched = time.time()
+        process = subprocess.Popen(
+            command, cwd=self.layout.code_dir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace", start_new_session=True,
+        )
+        self.store.update_run(self.name, instance_pid=process.pid, status=SpotRunStatus.RUNNING,
+                              detail=f"Training on {instance_id}", interrupt_requested_at=None)
+        self.event("launch", instance_id, attempt=attempt, pid=process.pid)
+        watch = InstanceWatch()
+        pump = threading.Thread(target=self._pump, args=(process, watch, instance_id), daemon=True)
+        pump.start()
+        planned = self.spec.interrupt_after_s[attempt - 1] if attempt <= len(self.spec.interrupt_after_s) else None
+        notice_at: float | None = None
+        deadline = 0.0
+        while True:
+            code = process.poll()
+            if code is not None and (notice_at is None or code == 0):
+                pump.join(timeout=10)
+                return self._ended(code, watch, instance_id)
+            now = time.time()
+            if self.stop_requested.is_set():
+                self._terminate(process)
+                pump.join(timeout=10)
+                self.event("terminated", instance_id)
+                self.finish(SpotRunStatus.TERMINATED, None, detail="Terminated by the user")
+                return "terminated"
+            if notice_at is None:
+                button = self.store.runtime(self.name)["interrupt_requested_at"]
+                if (planned is not None and now - launched >= planned) or (button is not None and button >= launched):
+                    notice_at, deadline = now, now + self.spec.notice_s
+                    served = imds.serve_notice(action=self.spec.interruption_behavior, at=deadline)
+                    self.store.update_run(self.name, status=SpotRunStatus.NOTICE, interrupt_requested_at=None,
+                                          detail=f"Interruption notice: {served['action']} at {served['time']}")
+                    self.event("notice", instance_id, action=served["action"], at=served["time"],
+                               notice_s=self.spec.notice_s, source="button" if button else "schedule")
+            elif now >= deadline:
+                alive = process.poll() is None
+                if alive:
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                pump.join(timeout=10)
+                self._interrupted(disk, watch, instance_id, notice_at, alive)
+                return "interrupted"
+            time.sleep(TICK_S)
+
+    def _pump(self, process: subprocess.Popen[str], watch: InstanceWatch, instance_id: str) -> None:
+        assert process.stdout is not None
+        with open(self.layout.log_path, "a", encoding="utf-8") as log:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                text = line.rstrip("\n")
+                watch.lines = (watch.lines + [text])[-20:]
+                self.points += self.scraper.feed(text)
+                match = SPOT_LINE.match(text)
+                if match:
+                    self._spot_line(match["kind"], dict(FIELD.findall(match["rest"])), watch, instance_id)
+
+    def _spot_line(self, kind: str, fields: dict[str, str], watch: InstanceWatch, instance_id: str) -> None:
+        numbers = {k: int(v) for k, v in fields.items() if v.isdigit()}
+        if kind in ("start", "resumed"):
+            watch.checkpoint_step = numbers.get("step", 0)
+            watch.steps_per_epoch = numbers.get("steps_per_epoch", watch.steps_per_epoch)
+            self.event("resume" if kind == "resumed" else "start", instance_id, **numbers)
+        elif kind == "checkpoint":
+            watch.checkpoint_step = numbers.get("step", watch.checkpoint_step)
+            watch.checkpoint_at = time.time()
+            self.event("checkpoint", instance_id, reason=fields.get("reason", ""), **numbers)
+        else:
+            self.event("notice-seen", instance_id, **fields)
+
+    def _interrupted(self, disk: Path, watch: InstanceWatch, instance_id: str, notice_at: float, alive: bool) -> None:
+        progress: dict[str, Any] = {}
+        try:
+            progress = json.loads((disk / "checkpoints" / "progress.json").read_text())
+        except (OSError, ValueError):
+            pass
+        steps_per_epoch = int(progress.get("steps_per_epoch", watch.steps_per_epoch) or 1)
+        step = int(progress.get("step", watch.checkpoint_step))
+        after_notice = (watch.checkpoint_at - notice_at) if watch.checkpoint_at and watch.checkpoint_at >= notice_at else None
+        self.event("interrupted", instance_id, notice_at=notice_at, progress_step=step,
+                   checkpoint_step=watch.checkpoint_step, lost_steps=max(0, step - watch.checkpoint_step),
+                   steps_per_epoch=steps_per_epoch, alive_at_kill=alive, checkpoint_after_notice_s=after_notice)
+
+    def _terminate(self, process: subprocess.Popen[str]) -> None:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=TERMINATE_GRACE_S)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def _ended(self, code: int, watch: InstanceWatch, instance_id: str) -> str:
+        if code == 0 and self.layout.model_archive.is_file():
+            self.event("completed", instance_id)
+            self.finish(SpotRunStatus.COMPLETED, None, detail="Completed",
+                        model_uri=self.layout.model_archive.resolve().as_uri())
+            return "completed"
+        reason = failure_reason(code, watch.lines)
+        self.event("failed", instance_id, code=code)
+        self.finish(SpotRunStatus.FAILED, reason, detail="Failed")
+        return "failed"
+
+    def finish(self, status: SpotRunStatus, reason: str | None, *, detail: str, model_uri: str | None = None) -> None:
+        metrics = final_metrics(self.points)
+        if status is SpotRunStatus.COMPLETED:
+            # Listed with the training jobs (Deploy, Debugger, Profiler), analysed, then completed.
+            run = self.store.update_run(self.name, detail="Analysing Debugger and Profiler data", model_uri=model_uri,
+                                        final_metrics=metrics, instance_pid=None)
+            self.store.record_as_training_job(replace(run, status=status, ended_at=time.time()))
+            self.store.jobs.add_metrics(self.name, self.points)
+            self.analyse()
+        self.store.update_run(self.name, status=status, failure_reason=reason, ended_at=time.time(), detail=detail,
+                              model_uri=model_uri, final_metrics=metrics, instance_pid=None)
+
+    def analyse(self) -> None:
+        """One final pass of each sidecar (Debugger rules, Profiler analysis) over the run's data."""
+        env = training_environment(self.train_spec, self.layout, dict(os.environ))
+        for script in self.sidecars:
+            with open(self.layout.log_path.parent / f"{Path(script).stem}.log", "ab") as log:
+                try:
+                    subprocess.run([self.job_python, script, "--job-dir", str(self.layout.root), "--database",
+                                    str(self.store.jobs.path), "--job-name", self.name, "--training-pid", "0"],
+                                   cwd=self.layout.root, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                   stderr=subprocess.STDOUT, timeout=SIDECAR_TIMEOUT_S)
+                except (OSError, subprocess.TimeoutExpired) as exc:  # analysis never fails the run
+                    log.write(f"sidecar {script} did not finish: {exc}\n".encode())
+
+
+def failure_reason(code: int, lines: list[str]) -> str:
+    """A reason from the exit code and the end of the log (the script's ``ERROR:`` line)."""
+    if code < 0:
+        return f"the instance's training process was killed by signal {-code}"
+    if code == 0:
+        return "the training script exited 0 but wrote no model.tar.gz"
+    errors = [line for line in lines if line.startswith("ERROR")]
+    detail = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return f"the training script exited with code {code}: {detail[:500]}"
+
+
+def detach_and_run(run_dir: Path) -> None:
+    """Forks; the parent exits at once, the child starts a new session and simulates the run."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    log = open(Path(run_dir) / "logs" / "supervisor.log", "a", buffering=1)
+    os.dup2(log.fileno(), sys.stdout.fileno())
+    os.dup2(log.fileno(), sys.stderr.fileno())
+    code = 1
+    try:
+        code = SpotSimulator(run_dir).run()
+    except Exception as exc:  # the run must not stay Running because of us
+        import traceback
+
+        traceback.print_exc()
+        runtime = json.loads((Path(run_dir) / RUNTIME_FILE).read_text())
+        SpotStore(JobStore(Path(runtime["database"]))).update_run(
+            runtime["name"], status=SpotRunStatus.FAILED, ended_at=time.time(), detail="Failed",
+            failure_reason=f"the spot simulator failed: {exc}")
+    finally:
+        os._exit(code)
+
+
+if __name__ == "__main__":
+    detach_and_run(Path(sys.argv[1]))
