@@ -1,4 +1,4 @@
-"""Navigation and the backend status in the sidebar; every page lives in pages/."""
+"""Navigation and the backend status in the sidebar; every page lives in app_pages/."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import streamlit as st
 from core.config import Settings
 from core.errors import ConfigError
 from core.health import BackendHealth, check_health
-from pages._shared import backend
+from app_pages._shared import backend
 
 st.set_page_config(page_title="SageMaker image-classifier console", page_icon=":material/pets:", layout="wide")
 
@@ -20,12 +20,14 @@ def _health(key: str, _settings: Settings) -> BackendHealth:
 
 navigation = st.navigation(
     [
-        st.Page("pages/data.py", title="Data", icon=":material/folder_open:", default=True),
-        st.Page("pages/training.py", title="Training jobs", icon=":material/model_training:"),
-        st.Page("pages/tuning.py", title="Tuning", icon=":material/tune:"),
-        st.Page("pages/debugger.py", title="Debugger", icon=":material/bug_report:"),
-        st.Page("pages/profiler.py", title="Profiler", icon=":material/speed:"),
-        st.Page("pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
+        st.Page("app_pages/data.py", title="Data", icon=":material/folder_open:", default=True),
+        st.Page("app_pages/training.py", title="Training jobs", icon=":material/model_training:"),
+        st.Page("app_pages/tuning.py", title="Tuning", icon=":material/tune:"),
+        st.Page("app_pages/debugger.py", title="Debugger", icon=":material/bug_report:"),
+        st.Page("app_pages/profiler.py", title="Profiler", icon=":material/speed:"),
+        st.Page("app_pages/deploy.py", title="Deploy", icon=":material/rocket_launch:"),
+        st.Page("app_pages/spot.py", title="EC2 Spot", icon=":material/savings:"),
+        st.Page("app_pages/lambda_fn.py", title="Lambda", icon=":material/functions:"),
     ]
 )
 

@@ -268,7 +268,7 @@ def page_part(scratch: Path) -> list[tuple[str, float, str]]:
     from streamlit.testing.v1 import AppTest
 
     app = AppTest.from_file(str(REPO_ROOT / "streamlit_app.py"), default_timeout=120).run()
-    app.switch_page("pages/profiler.py")
+    app.switch_page("app_pages/profiler.py")
     page_times = []
     for _ in range(4):
         began = time.perf_counter()

@@ -12,7 +12,8 @@ from typing import Iterator
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core.backend import get_backend
 from core.config import Settings
@@ -115,3 +116,27 @@ def screenshot(page: Page, name: str) -> Path:
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(viewport)
     return path
+
+
+def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int = 4) -> None:
+    """Picks ``option`` in a Streamlit selectbox (or adds it to a multiselect) and checks that it took.
+
+    The drop-down closes when Streamlit re-renders the widget under it (a rerun still in
+    flight after navigation, say), so it is opened again until its option shows up.
+    """
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(attempts):
+        selectbox.get_by_role("combobox").click()
+        try:
+            item.wait_for(state="visible", timeout=5_000)
+            item.click(timeout=5_000)
+        except PlaywrightTimeoutError:
+            page.keyboard.press("Escape")
+            continue
+        if selectbox.get_attribute("data-testid") == "stMultiSelect":
+            expect(selectbox).to_contain_text(option)  # a chosen option shows as a tag
+            page.keyboard.press("Escape")  # a multiselect's list stays open over what lies below
+        else:
+            expect(selectbox.get_by_role("combobox")).to_have_value(option)
+        return
+    raise AssertionError(f"option {option!r} never showed in the selectbox after {attempts} tries")

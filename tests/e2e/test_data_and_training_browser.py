@@ -101,6 +101,13 @@ def test_train_deploy_and_predict_in_browser(page: Page, app_url: str, tmp_path:
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     screenshot(page, "training-job")
 
+    # Issue 4: the healthy default run ends with NoIssuesFound on every default rule.
+    page.get_by_role("link", name=re.compile("^Debugger view of")).click()
+    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(re.compile(r"^8 rules: 8 NoIssuesFound\."))).to_be_visible(timeout=30_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    screenshot(page, "debugger-healthy")
+
     page.goto(f"{app_url}/deploy")
     expect(page.get_by_role("heading", name="Deploy", exact=True)).to_be_visible(timeout=30_000)
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -117,3 +124,13 @@ def test_train_deploy_and_predict_in_browser(page: Page, app_url: str, tmp_path:
     assert all(latencies.nth(i).inner_text().endswith(" ms") for i in range(5))
     screenshot(page, "deploy-predictions")
     page.get_by_text("Invoke it from code (boto3)").click()
+
+
+def test_a_page_url_opened_first_gets_the_apps_navigation(page: Page, app_url: str) -> None:
+    """A bookmarked page on a fresh server runs streamlit_app.py's navigation, not Streamlit's
+    legacy pages-folder mode (which a folder named pages/ beside the app would trigger)."""
+    page.goto(f"{app_url}/debugger")
+    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    expect(nav.get_by_text("Training jobs", exact=True)).to_be_visible()
+    expect(page.get_by_text(re.compile(r"^Backend:"))).to_be_visible()

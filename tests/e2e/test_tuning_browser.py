@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import choose_option, screenshot
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -26,9 +26,7 @@ def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, t
     form.get_by_label("Max steps per epoch (0: all)").fill("6")
     form.get_by_label("Tuning job name (empty: generated)").fill("demo-tune")
     form.locator('[data-testid="stRadio"]').filter(has_text="Early stopping").get_by_text("Auto").click()
-    image_size = form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)")
-    image_size.click()
-    page.locator('[role="option"]').filter(has_text=re.compile(r"^\s*32\s*$")).click()
+    choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
     form.get_by_role("button", name="Launch tuning job").click()
     expect(page.get_by_text("Started demo-tune: 6 trials, 2 at a time")).to_be_visible(timeout=30_000)
 

@@ -15,10 +15,10 @@ APP = str(REPO_ROOT / "streamlit_app.py")
 
 
 def open_page(name: str, timeout: float = 120) -> AppTest:
-    """Runs the app's entrypoint (navigation, sidebar), then switches to pages/<name>.py."""
+    """Runs the app's entrypoint (navigation, sidebar), then switches to app_pages/<name>.py."""
     at = AppTest.from_file(APP, default_timeout=timeout).run()
     assert not at.exception, at.exception
-    return at.switch_page(f"pages/{name}.py").run()
+    return at.switch_page(f"app_pages/{name}.py").run()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from core.backend import Backend
-from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesPoint, TrialState
+from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState
 from core.entities import TrainingJob
 from core.types import JobStatus
 from tests.pages.conftest import APP, open_page
@@ -21,15 +21,15 @@ def _job(backend: Backend, name: str, status: JobStatus = JobStatus.COMPLETED, o
 
 def _debug_data(store: DebugStore, name: str) -> None:
     store.set_trial(name, path=f"/jobs/{name}/debug-output", state=TrialState.COMPLETE, steps=40, last_step=39)
-    points = [SeriesPoint(LOSS, "losses", "value", "TRAIN", s, s, 2.3 - 0.05 * s) for s in range(30)]
-    points += [SeriesPoint(LOSS, "losses", "value", "EVAL", 30 + i, i, 0.9) for i in range(5)]
+    points = [SeriesRow(LOSS, "losses", "TRAIN", s, s, {"value": 2.3 - 0.05 * s}) for s in range(30)]
+    points += [SeriesRow(LOSS, "losses", "EVAL", 30 + i, i, {"value": 0.9}) for i in range(5)]
+    stats = {"mean": 0.0, "std": 0.1, "min": -0.3, "max": 0.3, "abs_mean": 0.05, "zero_fraction": 0.0}
     for layer, position in (("Net_conv.weight", 0), ("Net_fc.weight", 1)):
         store.add_tensors(name, {layer: ("weights", position), f"gradient/{layer}": ("gradients", position)})
         for step in (0, 10, 20):
-            for red, value in (("l2", 1.0 + step), ("mean", 0.0), ("std", 0.1), ("min", -0.3), ("max", 0.3),
-                               ("abs_mean", 0.05), ("zero_fraction", 0.0)):
-                points.append(SeriesPoint(layer, "weights", red, "TRAIN", step, step, value))
-                points.append(SeriesPoint(f"gradient/{layer}", "gradients", red, "TRAIN", step, step, value / 100))
+            points.append(SeriesRow(layer, "weights", "TRAIN", step, step, {**stats, "l2": 1.0 + step}))
+            points.append(SeriesRow(f"gradient/{layer}", "gradients", "TRAIN", step, step,
+                                    {k: v / 100 for k, v in {**stats, "l2": 1.0 + step}.items()}))
     store.add_series(name, points)
     now = time.time()
     store.init_rules(name, [
@@ -120,6 +120,19 @@ def test_selection_follows_the_training_page(local_backend: Backend) -> None:
     at = AppTest.from_file(APP, default_timeout=30)
     at.session_state["selected_job"] = "first-job"  # the job picked on the Training jobs page
     at.run()
-    at.switch_page("pages/debugger.py").run()
+    at.switch_page("app_pages/debugger.py").run()
     assert not at.exception
     assert at.selectbox(key="debug_job").value == "first-job"
+
+
+def test_a_link_with_a_job_parameter_opens_that_job_once(local_backend: Backend) -> None:
+    _job(local_backend, "older-job")
+    _job(local_backend, "newer-job", offset=10.0)  # listed first: the default choice
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    at.query_params["job"] = "older-job"
+    at.switch_page("app_pages/debugger.py").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="debug_job").value == "older-job"
+    assert "job" not in at.query_params  # read once: the user's own choice sticks afterwards
+    at.selectbox(key="debug_job").select("newer-job").run()
+    assert at.selectbox(key="debug_job").value == "newer-job"

@@ -88,7 +88,7 @@ def test_the_selected_training_job_is_preselected(local_backend: Backend) -> Non
     at = AppTest.from_file(APP, default_timeout=30)
     at.session_state["selected_job"] = "first"
     at.run()
-    at.switch_page("pages/profiler.py").run()
+    at.switch_page("app_pages/profiler.py").run()
     assert not at.exception
     assert at.selectbox(key="profiler_job").value == "first"
 

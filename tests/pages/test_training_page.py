@@ -36,6 +36,7 @@ def test_form_starts_a_job_that_runs_the_entrypoint(local_backend: Backend, tmp_
     at = open_page("training")
     at.text_input(key="job_name").input("page-job")
     at.number_input(key="job_epochs").set_value(3)
+    at.multiselect(key="job_debug_stop").select("LossNotDecreasing")
     at.button[0].click().run()  # the form's submit button
     assert not at.exception
     assert any("Started page-job" in s.value for s in at.success)
@@ -51,7 +52,18 @@ def test_form_starts_a_job_that_runs_the_entrypoint(local_backend: Backend, tmp_
         time.sleep(0.2)
     assert backend_job is not None and backend_job.status is JobStatus.FAILED
     assert backend_job.hyperparameters["epochs"] == "3"
+    assert backend_job.hyperparameters["debug-rules"].split(",")[4] == "LossNotDecreasing:stop"
     assert "wrote nothing to SM_MODEL_DIR" in backend_job.failure_reason
+
+
+def test_debugger_choices_that_cannot_work_are_refused(local_backend: Backend, tmp_path: Path) -> None:
+    add_dataset(local_backend, tmp_path)
+    at = open_page("training")
+    at.multiselect(key="job_debug_rules").set_value(["Overfit", "DeadRelu"])
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("DeadRelu read activations" in e.value for e in at.error)
+    assert local_backend.runner.list_jobs() == []
 
 
 def test_job_details_show_metrics_and_failure(local_backend: Backend) -> None:

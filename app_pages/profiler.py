@@ -8,7 +8,7 @@ import streamlit as st
 from core.profiler import ProfilerStore
 from core.profiler.charts import build_figures
 from core.profiler.views import ProfileView, load_profile, no_data_message
-from pages._shared import backend, show_error
+from app_pages._shared import backend, job_picker, show_error
 
 POLL_SECONDS = 5
 
@@ -31,14 +31,10 @@ def _prepared(name: str, updated_at: float | None, _store: ProfilerStore) -> tup
 jobs = be.runner.list_jobs()
 if not jobs:
     st.info("No training job yet: start one on the Training jobs page; it is profiled while it runs.")
-    st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+    st.page_link("app_pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
     st.stop()
 
-names = [j.name for j in jobs]
-if st.session_state.get("profiler_job") not in names:
-    chosen = st.session_state.get("selected_job")
-    st.session_state["profiler_job"] = chosen if chosen in names else names[0]
-selected = st.selectbox("Training job", names, key="profiler_job")
+selected = job_picker([j.name for j in jobs], key="profiler_job")
 store = _store(str(be.store.path))
 is_active = not be.runner.describe(selected).status.is_terminal
 

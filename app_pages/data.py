@@ -18,7 +18,7 @@ from core.datasets import (
     prepare_dataset,
     sample_images,
 )
-from pages._shared import backend, show_error
+from app_pages._shared import backend, show_error
 
 st.title("Data")
 st.caption(
@@ -145,4 +145,4 @@ else:
         ]
     )
     st.dataframe(table, hide_index=True, key="data_table")
-    st.page_link("pages/training.py", label="Train a model on a dataset →", icon=":material/model_training:")
+    st.page_link("app_pages/training.py", label="Train a model on a dataset →", icon=":material/model_training:")

@@ -26,7 +26,7 @@ from core.tuning.analysis import (
     parameter_importance,
 )
 from core.tuning.spec import TUNABLE_HYPERPARAMETERS, Scaling
-from pages._shared import backend, show_error
+from app_pages._shared import backend, show_error
 
 POLL_SECONDS = 2
 RANGE_ROWS = 5
@@ -113,7 +113,7 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
 with st.expander("Launch a tuning job", expanded=not tuning_jobs):
     if not datasets:
         st.info("Ingest a dataset on the Data page first: every trial trains on it.")
-        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
     else:
         _launch_form(datasets)
 
@@ -218,7 +218,7 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
     started = st.session_state.get(f"tune_full_run_{name}")
     if started:  # kept in the session: the live fragment redraws every few seconds
         st.success(started)
-        st.page_link("pages/training.py", label="Follow it on Training jobs", icon=":material/model_training:")
+        st.page_link("app_pages/training.py", label="Follow it on Training jobs", icon=":material/model_training:")
 
 
 @st.fragment(run_every=POLL_SECONDS if is_active else None)

@@ -7,9 +7,10 @@ import plotly.express as px
 import streamlit as st
 
 from core.catalog import list_datasets
+from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
-from pages._shared import backend, show_error
+from app_pages._shared import backend, job_views_links, show_error
 
 POLL_SECONDS = 2
 
@@ -20,7 +21,7 @@ datasets = list_datasets(be)
 with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=1)):
     if not datasets:
         st.info("Ingest a dataset on the Data page first.")
-        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
     else:
         with st.form("new_job"):
             dataset_name = st.selectbox("Dataset", [d.name for d in datasets], key="job_dataset")
@@ -28,16 +29,30 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
             model = c1.selectbox("Model", MODELS, key="job_model")
             epochs = c2.number_input("Epochs", 1, 200, int(DEFAULT_HYPERPARAMETERS["epochs"]), key="job_epochs")
             batch_size = c3.selectbox("Batch size", [8, 16, 32, 64, 128], index=2, key="job_batch")
-            lr = c1.number_input("Learning rate", 1e-6, 10.0, float(DEFAULT_HYPERPARAMETERS["lr"]), format="%.6f",
+            lr = c1.number_input("Learning rate", 1e-9, 10.0, float(DEFAULT_HYPERPARAMETERS["lr"]), format="%g",
                                  key="job_lr")
             image_size = c2.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="job_image_size")
             seed = c3.number_input("Seed", 0, 2**31 - 1, int(DEFAULT_HYPERPARAMETERS["seed"]), key="job_seed")
             name = st.text_input("Job name (empty: generated)", key="job_name")
+            with st.expander("Debugger: tensor capture and rules"):
+                capture = st.checkbox("Capture tensors (losses every step; weight and gradient statistics)",
+                                      value=True, key="job_debug")
+                rules = st.multiselect("Rules to evaluate while the job runs", RULE_NAMES, default=list(DEFAULT_RULES),
+                                       key="job_debug_rules")
+                stop_on = st.multiselect("StopTraining: stop the job when one of these fires", RULE_NAMES,
+                                         key="job_debug_stop")
+                d1, d2 = st.columns(2)
+                save_interval = d1.number_input("Save statistics every N steps", 1, 10_000, DEFAULT_SAVE_INTERVAL,
+                                                key="job_debug_interval")
+                activations = d2.checkbox("Save activations (DeadRelu, SaturatedActivation, PoorWeightInitialization)",
+                                          key="job_debug_activations")
             if st.form_submit_button("Start training", type="primary"):
                 dataset = next(d for d in datasets if d.name == dataset_name)
                 hps = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size), "lr": float(lr),
                        "image-size": int(image_size), "seed": int(seed)}
                 try:
+                    hps |= debug_hyperparameters(capture=capture, rules=rules, stop_on=stop_on,
+                                                 save_interval=int(save_interval), activations=activations)
                     job = start_training(be, dataset, hps, name=name.strip() or None)
                     st.session_state["selected_job"] = job.name
                     st.success(f"Started {job.name}")
@@ -86,6 +101,7 @@ def job_details(name: str) -> None:
         st.error(job.failure_reason)
     if job.model_uri:
         st.caption(f"Model: `{job.model_uri}`")
+    job_views_links(name)
     if not job.status.is_terminal and st.button("Stop job", key=f"stop_{name}"):
         try:
             be.runner.stop(name)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from core.debugger import DebugStore, RuleStatus
 from core.debugger import charts, views
 from core.entities import TrainingJob
 from core.types import BackendKind
-from pages._shared import backend, show_error
+from app_pages._shared import JOB_QUERY_PARAM, backend, job_picker, show_error
 
 POLL_SECONDS = 3
 _LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
@@ -29,22 +28,11 @@ store = _store(str(be.store.path))
 jobs = be.runner.list_jobs()
 if not jobs:
     st.info("No training job yet: start one on the Training jobs page.")
-    st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+    st.page_link("app_pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
     st.stop()
 
-names = [j.name for j in jobs]
-if st.session_state.get("debug_job") not in names:
-    preferred = st.session_state.get("selected_job")
-    st.session_state["debug_job"] = preferred if preferred in names else names[0]
-selected = st.selectbox("Training job", names, key="debug_job")
+selected = job_picker([j.name for j in jobs], key="debug_job")
 is_active = not be.runner.describe(selected).status.is_terminal
-
-
-def _profiler_link(name: str) -> None:
-    try:
-        st.page_link("pages/profiler.py", label=f"Profiler view of {name}", icon=":material/speed:")
-    except StreamlitPageNotFoundError:
-        st.caption("The Profiler page (system and framework metrics of this job) is not part of this app yet.")
 
 
 def _rules(name: str, job: TrainingJob) -> None:
@@ -52,11 +40,10 @@ def _rules(name: str, job: TrainingJob) -> None:
     if not rules:
         st.caption("No rule configured for this job yet.")
         return
-    issues = sum(r.status is RuleStatus.ISSUES_FOUND for r in rules)
-    errors = sum(r.status is RuleStatus.ERROR for r in rules)
     st.dataframe(views.rules_table(rules), hide_index=True, key=f"debug_rules_{name}", width="stretch")
-    st.caption(f"{len(rules)} rules: {issues} found issues, {errors} in error. Choose rules and the StopTraining "
-               "action at launch with the hyperparameter debug-rules, e.g. `LossNotDecreasing:stop,VanishingGradient`.")
+    st.caption(f"{views.rules_summary(rules)}. Choose the rules and their StopTraining action when you start a job "
+               "(Training jobs, Debugger section), or with the hyperparameter debug-rules, e.g. "
+               "`LossNotDecreasing:stop,VanishingGradient`.")
     for rule in rules:
         if rule.status in (RuleStatus.ISSUES_FOUND, RuleStatus.ERROR):
             with st.expander(f"{rule.rule}: {rule.status.value}", icon=_ICONS[rule.status]):
@@ -133,9 +120,23 @@ def _weights(name: str) -> None:
                         key=f"debug_profile_{name}")
 
 
+def _aws_evaluator(job: TrainingJob) -> None:
+    """SageMaker jobs: the console's own evaluator follows the job from this machine."""
+    from core.debugger.evaluator import SageMakerRuleEvaluators
+
+    state = SageMakerRuleEvaluators(be.settings, store).ensure_running(job)
+    if state == "no trial":
+        st.caption("This job saved no Debugger trial to S3 (it ran with --debug false or without debug-out-dir).")
+    elif state != "concluded":
+        st.caption("Rules are evaluated on this machine by an evaluator that reads the trial in S3 and follows "
+                   "the job until it ends (SageMaker Debugger's rule jobs are closed to new customers).")
+
+
 @st.fragment(run_every=POLL_SECONDS if is_active else None)
 def debugger_view(name: str) -> None:
     job = be.runner.describe(name)
+    if be.kind is BackendKind.AWS:
+        _aws_evaluator(job)
     if is_active and job.status.is_terminal:
         st.rerun()  # stop polling once the job ended
     trial = store.trial(name)
@@ -143,7 +144,8 @@ def debugger_view(name: str) -> None:
     c1.metric("Job status", job.status.value)
     c2.metric("Steps read", trial.steps if trial else 0)
     c3.metric("Evaluator", trial.state.value if trial else "–")
-    _profiler_link(name)
+    st.page_link("app_pages/profiler.py", label=f"Profiler view of {name}", icon=":material/speed:",
+                 query_params={JOB_QUERY_PARAM: name})
     message = views.banner(trial, job_running=not job.status.is_terminal)
     if message:
         _LEVELS[message.level](message.text)

@@ -11,10 +11,11 @@ from core.endpoints import DEFAULT_SERVING, Endpoint, EndpointStatus, Invocation
 from core.endpoints.invoke import image_request
 from core.entities import TrainingJob
 from core.errors import ConsoleError
+from core.spot import completed_runs_as_jobs
 from core.training.launch import new_job_name
 from core.tuning import TuningJob
 from core.types import BackendKind, JobStatus
-from pages._shared import backend, show_error
+from app_pages._shared import backend, show_error
 
 POLL_SECONDS = 2
 AWS_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.m5.2xlarge"]
@@ -35,7 +36,7 @@ def _job_label(job: TrainingJob) -> str:
 def _model_from_job(jobs: list[TrainingJob]) -> str | None:
     if not jobs:
         st.info("No completed training job yet.")
-        st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+        st.page_link("app_pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
         return None
     by_name = {j.name: j for j in jobs}
     name = st.selectbox("Training job", list(by_name), key="deploy_job", format_func=lambda n: _job_label(by_name[n]))
@@ -45,7 +46,7 @@ def _model_from_job(jobs: list[TrainingJob]) -> str | None:
 def _model_from_tuning(tuning_jobs: list[TuningJob]) -> str | None:
     if not tuning_jobs:
         st.info("No tuning job yet.")
-        st.page_link("pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
+        st.page_link("app_pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
         return None
     name = st.selectbox("Tuning job", [j.name for j in tuning_jobs], key="deploy_tuning_job")
     best = be.tuner.best_trial(name)
@@ -59,12 +60,13 @@ def _model_from_tuning(tuning_jobs: list[TuningJob]) -> str | None:
 
 def _deploy_form() -> None:
     jobs = [j for j in be.runner.list_jobs() if j.status is JobStatus.COMPLETED and j.model_uri]
+    jobs += completed_runs_as_jobs(be, exclude={j.name for j in jobs})  # EC2 Spot runs
     tuning_jobs = be.tuner.list_tuning_jobs()
     if not jobs and not tuning_jobs:
         st.info("No model to deploy yet: train one on Training jobs, or tune hyperparameters on Tuning "
                 "and deploy the best trial.")
-        st.page_link("pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
-        st.page_link("pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
+        st.page_link("app_pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
+        st.page_link("app_pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
         return
     source = st.radio("Model from", list(SOURCES), format_func=SOURCES.__getitem__, horizontal=True,
                       key="deploy_source")

@@ -1,0 +1,196 @@
+"""Lambda: the function that calls an endpoint, its least-privilege policy, a test event, and a denied call."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from core.backend import Backend
+from core.endpoints import EndpointStatus
+from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain, get_function_manager
+from core.lambdas.events import image_event, parse_event
+from core.lambdas.iam import evaluate
+from core.lambdas.policies import endpoint_arn
+from core.types import BackendKind
+from app_pages._shared import backend, show_error
+
+EMPTY_EVENT = json.dumps({"image": "", "top_k": 5}, indent=2)
+FORMATS = {"direct": "Direct invocation", "api_gateway": "API Gateway proxy (JSON body)"}
+
+
+@st.cache_resource(show_spinner=False)
+def _manager_for(key: str, _backend: Backend) -> FunctionManager:
+    return get_function_manager(_backend)
+
+
+st.title("Lambda")
+be = backend()
+is_local = be.kind is BackendKind.LOCAL
+functions = _manager_for(repr(be.settings), be)
+st.caption("A Lambda function (`lambda/lambda_function.py`) that takes an image in JSON, calls a SageMaker endpoint "
+           "and returns its top-k. "
+           + ("Locally it runs in its own process with a local role's credentials; the endpoint server checks "
+              "that role's policy on every call, as AWS does." if is_local else
+              f"It is deployed to AWS Lambda in {be.settings.region}."))
+serving = [e.name for e in be.endpoints.list_endpoints() if e.status is EndpointStatus.IN_SERVICE]
+deployed = functions.list_functions()
+
+
+def _deploy_form() -> None:
+    if not serving:
+        st.info("No endpoint is InService: deploy a model first.")
+        st.page_link("app_pages/deploy.py", label="Go to Deploy", icon=":material/rocket_launch:")
+        return
+    endpoint = st.selectbox("Endpoint the function calls", serving, key="lambda_endpoint")
+    c1, c2, c3 = st.columns(3)
+    name = c1.text_input("Function name (empty: generated)", key="lambda_name", max_chars=64,
+                         placeholder=f"classify-{endpoint}"[:64])
+    timeout = c2.number_input("Timeout (s)", 1, 900, 30, key="lambda_timeout")
+    memory = c3.number_input("Memory (MB)", 128, 10240, 256, step=64, key="lambda_memory")
+    c1, c2 = st.columns(2)
+    reserve = c1.checkbox("Reserve concurrency", key="lambda_reserve",
+                          help="At most this many invocations run at once; more are throttled (0 stops every call)")
+    reserved = c2.number_input("Reserved concurrency", 0, 1000, 5, key="lambda_reserved", disabled=not reserve)
+    if is_local:
+        st.caption("S3 inputs need the aws backend (the local store is not S3).")
+        s3_prefix = None
+    else:
+        default_prefix = f"s3://{be.settings.bucket}/{be.settings.prefix}/lambda-inputs/"
+        s3_prefix = st.text_input("S3 input prefix (empty: S3 inputs off)", key="lambda_s3_prefix",
+                                  placeholder=default_prefix) or None
+    if st.button("Deploy function", type="primary", key="lambda_deploy"):
+        try:
+            spec = FunctionSpec(function_name=name.strip() or f"classify-{endpoint}"[:64], endpoint_name=endpoint,
+                                s3_input_prefix=s3_prefix, reserved_concurrency=int(reserved) if reserve else None,
+                                timeout_s=int(timeout), memory_mb=int(memory))
+            with st.spinner(f"Deploying {spec.function_name}…"):
+                info = functions.deploy(spec)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+            return
+        st.session_state["lambda_function"] = info.name
+        st.session_state["lambda_message"] = f"Deployed {info.name} ({'locally' if is_local else info.arn})"
+        st.rerun()
+
+
+with st.expander("Deploy a function", expanded=not deployed):
+    _deploy_form()
+message = st.session_state.pop("lambda_message", None)
+if message:
+    st.success(message)
+if not deployed:
+    st.info("No function yet: deploy one above.")
+    st.stop()
+
+by_name = {f.name: f for f in deployed}
+if st.session_state.get("lambda_function") not in by_name:
+    st.session_state["lambda_function"] = deployed[0].name
+function = by_name[st.selectbox("Function", list(by_name), key="lambda_function")]
+
+
+def _policy_panel(info: FunctionInfo) -> FunctionInfo:
+    st.subheader("Least-privilege policy")
+    allowed = st.toggle("Allow `sagemaker:InvokeEndpoint` on the endpoint", value=info.allows_invoke,
+                        key=f"lambda_allow_{info.name}",
+                        help="Off removes the statement from the role's policy: the next call is denied")
+    if allowed != info.allows_invoke:
+        try:
+            info = functions.set_invoke_permission(info.name, allowed)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+    resource = endpoint_arn(info.region, info.account, info.spec.endpoint_name)
+    outcome = evaluate([info.policy], "sagemaker:InvokeEndpoint", resource)
+    verdict = "allowed" if outcome.is_allowed else f"denied ({outcome.decision.value})"
+    (st.success if outcome.is_allowed else st.warning)(
+        f"`sagemaker:InvokeEndpoint` on `{resource}`: **{verdict}** by this policy")
+    c1, c2 = st.columns([3, 2])
+    with c1:
+        st.markdown(f"Inline policy of role `{info.role_arn}`")
+        st.json(dict(info.policy))
+    with c2:
+        for sid, reason in explain(dict(info.policy)):
+            st.markdown(f"**{sid}**: {reason}")
+        st.markdown("**Trust policy**: only the Lambda service (`lambda.amazonaws.com`) may assume the role.")
+        st.json(dict(info.trust_policy), expanded=False)
+    if not is_local:
+        st.caption("IAM is eventually consistent: a changed policy can take a few seconds to apply.")
+    return info
+
+
+def _details(info: FunctionInfo) -> None:
+    spec = info.spec
+    concurrency = "unreserved" if spec.reserved_concurrency is None else str(spec.reserved_concurrency)
+    st.caption(f"`{info.arn}` · endpoint `{spec.endpoint_name}` · timeout {spec.timeout_s} s · {spec.memory_mb} MB · "
+               f"reserved concurrency {concurrency} · code {info.code_size:,} bytes, SHA-256 `{info.code_sha256}`")
+
+
+def _event_editor() -> str:
+    st.subheader("Test event")
+    c1, c2 = st.columns([2, 1])
+    upload = c1.file_uploader("Pick an image: it fills the event's base64", type=["jpg", "jpeg", "png", "gif",
+                              "bmp", "webp"], key="lambda_image")
+    event_format = c2.radio("Event format", list(FORMATS), format_func=FORMATS.__getitem__, key="lambda_format")
+    top_k = c2.number_input("top_k", 1, 100, 5, key="lambda_top_k")
+    source = (upload.file_id, event_format, int(top_k)) if upload is not None else None
+    if source is not None and st.session_state.get("lambda_event_source") != source:
+        event = image_event(upload.getvalue(), top_k=int(top_k), api_gateway=event_format == "api_gateway")
+        st.session_state["lambda_event"] = json.dumps(event, indent=2)
+        st.session_state["lambda_event_source"] = source
+    st.session_state.setdefault("lambda_event", EMPTY_EVENT)
+    return st.text_area("Event (JSON): image as base64, or s3_uri, or url", key="lambda_event", height=180)
+
+
+def _show(result: FunctionInvocation) -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    status = str(result.status_code) if result.status_code is not None else (
+        "throttled" if result.throttled else result.function_error or "error")
+    c1.metric("Status", status)
+    if result.top_1:
+        c2.metric("Top-1", result.top_1[0], f"{result.top_1[1]:.1%}", delta_color="off", delta_arrow="off")
+    c3.metric("Latency", f"{result.latency_ms:.0f} ms", help="Round trip seen by the console"
+              + (" (a local run includes starting Python)" if is_local else ""))
+    if result.duration_ms is not None:
+        c4.metric("Duration", f"{result.duration_ms:.0f} ms", help="Time in the handler (Lambda's REPORT line)")
+    body = result.body if isinstance(result.body, dict) else {}
+    if result.status_code == 403:
+        st.error(f"403 {body.get('error', 'AccessDenied')}: {body.get('message', '')}", icon=":material/block:")
+    elif result.status_code is not None and result.status_code >= 400:
+        st.error(f"{result.status_code} {body.get('error', '')}: {body.get('message', '')}")
+    elif result.throttled:
+        st.warning("Throttled: every reserved-concurrency slot is busy (TooManyRequestsException).")
+    elif result.function_error:
+        st.error(f"The function failed ({result.function_error}): {body.get('errorMessage', result.body)}")
+    st.markdown("Response body")
+    st.json(result.body if isinstance(result.body, (dict, list)) else {"payload": result.body})
+    st.markdown("Log of this invocation")
+    st.code("\n".join(result.log_lines) or "(no log lines)", language="text")
+
+
+_details(function)
+function = _policy_panel(function)
+event_text = _event_editor()
+c1, c2 = st.columns([1, 5])
+if c1.button("Invoke", type="primary", key="lambda_invoke"):
+    try:
+        with st.spinner(f"Invoking {function.name}…"):
+            st.session_state["lambda_result"] = (function.name, functions.invoke(function.name, parse_event(event_text)))
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+last = st.session_state.get("lambda_result")
+if last and last[0] == function.name:
+    _show(last[1])
+with st.expander("Recent log lines"):
+    try:
+        st.code("\n".join(functions.recent_log_lines(function.name)) or "(none yet)", language="text")
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+if c2.button("Delete function", key="lambda_delete"):
+    try:
+        functions.delete(function.name)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+    else:
+        st.session_state.pop("lambda_result", None)
+        st.session_state["lambda_message"] = f"Deleted {function.name}"
+        st.rerun()
