@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, wait_for_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -22,9 +22,14 @@ def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop
     """Starts a 32 px training job from the Training page's form."""
     page.goto(f"{app_url}/training")
     expect(page.get_by_role("heading", name="Training jobs", exact=True)).to_be_visible(timeout=30_000)
+    # The page ends with the jobs table, or a note when there is none: once either shows, the
+    # form's expander above it has its final state (open only while there is no job).
+    end = page.get_by_text("No training job yet.").or_(page.locator('[data-testid="stDataFrame"]'))
+    expect(end.first).to_be_visible(timeout=30_000)
     form = page.locator('[data-testid="stForm"]')
     if not form.is_visible():
         page.get_by_text("Start a training job").click()
+    expect(form).to_be_visible()
     form.get_by_label("Job name (empty: generated)").fill(name)
     form.get_by_label("Learning rate").fill(lr)
     form.get_by_label("Epochs").fill(str(epochs))
@@ -35,7 +40,7 @@ def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop
         for rule in stop_on:
             choose_option(page, stop, rule)
     form.get_by_role("button", name="Start training").click()
-    expect(page.get_by_text(f"Started {name}")).to_be_visible(timeout=30_000)
+    expect(page.get_by_text(f"Started {name}").first).to_be_visible(timeout=30_000)
 
 
 def open_debugger(page: Page, app_url: str, name: str) -> None:
@@ -52,15 +57,16 @@ def test_diverging_job_is_stopped_and_a_stalled_one_flagged(page: Page, app_url:
     start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=2)
 
     open_debugger(page, app_url, "lr-ten")
-    expect(metric_value(page, "Job status")).to_have_text("Stopped", timeout=600_000)
+    wait_for_metric(page, "Job status", "Stopped", timeout=600_000)
     expect(page.get_by_text(re.compile(r"^(ExplodingTensor|LossNotDecreasing): IssuesFound$")).first).to_be_visible()
     expect(page.get_by_text(re.compile(r"Stopping the job")).first).to_be_visible()
     expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the loss curves
     screenshot(page, "debugger-stopped")
 
     open_debugger(page, app_url, "lr-tiny")
-    expect(metric_value(page, "Job status")).to_have_text("Completed", timeout=600_000)
-    expect(page.get_by_text("LossNotDecreasing: IssuesFound", exact=True)).to_be_visible()
-    page.get_by_text("LossNotDecreasing: IssuesFound", exact=True).click()
+    wait_for_metric(page, "Job status", "Completed", timeout=600_000)
+    finding = page.get_by_text("LossNotDecreasing: IssuesFound", exact=True).first  # .first: see test_spot_browser
+    expect(finding).to_be_visible()
+    finding.click()
     expect(page.get_by_text("What to try:").first).to_be_visible()
     screenshot(page, "debugger-loss-not-decreasing")

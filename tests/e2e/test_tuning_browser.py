@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, wait_for_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -37,10 +37,10 @@ def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, t
     expect(metric("Running")).to_have_text("2", timeout=180_000)
     expect(page.locator(".js-plotly-plot").first).to_be_visible()
     screenshot(page, "tuning-live")
-    expect(metric("Status")).to_have_text("Completed", timeout=900_000)
+    wait_for_metric(page, "Status", "Completed", timeout=900_000)
     expect(metric("Trials done")).to_have_text("6 / 6")
     assert int(metric("Pruned").inner_text()) >= 1, "no trial was pruned"
-    expect(page.get_by_role("heading", name="Best hyperparameters")).to_be_visible()
+    expect(page.get_by_role("heading", name="Best hyperparameters").first).to_be_visible()
     expect(page.locator('[data-testid="stJson"]').first).to_contain_text("lr")
     assert page.locator(".js-plotly-plot").count() >= 1
     screenshot(page, "tuning-done")
