@@ -32,6 +32,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from core.detached import detach_and_run
 from core.jobstore import JobStore
 from core.spot.entities import SpotEvent, SpotRunSpec, SpotRunStatus
 from core.spot.metadata import LocalMetadataServer
@@ -272,28 +273,14 @@ def failure_reason(code: int, lines: list[str]) -> str:
     return f"the training script exited with code {code}: {detail[:500]}"
 
 
-def detach_and_run(run_dir: Path) -> None:
-    """Forks; the parent exits at once, the child starts a new session and simulates the run."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    log = open(Path(run_dir) / "logs" / "supervisor.log", "a", buffering=1)
-    os.dup2(log.fileno(), sys.stdout.fileno())
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    code = 1
-    try:
-        code = SpotSimulator(run_dir).run()
-    except Exception as exc:  # the run must not stay Running because of us
-        import traceback
-
-        traceback.print_exc()
-        runtime = json.loads((Path(run_dir) / RUNTIME_FILE).read_text())
-        SpotStore(JobStore(Path(runtime["database"]))).update_run(
-            runtime["name"], status=SpotRunStatus.FAILED, ended_at=time.time(), detail="Failed",
-            failure_reason=f"the spot simulator failed: {exc}")
-    finally:
-        os._exit(code)
+def _mark_failed(run_dir: Path, exc: Exception) -> None:
+    runtime = json.loads((run_dir / RUNTIME_FILE).read_text())
+    SpotStore(JobStore(Path(runtime["database"]))).update_run(
+        runtime["name"], status=SpotRunStatus.FAILED, ended_at=time.time(), detail="Failed",
+        failure_reason=f"the spot simulator failed: {exc}")
 
 
 if __name__ == "__main__":
-    detach_and_run(Path(sys.argv[1]))
+    folder = Path(sys.argv[1])
+    # a crash of the simulator must not leave the run Running
+    detach_and_run(folder, lambda: SpotSimulator(folder).run(), lambda exc: _mark_failed(folder, exc))

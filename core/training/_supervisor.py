@@ -26,6 +26,7 @@ import threading
 import time
 from pathlib import Path
 
+from core.detached import detach_and_run
 from core.jobstore import JobStore
 from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
 from core.training.metrics import MetricScraper, final_metrics
@@ -188,26 +189,6 @@ def failure_reason(code: int, last_lines: list[str]) -> str:
     return f"AlgorithmError: the training script exited with code {code}: {detail[:500]}"
 
 
-def detach_and_run(job_dir: Path) -> None:
-    """Forks; the parent exits at once, the child starts a new session and supervises."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    log = open(Path(job_dir) / "logs" / "supervisor.log", "a", buffering=1)
-    os.dup2(log.fileno(), sys.stdout.fileno())
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    code = 1
-    try:
-        code = Supervisor(job_dir).run()
-    except Exception as exc:  # the job must not stay InProgress because of us
-        import traceback
-
-        traceback.print_exc()
-        _mark_failed(Path(job_dir), f"InternalServerError: the job supervisor failed: {exc}")
-    finally:
-        os._exit(code)
-
-
 def _mark_failed(job_dir: Path, reason: str) -> None:
     runtime = json.loads((job_dir / RUNTIME_FILE).read_text())
     name = json.loads(JobLayout(job_dir).spec_path.read_text())["name"]
@@ -217,4 +198,8 @@ def _mark_failed(job_dir: Path, reason: str) -> None:
 
 
 if __name__ == "__main__":
-    detach_and_run(Path(sys.argv[1]))
+    folder = Path(sys.argv[1])
+    detach_and_run(  # a crash of the supervisor must not leave the job InProgress
+        folder, lambda: Supervisor(folder).run(),
+        lambda exc: _mark_failed(folder, f"InternalServerError: the job supervisor failed: {exc}"),
+    )
