@@ -28,7 +28,7 @@ from imagedata import IMAGENET_MEAN, IMAGENET_STD
 from imagemodels import build_model, make_artifact
 import inference
 from inference import InferenceError, ImageBatch, input_fn, model_fn, output_fn, predict_fn, preprocess
-from serve import MicroBatcher
+from serve import MicroBatcher, forward_cpu_ms, padding_start
 
 tmp = Path(sys.argv[2])
 classes = sys.argv[3].split(",")
@@ -167,7 +167,7 @@ out["outputs"] = {
 }
 
 # --- the micro-batcher ---------------------------------------------------------------------------
-def batcher_run(max_batch_size, sizes, fail=False, withdraw=(), clients=0):
+def batcher_run(max_batch_size, sizes, fail=False, withdraw=(), clients=0, pad_from=None):
     """Requests all announced first (as if decoding at once); or, with clients, one at a time."""
     seen = []
     def forward(inputs):
@@ -175,7 +175,8 @@ def batcher_run(max_batch_size, sizes, fail=False, withdraw=(), clients=0):
         if fail:
             raise RuntimeError("the model broke")
         return inputs.sum(dim=1, keepdim=True)
-    batcher = MicroBatcher(forward, max_batch_size=max_batch_size, max_wait_s=3600, clients=lambda: clients)
+    batcher = MicroBatcher(forward, max_batch_size=max_batch_size, max_wait_s=3600, clients=lambda: clients,
+                           pad_from=pad_from)
     batcher.start()
     jobs = []
     if clients:
@@ -207,7 +208,27 @@ out["batcher"] = {
     "failure": batcher_run(8, [1, 1], fail=True),
     "open-clients": batcher_run(8, [1, 2, 1], clients=3),
     "one-client": batcher_run(8, [1], clients=1),
+    "padded": batcher_run(8, [1, 2, 1], pad_from=3),
+    "below-padding": batcher_run(8, [1, 1], pad_from=3),
+    "padded-cap": batcher_run(4, [1] * 6, pad_from=2),
+    "oversized-padding": batcher_run(4, [6], pad_from=2),
 }
+
+def search(cost, max_batch_size):
+    sizes = []
+    def measured(size):
+        sizes.append(size)
+        return cost(size)
+    return {"start": padding_start(measured, max_batch_size), "measured": sizes}
+
+out["padding_start"] = {
+    "cliff": search(lambda n: 50 if n == 16 else 6 * n, 16),  # 9 images and more cost more than 16
+    "growing": search(lambda n: 5 + 3 * n, 16),
+    "single": search(lambda n: 1.0, 1),  # nothing to pad
+}
+shapes = []
+cost = forward_cpu_ms(lambda inputs: shapes.append(list(inputs.shape)) or inputs, 5, 32, repeats=3)
+out["forward_cpu_ms"] = {"shapes": shapes, "non_negative": cost >= 0}
 print(json.dumps(out))
 '''
 
@@ -341,10 +362,26 @@ def test_output_fn_answers_top_k_json(cases: dict[str, Any]) -> None:
         ("failure", [2], {"0": "the model broke", "1": "the model broke"}),
         ("open-clients", [4], {"0": [0.0], "1": [1.0, 1.0], "2": [2.0]}),  # waits for each open connection
         ("one-client", [1], {"0": [0.0]}),
+        ("padded", [8], {"0": [0.0], "1": [1.0, 1.0], "2": [2.0]}),  # blank rows are not handed out
+        ("below-padding", [2], {"0": [0.0], "1": [1.0]}),
+        ("padded-cap", [4, 4], {str(i): [float(i)] for i in range(6)}),
+        ("oversized-padding", [6], {"0": [0.0] * 6}),
     ],
 )
 def test_micro_batcher(cases: dict[str, Any], name: str, forwards: list[int], results: dict[str, Any]) -> None:
     assert cases["batcher"][name] == {"forwards": forwards, "results": results}
+
+
+def test_padding_starts_where_a_partial_batch_costs_more_than_a_full_one(cases: dict[str, Any]) -> None:
+    got = cases["padding_start"]
+    assert got["cliff"]["start"] == 9
+    assert len(got["cliff"]["measured"]) <= 6  # a binary search, not every size
+    assert got["growing"] == {"start": None, "measured": [16, 15]}  # no cliff: two forward passes timed
+    assert got["single"] == {"start": None, "measured": []}
+
+
+def test_forward_cpu_ms_times_blank_batches(cases: dict[str, Any]) -> None:
+    assert cases["forward_cpu_ms"] == {"shapes": [[5, 3, 32, 32]] * 3, "non_negative": True}
 
 
 def _free_port() -> int:
@@ -379,5 +416,6 @@ def test_serve_refuses_a_taken_port_and_stops_gracefully_on_sigterm(cases: dict[
             server.kill()
             server.wait()
     assert server.returncode == 0
+    assert "pad_from=" in output  # the start-up line says from which batch size batches are padded
     assert "stopping: finishing the requests in flight" in output and output.rstrip().endswith("stopped")
     assert list(tmp_path.iterdir()) == []  # the unpacked-model scratch folder is gone

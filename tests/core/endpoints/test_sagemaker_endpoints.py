@@ -517,6 +517,7 @@ def test_the_image_starts_the_server_as_the_model_environment_says(tmp_path: Pat
     assert {k: v for k, v in json.loads(parsed.stdout).items() if k != "torch_threads"} == {
         "host": "0.0.0.0", "port": "9090", "model": "/opt/ml/model", "name": "digits-ep", "max_batch_size": "8",
         "max_wait_ms": "2.5", "workers": "4", "scratch_dir": "None", "iam_dir": "None", "account": "000000000000",
+        "pad_batches": "auto",
     }
     defaults = json.loads(_run_launcher(tmp_path, {}).stdout)
     assert defaults[defaults.index("--port") + 1] == "8080"
