@@ -5,9 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from core.config import Settings
-from core.errors import ConfigError
+from core.errors import ConfigError, ConsoleError
 from core.health import BackendHealth, check_health
-from app_pages._shared import backend
+from core.types import BackendKind
+from core.journey import next_step
+from app_pages._shared import backend, journey, next_step_link
 
 st.set_page_config(page_title="SageMaker image-classifier console", page_icon=":material/pets:", layout="wide")
 
@@ -42,5 +44,26 @@ with st.sidebar:
     (st.success if health.ok else st.error)(health.title)
     for line in health.details:
         st.caption(line)
+    if health.ok:
+        try:
+            step = next_step(journey())
+        except ConsoleError as exc:
+            st.caption(f"Next step unknown: {exc}")
+        else:
+            if step is not None:
+                next_step_link(step)
+
+if settings.backend is BackendKind.AWS and not health.ok:
+    # Every page lists AWS resources: without credentials, a bucket or a reachable API each would
+    # fail with a traceback, so the app says once what is wrong and how to fix it instead.
+    st.error(f"{health.title}: the pages need a working AWS backend.", icon=":material/cloud_off:")
+    for line in health.details:
+        st.markdown(f"- {line}")
+    st.markdown("Fix the settings (profile, region, bucket and role: see the README), or start the app on the "
+                "local backend with `SMC_BACKEND=local`.")
+    if st.button("Check again", key="health_recheck"):
+        _health.clear()
+        st.rerun()
+    st.stop()
 
 navigation.run()

@@ -8,17 +8,17 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.catalog import list_datasets, register_dataset, source_label
+from core.catalog import check_dataset, list_datasets, register_dataset
 from core.datasets import (
     DemoSource,
     FolderSource,
     PreparedDataset,
     UrlSource,
     ZipUpload,
-    prepare_dataset,
     sample_images,
+    staged_datasets,
 )
-from app_pages._shared import backend, show_error
+from app_pages._shared import backend, journey, journey_checklist, show_error
 
 st.title("Data")
 st.caption(
@@ -26,6 +26,9 @@ st.caption(
     "holding its images. Drop a zip, give a URL, or use the bundled demo (scikit-learn's digits)."
 )
 be = backend()
+datasets = list_datasets(be)
+with st.expander("Getting started", expanded=not datasets, icon=":material/flag:"):
+    journey_checklist(journey())
 
 
 def _forget_prepared() -> None:
@@ -33,6 +36,19 @@ def _forget_prepared() -> None:
     if prepared is not None:
         prepared.discard()
 
+
+staging = be.settings.workspace / "staging"
+if "prepared" not in st.session_state:  # a reload or a new tab: offer the checks not uploaded yet
+    for earlier in staged_datasets(staging)[:3]:
+        c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
+        c1.info(f"Checked earlier, not uploaded yet: **{earlier.name_suggestion}** ({earlier.source}, "
+                f"{earlier.report.total_images} images)", icon=":material/history:")
+        if c2.button("Resume", key=f"data_resume_{earlier.folder.name}"):
+            st.session_state["prepared"] = earlier
+            st.rerun()
+        if c3.button("Discard", key=f"data_discard_{earlier.folder.name}"):
+            earlier.discard()
+            st.rerun()
 
 source_kind = st.radio(
     "Source", ["Upload a zip", "From a URL", "Folder on this machine", "Bundled demo"], horizontal=True,
@@ -59,11 +75,9 @@ if st.button("Check dataset", type="primary", disabled=source is None, key="data
     _forget_prepared()
     bar = st.progress(0.0, text="Starting…")
     try:
-        prepared = prepare_dataset(
-            source, be.settings.workspace / "staging", progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
+        st.session_state["prepared"] = check_dataset(
+            source, staging, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
         )
-        st.session_state["prepared"] = prepared
-        st.session_state["prepared_source"] = source_label(source)
     except Exception as exc:  # noqa: BLE001 - every failure is shown to the user; nothing is left staged
         show_error(exc)
     finally:
@@ -117,7 +131,7 @@ if prepared is not None:
 
             try:
                 record = register_dataset(
-                    be, prepared.root, name=name, source=st.session_state.get("prepared_source", "upload"), report=report.to_dict(), progress=progress
+                    be, prepared.root, name=name, source=prepared.source or "upload", report=report.to_dict(), progress=progress
                 )
                 _forget_prepared()
                 st.success(f"Dataset {record.name} is ready at {record.uri}")
@@ -145,4 +159,6 @@ else:
         ]
     )
     st.dataframe(table, hide_index=True, key="data_table")
-    st.page_link("app_pages/training.py", label="Train a model on a dataset →", icon=":material/model_training:")
+    c1, c2 = st.columns(2)
+    c1.page_link("app_pages/tuning.py", label="Tune hyperparameters on a dataset →", icon=":material/tune:")
+    c2.page_link("app_pages/training.py", label="Train a model on a dataset →", icon=":material/model_training:")

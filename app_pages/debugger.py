@@ -8,8 +8,8 @@ import streamlit as st
 from core.debugger import DebugStore, RuleStatus
 from core.debugger import charts, views
 from core.entities import TrainingJob
-from core.types import BackendKind
-from app_pages._shared import JOB_QUERY_PARAM, backend, job_picker, show_error
+from core.types import BackendKind, JobStatus
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_picker, show_error
 
 POLL_SECONDS = 3
 _LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
@@ -25,6 +25,20 @@ def _store(database: str) -> DebugStore:
 
 
 store = _store(str(be.store.path))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _loss_curves(name: str, updated_at: float) -> pd.DataFrame:
+    """Loss curves, read once per evaluator pass (the evaluator sets updated_at after adding rows)."""
+    return views.loss_curves(store, name)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _heatmap(name: str, updated_at: float, reduction: str) -> pd.DataFrame:
+    """The gradient heatmap, read once per evaluator pass and reduction."""
+    return views.heatmap(store, name, collection="gradients", reduction=reduction)
+
+
 jobs = be.runner.list_jobs()
 if not jobs:
     st.info("No training job yet: start one on the Training jobs page.")
@@ -80,10 +94,10 @@ def _notifications(name: str) -> None:
             _LEVELS.get(note.level, st.info)(f"{when} · {note.message}")
 
 
-def _charts(name: str) -> None:
+def _charts(name: str, updated_at: float) -> None:
     loss_tab, gradient_tab, weight_tab = st.tabs(["Loss", "Gradients", "Weights"])
     with loss_tab:
-        curves = views.loss_curves(store, name)
+        curves = _loss_curves(name, updated_at)
         if curves.empty:
             st.caption("No loss saved yet.")
         else:
@@ -91,7 +105,7 @@ def _charts(name: str) -> None:
     with gradient_tab:
         reduction = st.radio("Reduction", ["l2", "abs_mean", "max", "zero_fraction"], horizontal=True,
                              key="debug_grad_reduction")
-        matrix = views.heatmap(store, name, collection="gradients", reduction=reduction)
+        matrix = _heatmap(name, updated_at, reduction)
         if matrix.empty:
             st.caption("No gradient saved yet (gradients are saved every debug-save-interval training steps).")
         else:
@@ -144,8 +158,11 @@ def debugger_view(name: str) -> None:
     c1.metric("Job status", job.status.value)
     c2.metric("Steps read", trial.steps if trial else 0)
     c3.metric("Evaluator", trial.state.value if trial else "–")
-    st.page_link("app_pages/profiler.py", label=f"Profiler view of {name}", icon=":material/speed:",
+    c1, c2 = st.columns(2)
+    c1.page_link("app_pages/profiler.py", label=f"Profiler view of {name}", icon=":material/speed:",
                  query_params={JOB_QUERY_PARAM: name})
+    if job.status is JobStatus.COMPLETED and job.model_uri:
+        deploy_link(name, column=c2)
     message = views.banner(trial, job_running=not job.status.is_terminal)
     if message:
         _LEVELS[message.level](message.text)
@@ -153,7 +170,7 @@ def debugger_view(name: str) -> None:
     st.subheader("Rules")
     _rules(name, job)
     if trial and trial.steps:
-        _charts(name)
+        _charts(name, trial.updated_at)
 
 
 try:

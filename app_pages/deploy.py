@@ -15,7 +15,14 @@ from core.spot import completed_runs_as_jobs
 from core.training.launch import new_job_name
 from core.tuning import TuningJob
 from core.types import BackendKind, JobStatus
-from app_pages._shared import backend, show_error
+from app_pages._shared import (
+    ENDPOINT_QUERY_PARAM,
+    JOB_QUERY_PARAM,
+    TUNING_QUERY_PARAM,
+    backend,
+    show_error,
+    take_linked_choice,
+)
 
 POLL_SECONDS = 2
 AWS_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.m5.2xlarge"]
@@ -68,6 +75,10 @@ def _deploy_form() -> None:
         st.page_link("app_pages/training.py", label="Go to Training jobs", icon=":material/model_training:")
         st.page_link("app_pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
         return
+    if take_linked_choice(JOB_QUERY_PARAM, [j.name for j in jobs], "deploy_job"):
+        st.session_state["deploy_source"] = "job"
+    elif take_linked_choice(TUNING_QUERY_PARAM, [j.name for j in tuning_jobs], "deploy_tuning_job"):
+        st.session_state["deploy_source"] = "tuning"
     source = st.radio("Model from", list(SOURCES), format_func=SOURCES.__getitem__, horizontal=True,
                       key="deploy_source")
     model_uri = _model_from_job(jobs) if source == "job" else _model_from_tuning(tuning_jobs)
@@ -106,7 +117,8 @@ def _deploy_form() -> None:
         st.rerun()
 
 
-with st.expander("Deploy a model", expanded=not endpoints):
+linked = JOB_QUERY_PARAM in st.query_params or TUNING_QUERY_PARAM in st.query_params
+with st.expander("Deploy a model", expanded=not endpoints or linked):
     _deploy_form()
 message = st.session_state.pop("deploy_message", None)
 if message:
@@ -229,6 +241,8 @@ def test_panel() -> None:
         _show(index, upload, result)
     with st.expander("Invoke it from code (boto3)"):
         st.code(_boto3_example(endpoint), language="python")
+    st.page_link("app_pages/lambda_fn.py", label=f"Next: call {endpoint.name} from a Lambda function",
+                 icon=":material/functions:", query_params={ENDPOINT_QUERY_PARAM: endpoint.name})
 
 
 endpoints_panel()

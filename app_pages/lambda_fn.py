@@ -13,7 +13,7 @@ from core.lambdas.events import image_event, parse_event
 from core.lambdas.iam import evaluate
 from core.lambdas.policies import endpoint_arn
 from core.types import BackendKind
-from app_pages._shared import backend, show_error
+from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, show_error, take_linked_choice
 
 EMPTY_EVENT = json.dumps({"image": "", "top_k": 5}, indent=2)
 FORMATS = {"direct": "Direct invocation", "api_gateway": "API Gateway proxy (JSON body)"}
@@ -42,6 +42,7 @@ def _deploy_form() -> None:
         st.info("No endpoint is InService: deploy a model first.")
         st.page_link("app_pages/deploy.py", label="Go to Deploy", icon=":material/rocket_launch:")
         return
+    take_linked_choice(ENDPOINT_QUERY_PARAM, serving, "lambda_endpoint")
     endpoint = st.selectbox("Endpoint the function calls", serving, key="lambda_endpoint")
     c1, c2, c3 = st.columns(3)
     name = c1.text_input("Function name (empty: generated)", key="lambda_name", max_chars=64,
@@ -74,7 +75,7 @@ def _deploy_form() -> None:
         st.rerun()
 
 
-with st.expander("Deploy a function", expanded=not deployed):
+with st.expander("Deploy a function", expanded=not deployed or ENDPOINT_QUERY_PARAM in st.query_params):
     _deploy_form()
 message = st.session_state.pop("lambda_message", None)
 if message:

@@ -8,7 +8,8 @@ import streamlit as st
 from core.profiler import ProfilerStore
 from core.profiler.charts import build_figures
 from core.profiler.views import ProfileView, load_profile, no_data_message
-from app_pages._shared import backend, job_picker, show_error
+from core.types import JobStatus
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_picker, show_error
 
 POLL_SECONDS = 5
 
@@ -21,9 +22,13 @@ def _store(database: str) -> ProfilerStore:
     return ProfilerStore(be.store)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _prepared(name: str, updated_at: float | None, _store: ProfilerStore) -> tuple[ProfileView | None, dict]:
-    """The view and its figures, computed once per analysis pass (updated_at is the cache key)."""
+    """The view and its figures, computed once per analysis pass (updated_at is the cache key).
+
+    Shared, not copied (cache_data would unpickle the hour-long figures on every rerun, which costs
+    more than building them); nothing mutates them: st.plotly_chart serialises a copy.
+    """
     view = load_profile(_store, name)
     return view, (build_figures(view) if view is not None and view.has_data else {})
 
@@ -73,6 +78,11 @@ def profile(name: str) -> None:
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc)
         return
+    c1, c2 = st.columns(2)
+    c1.page_link("app_pages/debugger.py", label=f"Debugger view of {name}", icon=":material/bug_report:",
+                 query_params={JOB_QUERY_PARAM: name})
+    if job.status is JobStatus.COMPLETED and job.model_uri:
+        deploy_link(name, column=c2)
     message = no_data_message(job, view)
     if message or view is None:
         st.info(message, icon=":material/speed:")

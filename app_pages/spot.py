@@ -24,7 +24,7 @@ from core.spot import (
 )
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, new_job_name
 from core.types import BackendKind
-from app_pages._shared import backend, show_error
+from app_pages._shared import JOB_QUERY_PARAM, backend, show_error
 
 POLL_SECONDS = 2
 AWS_INSTANCE_TYPES = ["g5.xlarge", "g4dn.xlarge", "g6.xlarge", "m5.xlarge", "c5.2xlarge", "p3.2xlarge"]
@@ -274,7 +274,8 @@ def run_details(name: str) -> None:
             st.success(f"Test accuracy {run.final_metrics['test:accuracy']:.4f} against "
                        f"{reference.final_metrics['test:accuracy']:.4f} for the uninterrupted run {reference.name} "
                        f"with the same seed and settings: {delta:+.2f} points.")
-        st.page_link("app_pages/deploy.py", label="Deploy this model", icon=":material/rocket_launch:")
+        st.page_link("app_pages/deploy.py", label="Deploy this model", icon=":material/rocket_launch:",
+                     query_params={JOB_QUERY_PARAM: name})
     st.markdown("**Log**" if is_local else "**Console output** (newest instance)")
     try:
         st.code("\n".join(spot.log_tail(name, 200)) or "(no output yet)", language="text")

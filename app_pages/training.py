@@ -10,6 +10,7 @@ from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
+from core.types import JobStatus
 from app_pages._shared import backend, job_views_links, show_error
 
 POLL_SECONDS = 2
@@ -101,7 +102,7 @@ def job_details(name: str) -> None:
         st.error(job.failure_reason)
     if job.model_uri:
         st.caption(f"Model: `{job.model_uri}`")
-    job_views_links(name)
+    job_views_links(name, deployable=job.status is JobStatus.COMPLETED and bool(job.model_uri))
     if not job.status.is_terminal and st.button("Stop job", key=f"stop_{name}"):
         try:
             be.runner.stop(name)

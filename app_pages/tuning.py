@@ -26,7 +26,7 @@ from core.tuning.analysis import (
     parameter_importance,
 )
 from core.tuning.spec import TUNABLE_HYPERPARAMETERS, Scaling
-from app_pages._shared import backend, show_error
+from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, show_error
 
 POLL_SECONDS = 2
 RANGE_ROWS = 5
@@ -199,6 +199,7 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
     st.metric(f"Best {spec.objective_metric}", f"{best.trial.objective:.4f}")
     st.markdown(f"Training job `{best.training_job.name}` (trial {best.trial.number + 1}), with these hyperparameters:")
     st.json(dict(best.hyperparameters))
+    job_views_links(best.training_job.name)
     c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
     epochs = c1.number_input("Epochs for the full run", 1, 200, int(best.hyperparameters.get("epochs", 2)),
                              key="tune_full_epochs", help="The full run also drops the trials' max steps per epoch")
@@ -213,8 +214,9 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
                 st.session_state[f"tune_full_run_{name}"] = f"Started {job.name} on {dataset.name}"
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 show_error(exc)
-    c3.button("Deploy the best model", disabled=True, key="tune_deploy_best",
-              help="the Deploy page comes with the endpoints issue")
+    if best.training_job.model_uri:
+        c3.page_link("app_pages/deploy.py", label="Deploy the best model", icon=":material/rocket_launch:",
+                     query_params={TUNING_QUERY_PARAM: name})
     started = st.session_state.get(f"tune_full_run_{name}")
     if started:  # kept in the session: the live fragment redraws every few seconds
         st.success(started)

@@ -155,12 +155,12 @@ def instrumentation_costs(scratch: Path, steps: int = 3000) -> dict[str, float]:
 # --- 2. the synthetic hour ---------------------------------------------------------------------
 
 
-def write_synthetic_hour(root: Path, start: float) -> dict[str, int]:
-    """One hour as profiling.py writes it: system lines, step and phase events, an operator summary."""
+def write_synthetic_hour(root: Path, start: float, seconds: float = HOUR_S) -> dict[str, int]:
+    """One hour (or ``seconds``) as profiling.py writes it: system lines, step and phase events, an operator summary."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    samples = int(HOUR_S / INTERVAL_S)
+    samples = int(seconds / INTERVAL_S)
     handles: dict[Path, Any] = {}
 
     def out(kind: str, t: float) -> Any:
@@ -191,7 +191,7 @@ def write_synthetic_hour(root: Path, start: float) -> dict[str, int]:
     events = [{"Type": "job", "Time": start, "ProcessStart": start - 30, "Cpus": CORES, "Gpus": 1,
                "GpuNames": ["NVIDIA H100"], "Device": "cuda", "BatchSize": 64, "NumWorkers": 12, "PinMemory": True,
                "IntervalMs": 500, "Window": "5:3"}]
-    steps = int(HOUR_S * STEPS_PER_S * 0.95)
+    steps = int(seconds * STEPS_PER_S * 0.95)
     durations = rng.gamma(20, 1 / (20 * STEPS_PER_S), steps)
     t = start
     for i, duration in enumerate(durations):
@@ -205,7 +205,7 @@ def write_synthetic_hour(root: Path, start: float) -> dict[str, int]:
             events.append({"Type": "phase", "Name": "training", "Epoch": epoch, "Start": t - 330, "End": t})
             events.append({"Type": "phase", "Name": "evaluation", "Start": t, "End": t + 10})
             t += 10
-    events.append({"Type": "end", "Time": start + HOUR_S})
+    events.append({"Type": "end", "Time": start + seconds})
     for event in events:
         out("framework/events", float(event.get("Start", event.get("Time", start)))).write(json.dumps(event) + "\n")
     for handle in handles.values():

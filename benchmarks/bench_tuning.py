@@ -4,7 +4,11 @@ Both arms run the real training script as real local training jobs, with the sam
 (max jobs, parallelism, epochs per trial, steps per epoch, seed), one after the other in
 one run. Prints the best objective each reached and the epochs each trained.
 
-    .venv/bin/python benchmarks/bench_tuning.py [--max-jobs 8] [--epochs 4] [--steps 12]
+    .venv/bin/python benchmarks/bench_tuning.py [--max-jobs 8] [--epochs 6] [--steps 5]
+
+Each trial's budget is cut into epochs (6 of 5 steps by default) because early stopping
+decides at epoch boundaries: with fewer, longer epochs a weak trial runs as long as it
+takes to report its first objective value.
 """
 
 from __future__ import annotations
@@ -60,8 +64,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-jobs", type=int, default=8)
     parser.add_argument("--parallel", type=int, default=2)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=12, help="training steps per epoch")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=5, help="training steps per epoch")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-tuning-") as tmp:

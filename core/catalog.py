@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from core.datasets import DatasetSource, DemoSource, FolderSource, UrlSource, ZipUpload
+from core.datasets import (
+    DatasetSource,
+    DemoSource,
+    FolderSource,
+    PreparedDataset,
+    PrepareProgress,
+    UrlSource,
+    ZipUpload,
+    prepare_dataset,
+)
 from core.entities import DatasetRecord
 from core.errors import AlreadyExistsError, InvalidInputError
 from core.storage import ProgressCallback
@@ -71,6 +81,19 @@ def register_dataset(
 def list_datasets(backend: Backend) -> list[DatasetRecord]:
     """The catalog, newest first."""
     return backend.store.list_datasets()
+
+
+def check_dataset(source: DatasetSource, staging_dir: Path, *,
+                  progress: PrepareProgress | None = None) -> PreparedDataset:
+    """Stages and validates a source (see :func:`prepare_dataset`, whose errors it raises) and
+    records the check, so that it is not lost when the browser session ends."""
+    prepared = replace(prepare_dataset(source, staging_dir, progress=progress), source=source_label(source))
+    try:
+        prepared.save()
+    except BaseException:
+        prepared.discard()
+        raise
+    return prepared
 
 
 def source_label(source: DatasetSource) -> str:

@@ -21,6 +21,7 @@ from core.datasets.prepare import (
     UrlSource,
     ZipUpload,
     prepare_dataset,
+    staged_datasets,
     suggest_dataset_name,
 )
 from core.datasets.report import (
@@ -56,6 +57,7 @@ __all__ = [
     "prepare_dataset",
     "safe_extract_zip",
     "sample_images",
+    "staged_datasets",
     "suggest_dataset_name",
     "validate_imagefolder",
     "write_demo_folder",

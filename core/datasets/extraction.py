@@ -220,20 +220,20 @@ def _extract_members(
             out = open(target, "xb")
         except OSError as exc:
             raise BackendError(f"could not write {info.filename!r} from {name}: {exc.strerror or exc}") from exc
-        with out:
-            for chunk in _read_member(archive, info, name):
-                written += len(chunk)
-                # Each member is held to its declared size, so the declared totals that
-                # passed the limits also bound what is really written.
-                if written > info.file_size:
-                    raise InvalidInputError(
-                        f"{name}: member {info.filename!r} holds more bytes than its header declares "
-                        f"({info.file_size:,}): the archive is corrupt or hostile"
-                    )
-                try:
+        try:
+            with out:  # closing flushes the last bytes: a full disk may show only there
+                for chunk in _read_member(archive, info, name):
+                    written += len(chunk)
+                    # Each member is held to its declared size, so the declared totals that
+                    # passed the limits also bound what is really written.
+                    if written > info.file_size:
+                        raise InvalidInputError(
+                            f"{name}: member {info.filename!r} holds more bytes than its header declares "
+                            f"({info.file_size:,}): the archive is corrupt or hostile"
+                        )
                     out.write(chunk)
-                except OSError as exc:
-                    raise BackendError(f"could not write {info.filename!r} from {name}: {exc.strerror or exc}") from exc
+        except OSError as exc:
+            raise BackendError(f"could not write {info.filename!r} from {name}: {exc.strerror or exc}") from exc
         done += written
         if progress:
             progress(min(done / declared, 1.0))

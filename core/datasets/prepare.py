@@ -9,6 +9,7 @@ that cannot be materialised raises, and leaves nothing behind.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,6 +32,8 @@ MAX_NAME_LENGTH = 40
 DEMO_NAME = "digits-demo"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._-]+")
+STAGED_RECORD = "prepared.json"
+"""Beside a checked dataset's ``data/`` folder: what :meth:`PreparedDataset.save` recorded."""
 
 
 @dataclass(frozen=True)
@@ -81,10 +84,48 @@ class PreparedDataset:
     root: Path
     report: DatasetReport
     folder: Path
+    source: str = ""
 
     def discard(self) -> None:
         """Deletes the staged copy (after upload, or when the user gives up on it)."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def save(self) -> None:
+        """Records the check beside the staged files, so that it outlives the browser session
+        (a reload, another tab): :func:`staged_datasets` finds it again.
+
+        Raises:
+            BackendError: the record could not be written (nothing half-written is left).
+        """
+        record = {"name_suggestion": self.name_suggestion, "root": str(self.root.relative_to(self.folder)),
+                  "source": self.source, "report": self.report.to_dict()}
+        partial = self.folder / f"{STAGED_RECORD}.partial"
+        try:
+            partial.write_text(json.dumps(record))
+            os.replace(partial, self.folder / STAGED_RECORD)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise BackendError(f"could not record the checked dataset: {exc.strerror or exc}") from exc
+
+
+def staged_datasets(staging_dir: Path) -> list[PreparedDataset]:
+    """The checked datasets under staging_dir not yet uploaded or discarded, newest first.
+
+    A folder without a readable record (a check still running, or killed) is skipped.
+    """
+    if not staging_dir.is_dir():
+        return []
+    found = []
+    for record_path in staging_dir.glob(f"*/{STAGED_RECORD}"):
+        folder = record_path.parent
+        try:
+            record = json.loads(record_path.read_text())
+            found.append((record_path.stat().st_mtime, PreparedDataset(
+                name_suggestion=record["name_suggestion"], root=folder / record["root"],
+                report=DatasetReport.from_dict(record["report"]), folder=folder, source=record["source"])))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return [prepared for _, prepared in sorted(found, key=lambda pair: pair[0], reverse=True)]
 
 
 def suggest_dataset_name(s: str) -> str:

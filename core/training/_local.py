@@ -81,6 +81,9 @@ class LocalJobRunner(JobRunner):
                 secondary_status="Starting", instance_type="local",
             )
             self.store.insert_job(job, job_dir=layout.root)
+        except OSError as exc:  # a full disk, a read-only workspace
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise BackendError(f"could not create the job folder {job_dir}: {exc.strerror or exc}") from exc
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise

@@ -141,7 +141,11 @@ class Supervisor:
         return tail
 
     def _record_outcome(self, code: int, last_lines: list[str]) -> None:
-        model_uri = self._pack_model()
+        try:
+            model_uri = self._pack_model()
+        except OSError as exc:  # a full disk: the job cannot complete without its model
+            self._finish(JobStatus.FAILED, f"InternalServerError: could not write model.tar.gz: {exc.strerror or exc}")
+            return
         if self.timed_out.is_set():
             self._finish(JobStatus.STOPPED, f"MaxRuntimeExceeded: stopped after {self.spec.max_runtime_s} s",
                          model_uri)
@@ -160,10 +164,14 @@ class Supervisor:
         if not files:
             return None
         tmp = self.layout.model_archive.with_suffix(".part")
-        with tarfile.open(tmp, "w:gz") as archive:
-            for path in files:
-                archive.add(path, arcname=path.relative_to(self.layout.model_dir).as_posix())
-        os.replace(tmp, self.layout.model_archive)
+        try:
+            with tarfile.open(tmp, "w:gz") as archive:
+                for path in files:
+                    archive.add(path, arcname=path.relative_to(self.layout.model_dir).as_posix())
+            os.replace(tmp, self.layout.model_archive)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return self.layout.model_archive.resolve().as_uri()
 
     def _finish(self, status: JobStatus, reason: str | None, model_uri: str | None = None) -> None:

@@ -53,6 +53,7 @@ class LocalTuner(Tuner):
             "database": str(self.runner.store.path),
             "jobs_root": str(self.runner.jobs_root),
             "job_python": str(self.runner.job_python),
+            "sidecars": self.runner.sidecars,
             "study_database": str(self.workspace / "optuna.db"),
         }))
         env = dict(os.environ)

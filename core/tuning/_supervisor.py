@@ -52,7 +52,9 @@ class TuningSupervisor:
     def __init__(self, runtime: dict[str, str], name: str) -> None:
         jobs = JobStore(Path(runtime["database"]))
         self.store = TuningStore(jobs)
-        self.runner = LocalJobRunner(jobs, Path(runtime["jobs_root"]), Path(runtime["job_python"]))
+        # Trials are training jobs like any other: the Debugger's and Profiler's sidecars run beside them.
+        self.runner = LocalJobRunner(jobs, Path(runtime["jobs_root"]), Path(runtime["job_python"]),
+                                     sidecars=[Path(s) for s in runtime.get("sidecars", [])])
         self.name = name
         self.spec = self.store.spec(name)
         self.study_url = f"sqlite:///{runtime['study_database']}"

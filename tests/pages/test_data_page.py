@@ -53,3 +53,34 @@ def test_unreachable_url_is_a_clear_error(local_backend: Backend) -> None:
     assert not at.exception
     assert any("could not reach" in e.value for e in at.error)
     assert local_backend.store.list_datasets() == []
+
+
+def test_a_checked_dataset_survives_a_reload_and_can_be_resumed_or_discarded(local_backend: Backend,
+                                                                              tmp_path: Path) -> None:
+    folder = tmp_path / "shapes"
+    for split in ("train", "valid", "test"):
+        for cls in ("a", "b"):
+            (folder / split / cls).mkdir(parents=True)
+            Image.new("RGB", (8, 8), (200 if cls == "a" else 0, 0, 0)).save(folder / split / cls / "1.jpg")
+    at = open_page("data")
+    at.radio(key="data_source").set_value("Folder on this machine").run()
+    at.text_input(key="data_folder").input(str(folder)).run()
+    at.button(key="data_check").click().run()
+    assert {m.label: m.value for m in at.metric}["Images"] == "6"
+
+    reloaded = open_page("data")  # a new session, as after a reload: the check is offered back
+    assert not reloaded.exception
+    assert any("Checked earlier, not uploaded yet: **shapes** (folder: " in i.value for i in reloaded.info)
+    assert not reloaded.metric
+    next(b for b in reloaded.button if b.label == "Resume").click().run()
+    assert {m.label: m.value for m in reloaded.metric}["Images"] == "6"
+    reloaded.button(key="data_upload").click().run()
+    assert [d.name for d in local_backend.store.list_datasets()] == ["shapes"]
+    assert [d.source for d in local_backend.store.list_datasets()] == [f"folder: {folder}"]
+    assert not any((local_backend.settings.workspace / "staging").iterdir())  # uploaded: the staged copy is gone
+
+    at.button(key="data_check").click().run()  # checked again in the first session, then discarded elsewhere
+    other = open_page("data")
+    next(b for b in other.button if b.label == "Discard").click().run()
+    assert not any("Checked earlier" in i.value for i in other.info)
+    assert not any((local_backend.settings.workspace / "staging").iterdir())

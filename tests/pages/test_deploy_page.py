@@ -52,7 +52,8 @@ def test_empty_workspace_links_to_training_and_tuning(local_backend: Backend) ->
     assert not at.exception
     assert any("No model to deploy yet" in i.value for i in at.info)
     assert any("No endpoint yet" in i.value for i in at.info)
-    assert {link.proto.page for link in at.get("page_link")} == {"training", "tuning"}
+    assert {link.proto.page for link in at.main.get("page_link")} == {"training", "tuning"}
+    assert [link.proto.label for link in at.sidebar.get("page_link")] == ["Next: Bring a dataset"]
     assert not at.button
 
 

@@ -53,7 +53,7 @@ def test_empty_workspace_points_to_deploy(local_backend: Backend) -> None:
     assert not at.exception
     assert any("No endpoint is InService" in i.value for i in at.info)
     assert any("No function yet" in i.value for i in at.info)
-    assert [link.proto.page for link in at.get("page_link")] == ["deploy"]
+    assert [link.proto.page for link in at.main.get("page_link")] == ["deploy"]
 
 
 def test_deploy_invoke_deny_and_allow_again(endpoint: LocalEndpointManager) -> None:

@@ -65,7 +65,8 @@ def seed_tuning_job(backend: Backend, dataset: DatasetRecord, *, name: str = "tu
             name=job_name, status=JobStatus.FAILED if trial_status is TrialStatus.FAILED else JobStatus.COMPLETED,
             backend="local", created_at=now, started_at=now - 60 + number, ended_at=now - 30 + number,
             hyperparameters={**{k: str(v) for k, v in spec.static_hyperparameters.items()}, **hyperparameters},
-            inputs=dict(spec.inputs)))
+            inputs=dict(spec.inputs),
+            model_uri=None if trial_status is TrialStatus.FAILED else f"file:///models/{job_name}/model.tar.gz"))
         backend.store.add_metrics(job_name, [MetricPoint("validation:accuracy", v, step, now - 50 + step)
                                              for step, v in enumerate(values)])
         tuning.insert_trial(name, Trial(
@@ -150,8 +151,10 @@ def test_a_seeded_tuning_job_shows_leaderboard_charts_and_best_trial(local_backe
     best = json.loads(at.json[0].value)
     assert best == {"lr": "0.005", "batch-size": "64", "epochs": "3", "model": "resnet18", "image-size": "64",
                     "max-steps-per-epoch": "5"}
-    deploy = at.button(key="tune_deploy_best")
-    assert deploy.disabled and "endpoints issue" in deploy.help
+    links = {link.proto.label: (link.proto.page, link.proto.query_string) for link in at.main.get("page_link")}
+    assert links["Deploy the best model"] == ("deploy", "tuning=tune-seeded")
+    assert links["Debugger view of tune-seeded-002"] == ("debugger", "job=tune-seeded-002")
+    assert links["Profiler view of tune-seeded-002"] == ("profiler", "job=tune-seeded-002")
     assert not any(b.key and b.key.startswith("tune_stop_") for b in at.button)  # a finished job cannot be stopped
     assert any("AlgorithmError: diverged" in m.value for m in at.markdown)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 import socket
@@ -19,9 +20,11 @@ from core.datasets import (
     UrlSource,
     ZipUpload,
     prepare_dataset,
+    staged_datasets,
     suggest_dataset_name,
 )
-from core.errors import InvalidInputError
+from core.catalog import check_dataset
+from core.errors import BackendError, InvalidInputError
 
 Build = Callable[..., Path]
 Pack = Callable[..., Path]
@@ -207,3 +210,23 @@ def test_demo_source(staging: Path) -> None:
 )
 def test_suggest_dataset_name(given: str, expected: str) -> None:
     assert suggest_dataset_name(given) == expected
+
+
+def test_a_saved_check_is_found_again_and_a_failed_save_leaves_nothing(
+    tmp_path: Path, make_imagefolder: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    staging = tmp_path / "staging"
+    prepared = check_dataset(FolderSource(make_imagefolder(tmp_path / "pets")), staging)
+    (staging / "killed-check").mkdir()  # a check that never finished: no record, skipped
+    [found] = staged_datasets(staging)
+    assert (found.name_suggestion, found.root, found.folder) == (prepared.name_suggestion, prepared.root, prepared.folder)
+    assert found.report == prepared.report
+    assert found.source == f"folder: {tmp_path / 'pets'}"
+
+    def disk_full(self: Path, *args: object, **kwargs: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", disk_full)
+    with pytest.raises(BackendError, match="could not record the checked dataset: No space left on device"):
+        check_dataset(FolderSource(tmp_path / "pets"), staging)
+    assert sorted(p.name for p in staging.iterdir()) == sorted(["killed-check", prepared.folder.name])

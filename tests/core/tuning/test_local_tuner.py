@@ -167,7 +167,9 @@ def test_killed_supervisor_is_detected_after_restart(tuner: LocalTuner, data_uri
                          ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 5})
     tuner.start(spec)
     deadline = time.time() + 60
-    while not tuner.trials("orphan") and time.time() < deadline:
+    # The trial is recorded just before its training job: kill once both exist.
+    while not (trials := tuner.trials("orphan")) or trials[0].job_name not in {j.name for j in tuner.runner.list_jobs()}:
+        assert time.time() < deadline, trials
         time.sleep(0.2)
     os.kill(tuner.store.runtime("orphan")["supervisor_pid"], signal.SIGKILL)
     time.sleep(0.5)
@@ -201,3 +203,21 @@ def test_start_refuses_duplicates_and_unknown_warm_start(tuner: LocalTuner, data
         tuner.start(TuningJobSpec(name="warm", inputs={"training": data_uri}, warm_start_from=("nope",),
                                   ranges=[ContinuousRange("lr", 1e-4, 1e-2)]))
     wait_terminal(tuner, "dup")
+
+
+def test_trials_run_with_the_runners_sidecars(tmp_path: Path, data_uri: str) -> None:
+    """Trials are training jobs like any other: the Debugger's and Profiler's analysers (here a
+    stand-in, run by the stand-in interpreter) run beside each one."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    sidecar = tmp_path / "stand_in_sidecar.py"
+    sidecar.write_text("# run by the stand-in interpreter, which ignores it\n")
+    workspace = tmp_path / "ws"
+    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=[sidecar])
+    tuner = LocalTuner(runner, workspace)
+    tuner.start(TuningJobSpec(name="watched", inputs={"training": data_uri}, max_jobs=2, max_parallel_jobs=2,
+                              ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1}))
+    assert wait_terminal(tuner, "watched").status is JobStatus.COMPLETED
+    for trial in tuner.trials("watched"):
+        assert "valid_acc=" in (workspace / "jobs" / trial.job_name / "logs" / "stand_in_sidecar.log").read_text()

@@ -1,0 +1,159 @@
+"""Issue 9: the newcomer's whole journey in a real browser, from an empty workspace, following
+the links each page offers: drop the demo zip, tune (2 trials, 1 epoch each), open the best
+trial's Debugger and Profiler views, deploy it, drop test images, call the endpoint through the
+Lambda function (then see the same call denied without the permission), and train on a
+simulated spot instance that is interrupted once and resumes. A screenshot of every page is
+saved under test-artifacts/journey-*.png."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.e2e.conftest import choose_option, screenshot
+from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, metric_value, wait_for_metric
+from tests.e2e.test_spot_browser import stop_spot_runs  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+DIGITS = (0, 2, 4, 6, 8)
+JOB_TIMEOUT_MS = 900_000
+
+
+def heading(page: Page, title: str) -> None:
+    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=60_000)
+
+
+def sidebar_next(page: Page, title: str) -> None:
+    nav = page.locator('[data-testid="stSidebar"]')
+    expect(nav.get_by_role("link", name=f"Next: {title}")).to_be_visible(timeout=30_000)
+
+
+def tune_two_one_epoch_trials(page: Page) -> str:
+    """Launches 2 trials of 1 epoch from the Tuning form; returns the best trial's job name."""
+    heading(page, "Tuning")
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_label("Tuning job name (empty: generated)").fill("journey-tune")
+    selectboxes = form.locator('[data-testid="stSelectbox"]')
+    epochs_range = selectboxes.nth(7)  # Dataset, then name, type and scaling of each range row
+    expect(epochs_range.get_by_role("combobox")).to_have_value("epochs")
+    choose_option(page, epochs_range, "— (unused)")
+    form.get_by_label("Min").first.fill("0.001")  # the learning rate's range: every trial learns in one epoch
+    form.get_by_label("Max trials").fill("2")
+    form.get_by_label("Epochs", exact=True).fill("1")
+    choose_option(page, selectboxes.filter(has_text="Image size (px)"), "32")
+    form.get_by_role("button", name="Launch tuning job").click()
+    expect(page.get_by_text("Started journey-tune: 2 trials, 2 at a time")).to_be_visible(timeout=30_000)
+    expect(metric_value(page, "Running")).to_have_text("2", timeout=180_000)
+    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    expect(metric_value(page, "Trials done")).to_have_text("2 / 2")
+    best = page.get_by_text(re.compile(r"^Training job journey-tune-\d+ \(trial \d\)")).first
+    expect(best).to_be_visible(timeout=30_000)
+    screenshot(page, "journey-03-tuning")
+    return re.match(r"Training job (\S+)", best.inner_text()).group(1)  # type: ignore[union-attr]
+
+
+def predict_demo_digits(page: Page, tmp_path: Path) -> Path:
+    """Drops one test image per digit of DIGITS on the endpoint; returns one it got right."""
+    expect(page.get_by_text("Drop one or more images")).to_be_visible(timeout=300_000)  # InService
+    test_split = tmp_path / "workspace" / "storage" / "datasets" / "digits-demo" / "test"
+    images = [sorted((test_split / str(digit)).glob("*.jpg"))[0] for digit in DIGITS]
+    drop_files(page, *images)
+    top1 = metric_value(page, "Top-1")
+    expect(top1).to_have_count(len(DIGITS), timeout=120_000)
+    predicted = [top1.nth(i).inner_text().strip() for i in range(len(DIGITS))]
+    right = [image for image, label, digit in zip(images, predicted, DIGITS) if label == str(digit)]
+    assert len(right) >= 3, predicted  # most: one epoch of 32 px digits is a rough model
+    assert all(metric_value(page, "Latency").nth(i).inner_text().endswith(" ms") for i in range(len(DIGITS)))
+    screenshot(page, "journey-06-deploy")
+    return right[0]
+
+
+def invoke_lambda_allowed_then_denied(page: Page, endpoint: str, image: Path) -> None:
+    heading(page, "Lambda")
+    function = f"classify-{endpoint}"
+    page.get_by_role("button", name="Deploy function").click()
+    expect(page.get_by_text(f"Deployed {function} (locally)")).to_be_visible(timeout=60_000)
+    drop_files(page, image)
+    expect(page.get_by_label("Event (JSON): image as base64, or s3_uri, or url")).to_have_value(
+        re.compile(r'"image": "/9j/'), timeout=30_000)  # the JPEG's base64
+    page.get_by_role("button", name="Invoke", exact=True).click()
+    expect(metric_value(page, "Status")).to_have_text("200", timeout=60_000)
+    expect(metric_value(page, "Top-1")).to_have_text(image.parent.name)  # the endpoint's own right answer
+    screenshot(page, "journey-07-lambda")
+
+    page.locator('[data-testid="stCheckbox"]').filter(has_text="InvokeEndpoint on the endpoint").locator(
+        "label").click()
+    expect(page.get_by_text("denied (implicitDeny)")).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Invoke", exact=True).click()
+    expect(metric_value(page, "Status")).to_have_text("403", timeout=60_000)
+    expect(page.get_by_text(re.compile(
+        rf"403 AccessDenied: User: arn:aws:sts::000000000000:assumed-role/{function}-role/{function} "
+        r"is not authorized to perform: sagemaker:InvokeEndpoint on resource: "
+        rf"arn:aws:sagemaker:us-east-1:000000000000:endpoint/{endpoint}"))).to_be_visible()
+    expect(metric_value(page, "Top-1")).to_have_count(0)
+
+
+def spot_run_interrupted_once(page: Page) -> None:
+    heading(page, "EC2 Spot")
+    page.get_by_label("Interrupt after (s, one value per instance)").fill("20")
+    page.get_by_label("Run name (empty: generated)").fill("journey-spot")
+    page.get_by_label("Run name (empty: generated)").press("Enter")
+    page.get_by_role("button", name="Launch", exact=True).click()
+    expect(page.get_by_text("Launched journey-spot")).to_be_visible(timeout=60_000)
+    log = page.locator('[data-testid="stCode"]')
+    wait_for_metric(page, "Interruptions", "1", timeout=JOB_TIMEOUT_MS)
+    expect(log).to_contain_text("launched (attempt 2)", timeout=JOB_TIMEOUT_MS)
+    expect(log).to_contain_text(re.compile(r"spot: (resumed|checkpoint epoch=1)"), timeout=JOB_TIMEOUT_MS)
+    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    assert float(metric_value(page, "Max lost work (epochs)").inner_text()) <= 1.0
+    assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.8
+    expect(page.get_by_role("link", name="Deploy this model")).to_be_visible()
+    screenshot(page, "journey-08-spot")
+
+
+@pytest.mark.timeout(1800)  # every stage trains or serves for real: about 6 minutes on 2 quiet cores
+def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp_path: Path,
+                                                   stop_spot_runs: None) -> None:  # noqa: F811
+    page.goto(app_url)
+    heading(page, "Data")
+    expect(page.get_by_role("link", name=re.compile(r"^1\. Bring a dataset"))).to_be_visible()
+    sidebar_next(page, "Bring a dataset")
+    screenshot(page, "journey-01-empty")
+
+    ingest_demo_by_drop(page, app_url, tmp_path)
+    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
+    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    screenshot(page, "journey-02-data")
+    page.get_by_role("link", name=re.compile("Tune hyperparameters on a dataset")).click()
+    best_job = tune_two_one_epoch_trials(page)
+
+    page.get_by_role("link", name=f"Debugger view of {best_job}").click()
+    heading(page, "Debugger")
+    expect(page.get_by_text(re.compile(r"^\d+ rules: \d+ NoIssuesFound")).first).to_be_visible(timeout=120_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    screenshot(page, "journey-04-debugger")
+
+    page.get_by_role("link", name=f"Profiler view of {best_job}").click()
+    heading(page, "Profiler")
+    wait_for_metric(page, "Analysis", "final", timeout=120_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    screenshot(page, "journey-05-profiler")
+
+    page.get_by_role("link", name=f"Deploy the model of {best_job}").click()
+    heading(page, "Deploy")
+    expect(page.get_by_text(re.compile(rf"{best_job}/output/model\.tar\.gz")).first).to_be_visible(timeout=30_000)
+    endpoint = page.get_by_label("Endpoint name (empty: generated)").get_attribute("placeholder")
+    assert endpoint
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    image = predict_demo_digits(page, tmp_path)
+
+    page.get_by_role("link", name=f"Next: call {endpoint} from a Lambda function").click()
+    invoke_lambda_allowed_then_denied(page, endpoint, image)
+
+    sidebar_next(page, "Train for less on EC2 Spot")
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Next: Train for less on EC2 Spot").click()
+    spot_run_interrupted_once(page)
+    expect(page.locator('[data-testid="stSidebar"]').get_by_role("link", name=re.compile("^Next:"))).to_have_count(0)
