@@ -1,7 +1,7 @@
 """Issue 4 in a real browser: jobs started from the Training page with Debugger choices are
 judged by their rules while they run; lr=10 with StopTraining is stopped by the rule that
 fired, a tiny learning rate fires LossNotDecreasing (the healthy default run is checked in
-test_train_deploy_and_predict_in_browser)."""
+test_train_and_read_its_debugger_view_in_browser)."""
 
 from __future__ import annotations
 
