@@ -7,8 +7,8 @@ import streamlit as st
 from core.config import Settings
 from core.errors import ConfigError, ConsoleError
 from core.health import BackendHealth, check_health
-from core.types import BackendKind
 from core.journey import next_step
+from core.types import BackendKind
 from app_pages._shared import backend, journey, next_step_link
 
 st.set_page_config(page_title="SageMaker image-classifier console", page_icon=":material/pets:", layout="wide")
