@@ -12,11 +12,34 @@ import sqlite3
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from core.entities import DatasetRecord, MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, BackendError, NotFoundError
 from core.types import JobStatus
+
+FINAL_FIELDS = ("status", "failure_reason", "ended_at")
+"""What a record in a terminal state keeps: a late writer (a supervisor finishing after a stop
+was recorded) cannot resurrect it."""
+
+
+def update_record(conn: sqlite3.Connection, table: str, name: str, values: Mapping[str, Any], *,
+                  is_terminal: Callable[[str], bool], what: str) -> None:
+    """Sets columns of the record ``name`` in ``table`` (a table of this database with ``name``
+    and ``status`` columns); once its status is terminal, :data:`FINAL_FIELDS` stay as they are.
+
+    Raises:
+        NotFoundError: no record of that name (``what`` names the kind, e.g. "training job").
+    """
+    row = conn.execute(f"SELECT status FROM {table} WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no {what} named {name!r}")
+    if is_terminal(row["status"]):
+        values = {k: v for k, v in values.items() if k not in FINAL_FIELDS}
+    if values:
+        assignments = ", ".join(f"{k} = ?" for k in values)
+        conn.execute(f"UPDATE {table} SET {assignments} WHERE name = ?", [*values.values(), name])
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS training_jobs (
@@ -154,14 +177,8 @@ class JobStore:
             raise ValueError(f"unknown job fields {sorted(unknown)}")
         values = {k: _encode(k, v) for k, v in changes.items()}
         with self._connect() as conn:
-            row = conn.execute("SELECT status FROM training_jobs WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no training job named {name!r}")
-            if JobStatus(row["status"]).is_terminal:
-                values = {k: v for k, v in values.items() if k not in ("status", "failure_reason", "ended_at")}
-            if values:
-                assignments = ", ".join(f"{k} = ?" for k in values)
-                conn.execute(f"UPDATE training_jobs SET {assignments} WHERE name = ?", [*values.values(), name])
+            update_record(conn, "training_jobs", name, values, is_terminal=lambda s: JobStatus(s).is_terminal,
+                          what="training job")
         return self.get_job(name)
 
     def get_job(self, name: str) -> TrainingJob:

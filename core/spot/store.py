@@ -13,7 +13,7 @@ from typing import Any
 
 from core.entities import TrainingJob
 from core.errors import AlreadyExistsError, BackendError, NotFoundError
-from core.jobstore import JobStore
+from core.jobstore import JobStore, update_record
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
 from core.types import JobStatus
 
@@ -98,14 +98,8 @@ class SpotStore:
         values = {k: (json.dumps(dict(v)) if k in _JSON_FIELDS else v.value if isinstance(v, SpotRunStatus) else v)
                   for k, v in changes.items()}
         with self.jobs.transaction() as conn:
-            row = conn.execute("SELECT status FROM spot_runs WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no spot run named {name!r}")
-            if SpotRunStatus(row["status"]).is_terminal:
-                values = {k: v for k, v in values.items() if k not in ("status", "failure_reason", "ended_at")}
-            if values:
-                assignments = ", ".join(f"{k} = ?" for k in values)
-                conn.execute(f"UPDATE spot_runs SET {assignments} WHERE name = ?", [*values.values(), name])
+            update_record(conn, "spot_runs", name, values, is_terminal=lambda s: SpotRunStatus(s).is_terminal,
+                          what="spot run")
         return self.get_run(name)
 
     def get_run(self, name: str) -> SpotRun:

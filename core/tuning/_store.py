@@ -7,7 +7,7 @@ import sqlite3
 from typing import Any
 
 from core.errors import AlreadyExistsError, BackendError, NotFoundError
-from core.jobstore import JobStore
+from core.jobstore import JobStore, update_record
 from core.tuning.entities import Trial, TrialStatus, TuningJob
 from core.tuning.spec import TuningJobSpec, spec_from_dict, spec_to_dict
 from core.types import JobStatus
@@ -72,14 +72,8 @@ class TuningStore:
             raise ValueError(f"unknown tuning job fields {sorted(unknown)}")
         values = {k: v.value if isinstance(v, JobStatus) else v for k, v in changes.items()}
         with self.jobs.transaction() as conn:
-            row = conn.execute("SELECT status FROM tuning_jobs WHERE name = ?", (name,)).fetchone()
-            if row is None:
-                raise NotFoundError(f"no tuning job named {name!r}")
-            if JobStatus(row["status"]).is_terminal:
-                values = {k: v for k, v in values.items() if k not in ("status", "failure_reason", "ended_at")}
-            if values:
-                sets = ", ".join(f"{k} = ?" for k in values)
-                conn.execute(f"UPDATE tuning_jobs SET {sets} WHERE name = ?", [*values.values(), name])
+            update_record(conn, "tuning_jobs", name, values, is_terminal=lambda s: JobStatus(s).is_terminal,
+                          what="tuning job")
 
     def spec(self, name: str) -> TuningJobSpec:
         """The stored spec. Raises NotFoundError."""
