@@ -56,10 +56,13 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                                                  save_interval=int(save_interval), activations=activations)
                     job = start_training(be, dataset, hps, name=name.strip() or None)
                     st.session_state["selected_job"] = job.name
-                    st.success(f"Started {job.name}")
+                    st.session_state["training_notice"] = f"Started {job.name}"
                 except Exception as exc:  # noqa: BLE001 - shown to the user
                     show_error(exc)
 
+notice = st.session_state.get("training_notice")
+if notice:
+    st.success(notice)
 jobs = be.runner.list_jobs()
 if not jobs:
     st.info("No training job yet.")
@@ -122,3 +125,6 @@ def job_details(name: str) -> None:
 
 
 job_details(selected)
+# Cleared only once the run got this far: a job that ends at once makes job_details rerun the
+# script before this line, and the notice must survive that rerun.
+st.session_state.pop("training_notice", None)
