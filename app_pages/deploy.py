@@ -120,11 +120,12 @@ def _deploy_form() -> None:
 linked = JOB_QUERY_PARAM in st.query_params or TUNING_QUERY_PARAM in st.query_params
 with st.expander("Deploy a model", expanded=not endpoints or linked):
     _deploy_form()
-message = st.session_state.pop("deploy_message", None)
+message = st.session_state.get("deploy_message")
 if message:
     st.success(message)
 
 if not endpoints:
+    st.session_state.pop("deploy_message", None)
     st.info("No endpoint yet: deploy a model above.")
     st.stop()
 
@@ -247,3 +248,6 @@ def test_panel() -> None:
 
 endpoints_panel()
 test_panel()
+# Cleared only once the run got this far: an endpoint that settles at once makes endpoints_panel
+# rerun the script before this line, and the notice must survive that rerun.
+st.session_state.pop("deploy_message", None)

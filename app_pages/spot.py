@@ -165,7 +165,7 @@ with st.expander("Launch a spot training run", expanded=not spot.list_runs(limit
     st.subheader("Run settings")
     _launch_form(spot_price, on_demand, hours)
 
-message = st.session_state.pop("spot_message", None)
+message = st.session_state.get("spot_message")
 notice_slot = st.empty()  # always there, so the elements below keep their places between reruns
 if message:
     notice_slot.success(message)
@@ -284,3 +284,6 @@ def run_details(name: str) -> None:
 
 
 run_details(selected)
+# Cleared only once the run got this far: a run that ends at once makes run_details rerun the
+# script before this line, and the notice must survive that rerun.
+st.session_state.pop("spot_message", None)
