@@ -14,7 +14,7 @@ slices:
 
 - raw forward: ``inference.forward`` on one preprocessed image (latency), and back-to-back
   on batches of ``--max-batch-size`` and 64 (images/s), in this process, with the server's
-  torch thread count;
+  torch thread count and allocator settings (``serve.keep_freed_memory``);
 - the handler in process: ``input_fn`` + ``predict_fn`` + ``output_fn`` on one JPEG;
 - the server (``entrypoints/serve.py`` on 127.0.0.1; keep-alive HTTP clients in threads of
   this process): latency and images/s at concurrency 1 (one request after another), 4 and 16.
@@ -63,7 +63,7 @@ sys.path.insert(0, str(ENTRYPOINTS_DIR))
 from inference import (  # noqa: E402
     ImageBatch, LoadedModel, forward, input_fn, model_fn, output_fn, predict_fn, preprocess,
 )
-from serve import default_torch_threads  # noqa: E402
+from serve import default_torch_threads, keep_freed_memory  # noqa: E402
 
 SIX_MB = 6 * 1024 * 1024
 
@@ -380,6 +380,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.torch_threads = args.torch_threads or default_torch_threads()
     torch.set_num_threads(args.torch_threads)
+    kept = keep_freed_memory()  # the server's allocator settings: the raw forward gets them too
     with tempfile.TemporaryDirectory(prefix="bench-endpoint-") as tmp:
         scratch = Path(tmp)
         data_dir = args.data_dir or render_demo(scratch / "demo")
@@ -392,13 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         tensors = [preprocess(ImageBatch([Image.open(io.BytesIO(body)).convert("RGB")]), model)[0]
                    for body, _ in images]
         print(f"model={model_tar} classes={len(model.class_names)} image_size={model.image_size} "
-              f"test_images={len(images)} cpus={os.cpu_count()} torch_threads={args.torch_threads} "
+              f"test_images={len(images)} cpus={os.cpu_count()} torch_threads={args.torch_threads} freed_memory_kept={kept} "
               f"max_batch_size={args.max_batch_size} max_wait_ms={args.max_wait_ms} workers={args.workers}",
               flush=True)
         loads: dict[str, Load] = {}
         server, port = start_server(args, model_tar, scratch)
         try:
-            run_clients(port, images, 4, count=50)  # warm the server's threads
+            run_clients(port, images, 4, count=50)  # warm the server up
             for number in range(args.slices):
                 offset = number * args.slice_requests
                 slice_loads = {

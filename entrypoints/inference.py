@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import io
 import json
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from imagedata import eval_transform
+from imagedata import eval_pixels, normalise_pixels
 from imagemodels import model_from_artifact, read_artifact
 from PIL import Image, UnidentifiedImageError
 from torch import nn
@@ -71,10 +72,12 @@ class InferenceError(Exception):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """What ``model_fn`` returns: the eval-mode network, its input transform and labels."""
+    """What ``model_fn`` returns: the eval-mode network, its input transform (in two halves, see
+    ``preprocess``) and labels."""
 
     network: nn.Module
-    transform: Callable[[Image.Image], torch.Tensor]
+    pixels: Callable[[Image.Image], torch.Tensor]
+    normalise: Callable[[torch.Tensor], torch.Tensor]
     class_names: list[str]
     image_size: int
 
@@ -115,7 +118,8 @@ def model_fn(model_dir: str | Path) -> LoadedModel:
         raise ValueError(f"{path} is not a readable model artifact: {type(exc).__name__}: {exc}") from None
     size = int(artifact["image_size"])
     return LoadedModel(
-        network=network, transform=eval_transform(size, artifact["mean"], artifact["std"]),
+        network=network, pixels=eval_pixels(size),
+        normalise=functools.partial(normalise_pixels, mean=artifact["mean"], std=artifact["std"]),
         class_names=list(artifact["class_names"]), image_size=size,
     )
 
@@ -150,7 +154,13 @@ def predict_fn(input_data: ImageBatch, model: LoadedModel) -> Prediction:
 
 def preprocess(input_data: ImageBatch, model: LoadedModel) -> torch.Tensor:
     """The model's eval transform of each image, stacked: ``N x 3 x S x S``."""
-    return torch.stack([model.transform(image) for image in input_data.images])
+    return model.normalise(pixels(input_data, model))
+
+
+def pixels(input_data: ImageBatch, model: LoadedModel) -> torch.Tensor:
+    """The first half of ``preprocess``: resized uint8 images, ``N x 3 x S x S``; the server
+    finishes whole batches of them with ``model.normalise``."""
+    return torch.stack([model.pixels(image) for image in input_data.images])
 
 
 def forward(inputs: torch.Tensor, model: LoadedModel) -> torch.Tensor:

@@ -20,21 +20,27 @@ Routes (SageMaker's hosting contract, plus the Runtime API's path):
   ``AccessDeniedException`` as AWS answers it when the policy does not allow
   ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (see ``local_iam.py``).
 
-Requests are micro-batched: each request's thread decodes and preprocesses its images, and
-one batcher thread runs a single forward pass over up to ``--max-batch-size`` images. A
-forming batch waits up to ``--max-wait-ms`` for more, but only while requests are already
-being decoded or while other client connections are open (each may send one), so a lone
-client never waits. A partial batch that costs more than a full one (timed at start-up) runs
-padded with blank images (``--pad-batches``). ``--torch-threads`` defaults to half the CPUs:
-the other half decodes. ``X-Inference-Latency-Ms`` carries the time spent in the server. One
-log line per request (never a body; health checks unlogged). SIGTERM stops accepting
-connections, lets requests in flight finish (up to 10 s) and exits 0. Exit code 1: the model did not
+How a request flows: one asyncio event loop reads and answers every connection; a decode
+thread turns the body into resized uint8 pixels and queues them; one batcher thread
+normalises up to ``--max-batch-size`` images at once, runs a single forward pass, and builds
+each request's JSON answer, which the loop then sends. A forming batch waits up to
+``--max-wait-ms`` for each next request, but only while requests are being decoded or other
+client connections are open (each may send one), so a lone client never waits. A partial
+batch that costs more than a full one (timed at start-up) runs padded with blank images
+(``--pad-batches``). ``--torch-threads`` defaults to half the CPUs: the rest serve HTTP and
+decode. glibc is told to keep freed memory for reuse (see ``keep_freed_memory``).
+``X-Inference-Latency-Ms`` carries the time spent in the server. One log line per request
+(never a body; health checks unlogged). SIGTERM stops accepting connections, lets requests in
+flight finish (up to 10 s) and exits 0. Exit code 1: the model did not
 load (last line ``ERROR: ...``); 2: the port is taken.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import ctypes
+import email.utils
 import functools
 import json
 import logging
@@ -42,7 +48,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import tarfile
 import tempfile
@@ -50,17 +55,17 @@ import threading
 import time
 import uuid
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import FrameType
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, TypeVar
 
 import torch
 from inference import (
     MAX_BODY_BYTES,
+    ImageBatch,
     InferenceError,
     LoadedModel,
     Prediction,
@@ -68,7 +73,7 @@ from inference import (
     input_fn,
     model_fn,
     output_fn,
-    preprocess,
+    pixels,
 )
 
 LOG = logging.getLogger("serve")
@@ -85,7 +90,19 @@ DRAIN_LIMIT_BYTES = 64 * 1024 * 1024
 """Refused bodies up to this size are read and dropped; larger ones close the connection."""
 MAX_MODEL_BYTES = 4 * 1024**3
 """Largest unpacked model.tar.gz accepted."""
+MAX_HEAD_BYTES = 64 * 1024
+"""Longest request line and headers accepted (431 beyond)."""
+DECODE_THREADS = 2
+MAX_WAIT_SPREAD = 4
+"""A forming batch waits at most this many times ``--max-wait-ms`` in all (see MicroBatcher)."""
+"""Threads decoding request bodies: one decodes while the other waits on a big image."""
+MIN_UPLOAD_BYTES_PER_S = 64 * 1024
+"""A body must arrive at least this fast (after IDLE_TIMEOUT_S of grace), or the connection closes."""
+SERVER_NAME = "sm-console-serve/2"
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+"""glibc's mallopt parameters (malloc.h)."""
 Forward = Callable[[torch.Tensor], torch.Tensor]
+T = TypeVar("T")
 
 
 @dataclass
@@ -93,31 +110,47 @@ class _Job:
     """One request's preprocessed images, waiting for its rows of a batched forward pass."""
 
     inputs: torch.Tensor
+    on_done: Callable[[_Job], None] | None = None
+    """Called with the job on the batcher's thread once it has its result (the server wakes its
+    event loop)."""
     done: threading.Event = field(default_factory=threading.Event)
     probabilities: torch.Tensor | None = None
     error: BaseException | None = None
     batch_size: int = 0
 
-    def result(self, timeout: float) -> torch.Tensor:
-        if not self.done.wait(timeout):
-            raise TimeoutError(f"no prediction within {timeout:.0f} s")
+    def finish(self) -> None:
+        self.done.set()
+        if self.on_done is not None:
+            self.on_done(self)
+
+    def outcome(self) -> torch.Tensor:
+        """The probabilities of a finished job; raises the batch's error."""
         if self.error is not None:
             raise self.error
         assert self.probabilities is not None
         return self.probabilities
 
+    def result(self, timeout: float) -> torch.Tensor:
+        if not self.done.wait(timeout):
+            raise TimeoutError(f"no prediction within {timeout:.0f} s")
+        return self.outcome()
+
 
 class MicroBatcher:
     """One thread running the model over the inputs of several requests at once.
 
-    A forming batch waits (up to ``max_wait_s``) while requests are announced but not yet
-    queued, and while it holds fewer requests than there are open client connections: each
-    of those may be about to send one. A single client never waits.
+    A forming batch waits while requests are announced but not yet queued, and while it holds
+    fewer requests than there are open client connections: each of those may be about to send
+    one. It waits up to ``max_wait_s`` for each next request, and ``MAX_WAIT_SPREAD`` times that
+    in all: requests of a burst arrive one after another as they are read and decoded, and a
+    deadline counted from the first would cut the batch short just before the last ones (a
+    partial batch costs nearly a full one). A single client never waits.
 
     Args:
-        forward_fn: preprocessed ``N x 3 x S x S`` inputs to ``N x C`` probabilities.
+        forward_fn: ``N x 3 x S x S`` inputs (the server's: resized uint8 pixels) to ``N x C``
+            probabilities.
         max_batch_size: most images per forward pass (a larger single request runs alone).
-        max_wait_s: longest a batch waits for more requests.
+        max_wait_s: longest a batch waits for the next request.
         clients: how many client connections are open now (None: do not wait for them).
         pad_from: a batch of ``pad_from`` or more images, but fewer than ``max_batch_size``,
             runs padded with blank images to ``max_batch_size`` (see :func:`padding_start`);
@@ -134,6 +167,7 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._arriving = 0
+        self._last_arrival = 0.0
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
 
@@ -148,26 +182,29 @@ class MicroBatcher:
         self._thread.join()
 
     @contextmanager
-    def arrival(self) -> Iterator[Callable[[torch.Tensor], _Job]]:
-        """Announces a request being decoded; yields the function that queues its inputs.
+    def arrival(self) -> Iterator[Callable[..., _Job]]:
+        """Announces a request being decoded; yields ``submit(inputs, on_done=None)``, which
+        queues its inputs.
 
         While announced requests exist, a forming batch waits for them (up to max_wait_s).
         """
         submitted = False
 
-        def submit(inputs: torch.Tensor) -> _Job:
+        def submit(inputs: torch.Tensor, on_done: Callable[[_Job], None] | None = None) -> _Job:
             nonlocal submitted
-            job = _Job(inputs)
+            job = _Job(inputs, on_done)
             with self._cond:
                 self._arriving -= 1
                 submitted = True
                 self._queue.append(job)
+                self._last_arrival = time.monotonic()
                 if len(self._queue) == 1 or not self._should_wait():
                     self._cond.notify_all()  # waking the batcher for every request would cost it CPU
             return job
 
         with self._cond:
             self._arriving += 1
+            self._last_arrival = time.monotonic()
         try:
             yield submit
         finally:
@@ -191,9 +228,9 @@ class MicroBatcher:
                     self._cond.wait()
                 if not self._queue:
                     return
-                deadline = time.monotonic() + self.max_wait_s
+                latest = time.monotonic() + MAX_WAIT_SPREAD * self.max_wait_s
                 while self._should_wait():
-                    remaining = deadline - time.monotonic()
+                    remaining = min(self._last_arrival + self.max_wait_s, latest) - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
@@ -215,86 +252,14 @@ class MicroBatcher:
             LOG.exception("the model failed on a batch of %d", size)
             for job in jobs:
                 job.error = exc
-                job.done.set()
+                job.finish()
             return
         start = 0
         for job in jobs:
             job.probabilities = probabilities[start:start + len(job.inputs)]
             job.batch_size = size
             start += len(job.inputs)
-            job.done.set()
-
-
-class ModelServer(ThreadingHTTPServer):
-    """HTTP server with at most ``workers`` connections served at once (one thread each)."""
-
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 128  # listen backlog: bursts of new connections wait instead of failing
-
-    def __init__(self, address: tuple[str, int], *, endpoint_name: str, workers: int, decode_slots: int,
-                 iam_dir: Path | None = None, account: str = LOCAL_ACCOUNT_ID) -> None:
-        super().__init__(address, InvocationHandler)
-        self.endpoint_name = endpoint_name
-        self.iam_dir = iam_dir
-        self.account = account
-        self.ready = threading.Event()
-        self.model: LoadedModel | None = None
-        self.batcher: MicroBatcher | None = None
-        self._workers = threading.BoundedSemaphore(workers)
-        self.decode_slots = threading.BoundedSemaphore(decode_slots)
-        self._connections = 0
-        self._connections_lock = threading.Lock()
-        self._in_flight = 0
-        self._in_flight_lock = threading.Condition()
-
-    def start_serving(self, model: LoadedModel, batcher: MicroBatcher) -> None:
-        self.model, self.batcher = model, batcher
-        self.ready.set()
-
-    def open_connections(self) -> int:
-        """Client connections being served now (each may send a request at any moment)."""
-        return self._connections
-
-    def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        self._workers.acquire()
-        self._count_connection(+1)  # counted from accept: a burst of new clients may send before their threads run
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._count_connection(-1)
-            self._workers.release()
-            raise
-
-    def process_request_thread(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._count_connection(-1)
-            self._workers.release()
-
-    def _count_connection(self, change: int) -> None:
-        with self._connections_lock:
-            self._connections += change
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        LOG.warning("connection from %s ended with %s", client_address, sys.exc_info()[1])
-
-    @contextmanager
-    def counting_request(self) -> Iterator[None]:
-        with self._in_flight_lock:
-            self._in_flight += 1
-        try:
-            yield
-        finally:
-            with self._in_flight_lock:
-                self._in_flight -= 1
-                self._in_flight_lock.notify_all()
-
-    def drain(self, timeout: float) -> None:
-        """Waits until no request is being processed (idle keep-alive connections do not count)."""
-        with self._in_flight_lock:
-            self._in_flight_lock.wait_for(lambda: self._in_flight == 0, timeout)
+            job.finish()
 
 
 @dataclass
@@ -336,142 +301,363 @@ def runtime_error(status: int, code: str | None, message: str) -> _Answer:
     return _Answer(status, json.dumps(body).encode(), headers=headers)
 
 
-class InvocationHandler(BaseHTTPRequestHandler):
-    """GET /ping, POST /invocations and POST /endpoints/{name}/invocations."""
+@dataclass
+class Request:
+    """One request's head: method, target path (no query) and lower-cased header names."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "sm-console-serve/1"
-    timeout = IDLE_TIMEOUT_S
-    disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK stall)
-    server: ModelServer
+    method: str
+    path: str
+    version: str
+    headers: dict[str, str]
 
-    def do_GET(self) -> None:
-        started = time.perf_counter()
-        if self.path.split("?", 1)[0] != "/ping":
-            answer = error_answer(404, f"no route GET {self.path}: use GET /ping")
-        elif self.server.ready.is_set():
-            answer = _Answer(200, b"{}")
-        else:
-            answer = error_answer(503, "the model is still loading")
-        self._send(answer, started, received=0)
-
-    def do_POST(self) -> None:
-        started = time.perf_counter()
-        with self.server.counting_request():
-            path = self.path.split("?", 1)[0]
-            runtime = RUNTIME_PATH.match(path)
-            body_length = self._content_length()
-            if path != "/invocations" and not runtime:
-                self._discard_body(body_length)
-                answer = error_answer(404, f"no route POST {path}: use /invocations or /endpoints/NAME/invocations")
-            elif runtime:
-                answer = self._runtime_invocation(runtime.group(1), body_length)
-            else:
-                answer = self._invocation(body_length)
-            self._send(answer, started, received=max(body_length or 0, 0))
-
-    def _content_length(self) -> int | None:
+    @property
+    def body_length(self) -> int | None:
         """The declared body length; None when there is none or it is not a number."""
         try:
-            return int(self.headers.get("Content-Length", ""))
+            return int(self.headers.get("content-length", ""))
         except ValueError:
             return None
 
-    def _runtime_invocation(self, name: str, body_length: int | None) -> _Answer:
-        refusal = self._authorize(name)
-        if refusal is not None:  # AWS authorises before it looks for the endpoint
-            self._discard_body(body_length)
-            return refusal
-        if name != self.server.endpoint_name:
-            self._discard_body(body_length)
-            return runtime_error(400, "ValidationError", f"Endpoint {name} of account local not found.")
-        if body_length is not None and body_length > MAX_BODY_BYTES:
-            self._discard_body(body_length)
-            return runtime_error(413, None, f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.")
-        if not self.server.ready.is_set():
-            self._discard_body(body_length)
-            return runtime_error(503, "ServiceUnavailable", f"Endpoint {name} is still loading its model.")
-        return runtime_answer(self._invocation(body_length))
+    @property
+    def keep_alive(self) -> bool:
+        connection = self.headers.get("connection", "").lower()
+        return connection != "close" if self.version == "HTTP/1.1" else connection == "keep-alive"
 
-    def _authorize(self, name: str) -> _Answer | None:
+
+def parse_head(head: bytes) -> Request:
+    """The request line and headers of ``head`` (up to and including the blank line).
+
+    Raises:
+        ValueError: not an HTTP/1.x request head.
+    """
+    lines = head.lstrip(b"\r\n").split(b"\r\n")
+    parts = lines[0].decode("latin-1").split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        raise ValueError(f"not an HTTP/1.x request line: {lines[0][:100]!r}")
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon or not name.strip():
+            raise ValueError(f"not a header line: {line[:100]!r}")
+        headers[name.strip().decode("latin-1").lower()] = value.strip().decode("latin-1")
+    return Request(parts[0], parts[1].split("?", 1)[0], parts[2], headers)
+
+
+class ModelServer:
+    """HTTP/1.1 on one asyncio event loop; bodies decode in a few threads beside it, which
+    hand the pixels straight to the batcher.
+
+    With one thread per connection (``http.server``), each request cost 1.5-2 ms of CPU outside
+    the forward pass, nearly all of it holding the GIL, so at concurrency 16 a batch waited
+    ~30 ms for its requests to be answered, read and decoded one after another. On the loop,
+    the HTTP part of a request is a fraction of that, and the decoding runs beside it.
+
+    At most ``workers`` connections are served at once; the others wait their turn.
+    """
+
+    def __init__(self, *, endpoint_name: str, workers: int, decode_threads: int, iam_dir: Path | None = None,
+                 account: str = LOCAL_ACCOUNT_ID) -> None:
+        self.endpoint_name = endpoint_name
+        self.iam_dir = iam_dir
+        self.account = account
+        self.model: LoadedModel | None = None
+        self.batcher: MicroBatcher | None = None
+        self._slots = asyncio.Semaphore(workers)
+        self._decode_threads = ThreadPoolExecutor(decode_threads, thread_name_prefix="decode")
+        self._connections = 0
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._listener: asyncio.Server | None = None
+        self._wakeups = _Wakeups(asyncio.get_running_loop())
+
+    @property
+    def ready(self) -> bool:
+        return self.batcher is not None
+
+    async def listen(self, host: str, port: int) -> None:
+        """Starts accepting connections (raises OSError when the address is taken)."""
+        self._listener = await asyncio.start_server(self._serve_connection, host, port, backlog=128,
+                                                    limit=MAX_HEAD_BYTES)
+
+    def start_serving(self, model: LoadedModel, batcher: MicroBatcher) -> None:
+        self.model, self.batcher = model, batcher
+
+    def open_connections(self) -> int:
+        """Client connections being served now (each may send a request at any moment).
+
+        Read from the batcher's thread: a plain int read is atomic, and a stale value only
+        changes how long one batch waits.
+        """
+        return self._connections
+
+    async def close(self, grace_s: float) -> None:
+        """Stops accepting, then waits up to ``grace_s`` for the requests in flight (idle
+        keep-alive connections do not count)."""
+        if self._listener is not None:
+            self._listener.close()
+        try:
+            await asyncio.wait_for(self._idle.wait(), grace_s)
+        except TimeoutError:
+            LOG.warning("%d requests still in flight after %.0f s", self._in_flight, grace_s)
+        self._decode_threads.shutdown(wait=False, cancel_futures=True)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections += 1  # counted from accept: a burst of new clients may send before being served
+        try:
+            async with self._slots:
+                while await self._serve_request(reader, writer):
+                    pass
+        except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            LOG.warning("connection from %s ended with %s", writer.get_extra_info("peername"), exc or type(exc).__name__)
+        finally:
+            self._connections -= 1
+            writer.close()
+
+    async def _serve_request(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+        """Reads, answers and logs one request; False when the connection is to close."""
+        try:
+            async with asyncio.timeout(IDLE_TIMEOUT_S):
+                head = await reader.readuntil(b"\r\n\r\n")
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+            return False  # an idle connection timed out, or the client closed it
+        except asyncio.LimitOverrunError:
+            await self._send(writer, None, error_answer(431, f"the request head is over {MAX_HEAD_BYTES:,} bytes"),
+                             time.perf_counter(), close=True)
+            return False
+        started = time.perf_counter()
+        try:
+            request = parse_head(head)
+        except ValueError as exc:
+            await self._send(writer, None, error_answer(400, str(exc)), started, close=True)
+            return False
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            try:
+                answer, readable = await self._answer(request, reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
+                raise  # the client went away, or sent its body too slowly: nobody to answer
+            except Exception:  # noqa: BLE001 - a bug of ours: answered, logged, connection closed
+                LOG.exception("%s %s failed", request.method, request.path)
+                answer, readable = error_answer(500, "the server failed on this request"), False
+            await self._send(writer, request, answer, started, close=not (readable and request.keep_alive))
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+        return readable and request.keep_alive
+
+    async def _answer(self, request: Request, reader: asyncio.StreamReader,
+                      writer: asyncio.StreamWriter) -> tuple[_Answer, bool]:
+        """The answer, and whether the connection can carry another request (its body was read)."""
+        body = _Body(request, reader, writer)
+        runtime = RUNTIME_PATH.match(request.path)
+        if request.method == "GET" and request.path == "/ping":
+            answer = _Answer(200, b"{}") if self.ready else error_answer(503, "the model is still loading")
+        elif request.method == "GET":
+            answer = error_answer(404, f"no route GET {request.path}: use GET /ping")
+        elif request.method != "POST":
+            answer = error_answer(405, f"{request.method} is not served: use GET /ping or POST /invocations")
+        elif runtime:
+            answer = await self._runtime_invocation(runtime.group(1), request, body)
+        elif request.path == "/invocations":
+            answer = await self._invocation(request, body)
+        else:
+            answer = error_answer(404, f"no route POST {request.path}: use /invocations or /endpoints/NAME/invocations")
+        return answer, await body.discard()
+
+    async def _runtime_invocation(self, name: str, request: Request, body: _Body) -> _Answer:
+        refusal = self._authorize(name, request)
+        if refusal is not None:  # AWS authorises before it looks for the endpoint
+            return refusal
+        if name != self.endpoint_name:
+            return runtime_error(400, "ValidationError", f"Endpoint {name} of account local not found.")
+        length = request.body_length
+        if length is not None and length > MAX_BODY_BYTES:
+            return runtime_error(413, None, f"HTTP content length exceeded {MAX_BODY_BYTES} bytes.")
+        if not self.ready:
+            return runtime_error(503, "ServiceUnavailable", f"Endpoint {name} is still loading its model.")
+        return runtime_answer(await self._invocation(request, body))
+
+    def _authorize(self, name: str, request: Request) -> _Answer | None:
         """The AccessDenied answer when a local role's policy does not allow the invocation."""
-        if self.server.iam_dir is None:
+        if self.iam_dir is None:
             return None
         from local_iam import authorize_invoke  # only local endpoints have roles (not the serving image)
 
-        refusal = authorize_invoke(self.server.iam_dir, self.server.account, self.headers.get("Authorization"), name)
+        refusal = authorize_invoke(self.iam_dir, self.account, request.headers.get("authorization"), name)
         if refusal is None:
             return None
         LOG.warning("refused %s: %s", name, refusal.code)
         return runtime_error(refusal.status, refusal.code, refusal.message)
 
-    def _read_body(self, body_length: int | None) -> bytes | _Answer:
-        if self.headers.get("Transfer-Encoding") or body_length is None or body_length < 0:
-            self.close_connection = True
+    async def _invocation(self, request: Request, body: _Body) -> _Answer:
+        length = request.body_length
+        if request.headers.get("transfer-encoding") or length is None or length < 0:
             return error_answer(411, "send the body with a Content-Length header (no chunked encoding)")
-        if body_length > MAX_BODY_BYTES:
-            self._discard_body(body_length)
-            return error_answer(
-                413, f"the request body is {body_length:,} bytes; the limit is {MAX_BODY_BYTES:,} (6 MB)")
-        return self.rfile.read(body_length)
-
-    def _discard_body(self, body_length: int | None) -> None:
-        """Reads a refused body away in chunks, so the client gets the answer rather than a
-        reset connection; with no length, or past DRAIN_LIMIT_BYTES, the connection closes."""
-        if body_length is None or body_length > DRAIN_LIMIT_BYTES or self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            return
-        while body_length > 0:
-            chunk = self.rfile.read(min(body_length, 1 << 16))
-            if not chunk:
-                break
-            body_length -= len(chunk)
-
-    def _invocation(self, body_length: int | None) -> _Answer:
-        body = self._read_body(body_length)
-        if isinstance(body, _Answer):
-            return body
-        model, batcher = self.server.model, self.server.batcher
-        if model is None or batcher is None or not self.server.ready.is_set():
+        if length > MAX_BODY_BYTES:
+            return error_answer(413, f"the request body is {length:,} bytes; the limit is {MAX_BODY_BYTES:,} (6 MB)")
+        model, batcher = self.model, self.batcher
+        if model is None or batcher is None:
             return error_answer(503, "the model is still loading")
+        data = await body.read()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[_Answer] = loop.create_future()
+        expiry = loop.call_later(PREDICT_TIMEOUT_S, _expire, done)
         try:
-            with batcher.arrival() as submit, self.server.decode_slots:
-                batch = input_fn(body, self.headers.get("Content-Type"))
-                job = submit(preprocess(batch, model))
-            probabilities = job.result(PREDICT_TIMEOUT_S)
-            payload, content_type = output_fn(
-                Prediction(probabilities, model.class_names, batch.top_k), self.headers.get("Accept")
-            )
+            self._decode_threads.submit(self._decode_and_queue, data, request.headers, model, batcher, done)
+            return await done
         except InferenceError as exc:
             return error_answer(exc.status_code, exc.message)
         except Exception as exc:  # the handler failed: 500, which Runtime reports as ModelError
             LOG.exception("invocation failed")
             return error_answer(500, f"the model failed on this request: {type(exc).__name__}: {exc}")
-        return _Answer(200, payload, content_type, batch_size=job.batch_size)
+        finally:
+            expiry.cancel()
 
-    def _send(self, answer: _Answer, started: float, *, received: int) -> None:
+    def _decode_and_queue(self, data: bytes, headers: dict[str, str], model: LoadedModel, batcher: MicroBatcher,
+                          done: asyncio.Future[_Answer]) -> None:
+        """On a decode thread: decodes the body and queues its pixels for the batcher. The
+        batcher's thread then writes the answer (or the error) into ``done``: it would
+        otherwise sit idle while the event loop answers the batch's requests one by one."""
+
+        def answer(job: _Job) -> None:
+            try:
+                payload, content_type = output_fn(Prediction(job.outcome(), model.class_names, batch.top_k),
+                                                  headers.get("accept"))
+            except BaseException as exc:  # noqa: BLE001 - answered by the request's coroutine
+                self._wakeups.settle(done, error=exc)
+            else:
+                self._wakeups.settle(done, _Answer(200, payload, content_type, batch_size=job.batch_size))
+
+        try:
+            with batcher.arrival() as submit:
+                batch, inputs = decode(data, headers.get("content-type"), model)
+                submit(inputs, answer)
+        except BaseException as exc:  # noqa: BLE001 - answered by the request's coroutine
+            self._wakeups.settle(done, error=exc)
+
+    async def _send(self, writer: asyncio.StreamWriter, request: Request | None, answer: _Answer, started: float,
+                    *, close: bool) -> None:
         latency_ms = (time.perf_counter() - started) * 1000
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        self.send_header("X-Inference-Latency-Ms", f"{latency_ms:.2f}")
-        self.send_header("x-amzn-RequestId", str(uuid.uuid4()))
-        for name, value in answer.headers.items():
-            self.send_header(name, value)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        self.wfile.write(answer.body)
-        if self.command == "GET" and answer.status in (200, 503):
+        lines = [f"HTTP/1.1 {answer.status} {HTTPStatus(answer.status).phrase}", f"Server: {SERVER_NAME}",
+                 f"Date: {http_date()}", f"Content-Type: {answer.content_type}",
+                 f"Content-Length: {len(answer.body)}", f"X-Inference-Latency-Ms: {latency_ms:.2f}",
+                 f"x-amzn-RequestId: {uuid.uuid4()}"]
+        lines += [f"{name}: {value}" for name, value in answer.headers.items()]
+        if close:
+            lines.append("Connection: close")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + answer.body)
+        await writer.drain()
+        if request is None or (request.method == "GET" and answer.status in (200, 503)):
             return  # health checks come every few seconds: not worth a line each
-        LOG.info("%s %s %d in=%dB out=%dB %.1fms batch=%d", self.command, self.path.split("?", 1)[0],
-                 answer.status, received, len(answer.body), latency_ms, answer.batch_size)
+        LOG.info("%s %s %d in=%dB out=%dB %.1fms batch=%d", request.method, request.path, answer.status,
+                 max(request.body_length or 0, 0), len(answer.body), latency_ms, answer.batch_size)
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Silenced: ``_send`` logs one line per request."""
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
-        LOG.warning("%s: %s", self.address_string(), format % args)
+class _Body:
+    """A request's body, read once, or read away unread so the connection can carry the next
+    request (the client then gets the answer rather than a reset connection)."""
+
+    def __init__(self, request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.request, self.reader, self.writer = request, reader, writer
+        self.length = request.body_length
+        self._unread = self.length is not None and self.length > 0 and not request.headers.get("transfer-encoding")
+
+    async def read(self) -> bytes:
+        """The whole body (its length was checked by the caller)."""
+        if not self._unread:
+            return b""
+        self._unread = False
+        self._continue()
+        async with asyncio.timeout(IDLE_TIMEOUT_S + self.length / MIN_UPLOAD_BYTES_PER_S):
+            return await self.reader.readexactly(self.length or 0)
+
+    async def discard(self) -> bool:
+        """Reads an unread body away; False when the connection cannot carry another request:
+        a body without a length, chunked, or over DRAIN_LIMIT_BYTES."""
+        if self.request.headers.get("transfer-encoding") or (self.length is None and self.request.method == "POST"):
+            return False
+        if not self._unread:
+            return True
+        self._unread = False
+        if self.length is None or self.length > DRAIN_LIMIT_BYTES:
+            return False
+        self._continue()
+        left = self.length
+        async with asyncio.timeout(IDLE_TIMEOUT_S + left / MIN_UPLOAD_BYTES_PER_S):
+            while left > 0:
+                chunk = await self.reader.read(min(left, 1 << 16))
+                if not chunk:
+                    return False
+                left -= len(chunk)
+        return True
+
+    def _continue(self) -> None:
+        if self.request.headers.get("expect", "").lower() == "100-continue":
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+
+def decode(body: bytes, content_type: str | None, model: LoadedModel) -> tuple[ImageBatch, torch.Tensor]:
+    """``input_fn`` and the per-image half of the preprocessing: the request's images and their
+    resized uint8 pixels (the batcher normalises whole batches)."""
+    batch = input_fn(body, content_type)
+    return batch, pixels(batch, model)
+
+
+class _Wakeups:
+    """Futures settled from other threads, resolved on the event loop with one wake-up for all
+    those settled together rather than one each: each wake-up has the loop and the batcher
+    trade the GIL while the batcher is still handing out a batch's results."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+
+    def settle(self, future: asyncio.Future[T], value: T | None = None, error: BaseException | None = None) -> None:
+        with self._lock:
+            self._pending.append((future, value, error))
+            first = len(self._pending) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        """Resolves one future per turn of the loop, so that requests arriving meanwhile are read
+        (and handed to the decoders) between answers, not after all of them."""
+        with self._lock:
+            future, value, error = self._pending.pop(0)
+            more = bool(self._pending)
+        if more:
+            self._loop.call_soon(self._resolve)
+        if future.done():  # its waiter timed out
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+
+
+def _expire(done: asyncio.Future[_Answer]) -> None:
+    if not done.done():
+        done.set_exception(TimeoutError(f"no prediction within {PREDICT_TIMEOUT_S:.0f} s"))
+
+
+@functools.lru_cache(maxsize=2)
+def _http_date(second: int) -> str:
+    return email.utils.formatdate(second, usegmt=True)
+
+
+def http_date() -> str:
+    return _http_date(int(time.time()))
+
+
+def forward_pixels(inputs: torch.Tensor, model: LoadedModel) -> torch.Tensor:
+    """Normalises a batch of resized uint8 pixels (``model.normalise``), then runs the model."""
+    return forward(model.normalise(inputs), model)
 
 
 def load_model(source: Path, scratch: Path) -> LoadedModel:
@@ -500,14 +686,14 @@ def warm_up(model: LoadedModel, batcher: MicroBatcher) -> None:
     """Runs the first forward passes (one image, a full batch) on the batcher's thread."""
     for size in sorted({1, batcher.max_batch_size}):
         with batcher.arrival() as submit:
-            job = submit(torch.zeros(size, 3, model.image_size, model.image_size))
+            job = submit(torch.zeros(size, 3, model.image_size, model.image_size, dtype=torch.uint8))
         job.result(PREDICT_TIMEOUT_S)
 
 
 def forward_cpu_ms(forward_fn: Forward, size: int, image_size: int, repeats: int = 2) -> float:
     """CPU time of a forward pass of ``size`` blank images, the least of ``repeats`` (the first
     pays for warming up): unlike wall time, it leaves out what other processes take."""
-    inputs = torch.zeros(size, 3, image_size, image_size)
+    inputs = torch.zeros(size, 3, image_size, image_size, dtype=torch.uint8)
     costs = []
     for _ in range(repeats):
         started = time.thread_time()
@@ -549,7 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to bind: 127.0.0.1 (local endpoints); a serving container passes 0.0.0.0")
     parser.add_argument("--max-batch-size", type=_at_least(1), default=16, help="most images per forward pass")
     parser.add_argument("--max-wait-ms", type=float, default=10.0,
-                        help="longest a batch waits for requests being decoded or from other open connections")
+                        help="longest a forming batch waits for the next request being decoded or from another "
+                             f"open connection ({MAX_WAIT_SPREAD} times that in all)")
     parser.add_argument("--workers", type=_at_least(1), default=32, help="connections served at once")
     parser.add_argument("--torch-threads", type=_at_least(0), default=0,
                         help="intra-op threads of the forward pass (0: half the CPUs, at least 1; the rest decode)")
@@ -576,63 +763,110 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 
 def default_torch_threads() -> int:
-    """Half the CPUs for the forward pass: request threads need the rest to decode and answer."""
+    """Half the CPUs for the forward pass: the event loop and the decoding need the rest."""
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
+def keep_freed_memory() -> bool:
+    """Has glibc keep freed blocks of up to 32 MB for reuse (False: not glibc; nothing changed).
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
-    signal.signal(signal.SIGTERM, _terminate)
-    cpus = os.cpu_count() or 1
-    torch.set_num_threads(args.torch_threads or default_torch_threads())
+    A forward pass allocates activations of a few MB each. By default glibc maps blocks that
+    large afresh and unmaps them when freed, so every pass faults its pages in again: about
+    5,000 page faults and a tenth to a fifth of the CPU time of a batch of 16 here. Kept, the
+    memory is reused from one batch to the next; the process's size stays at its peak.
+    """
     try:
-        server = ModelServer((args.host, args.port), endpoint_name=args.name, workers=args.workers,
-                             decode_slots=max(2, cpus), iam_dir=args.iam_dir, account=args.account)
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 1024**2) and libc.mallopt(M_TRIM_THRESHOLD, 1024**3))
+    except (OSError, AttributeError):
+        return False
+
+
+def prepare(args: argparse.Namespace, scratch: Path, clients: Callable[[], int]) -> tuple[LoadedModel, MicroBatcher]:
+    """Loads the model, times where padding pays, and starts a warmed-up batcher."""
+    model = load_model(args.model, scratch)
+    forward_fn: Forward = functools.partial(forward_pixels, model=model)
+    pad_from = None
+    if args.pad_batches == "auto":
+        pad_from = padding_start(lambda size: forward_cpu_ms(forward_fn, size, model.image_size), args.max_batch_size)
+    batcher = MicroBatcher(forward_fn, max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000,
+                           clients=clients, pad_from=pad_from)
+    batcher.start()
+    warm_up(model, batcher)
+    return model, batcher
+
+
+async def serve(args: argparse.Namespace) -> int:
+    server = ModelServer(endpoint_name=args.name, workers=args.workers, decode_threads=DECODE_THREADS,
+                         iam_dir=args.iam_dir, account=args.account)
+    try:
+        await server.listen(args.host, args.port)
     except OSError as exc:
         LOG.error("ERROR: cannot listen on %s:%d: %s", args.host, args.port, exc.strerror or exc)
         return 2
-    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
     scratch = Path(tempfile.mkdtemp(prefix="model-", dir=args.scratch_dir))
     batcher: MicroBatcher | None = None
     try:
         LOG.info("endpoint %s listening on http://%s:%d; loading %s", args.name, args.host, args.port, args.model)
-        try:
-            started = time.perf_counter()
-            model = load_model(args.model, scratch)
-            forward_fn: Forward = functools.partial(forward, model=model)
-            pad_from = None
-            if args.pad_batches == "auto":
-                pad_from = padding_start(lambda size: forward_cpu_ms(forward_fn, size, model.image_size),
-                                         args.max_batch_size)
-            batcher = MicroBatcher(forward_fn, max_batch_size=args.max_batch_size, max_wait_s=args.max_wait_ms / 1000,
-                                   clients=server.open_connections, pad_from=pad_from)
-            batcher.start()
-            warm_up(model, batcher)
-        except Exception as exc:
-            LOG.error("ERROR: cannot load the model: %s: %s", type(exc).__name__, exc)
-            return 1
-        server.start_serving(model, batcher)
-        LOG.info("ready in %.1f s: %d classes, image size %d, max_batch_size=%d max_wait_ms=%g workers=%d "
-                 "torch_threads=%d pad_from=%s", time.perf_counter() - started, len(model.class_names),
-                 model.image_size, args.max_batch_size, args.max_wait_ms, args.workers, torch.get_num_threads(),
-                 pad_from or "never")
-        threading.Event().wait()
-    except (SystemExit, KeyboardInterrupt):
+        started = time.perf_counter()
+        # A daemon thread, not the loop's executor: a stop while loading must not wait for it.
+        loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]] = loop.create_future()
+        threading.Thread(target=_load_into, args=(loading, args, scratch, server.open_connections),
+                         name="load", daemon=True).start()
+        stop_wait = asyncio.ensure_future(stopping.wait())
+        await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if loading.done():
+            try:
+                model, batcher = loading.result()
+            except Exception as exc:
+                LOG.error("ERROR: cannot load the model: %s: %s", type(exc).__name__, exc)
+                return 1
+            server.start_serving(model, batcher)
+            LOG.info("ready in %.1f s: %d classes, image size %d, max_batch_size=%d max_wait_ms=%g workers=%d "
+                     "torch_threads=%d pad_from=%s", time.perf_counter() - started, len(model.class_names),
+                     model.image_size, args.max_batch_size, args.max_wait_ms, args.workers, torch.get_num_threads(),
+                     batcher.pad_from or "never")
+        await stop_wait
         LOG.info("stopping: finishing the requests in flight")
+        await server.close(STOP_GRACE_S)
     finally:
-        server.shutdown()
-        server.server_close()
-        server.drain(STOP_GRACE_S)
         if batcher is not None:
             batcher.stop()
         shutil.rmtree(scratch, ignore_errors=True)
     LOG.info("stopped")
     return 0
+
+
+def _load_into(loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]], args: argparse.Namespace, scratch: Path,
+               clients: Callable[[], int]) -> None:
+    loop = loading.get_loop()
+    try:
+        prepared = prepare(args, scratch, clients)
+    except Exception as exc:  # noqa: BLE001 - reported by serve()
+        loop.call_soon_threadsafe(_settle_with, loading, None, exc)
+    else:
+        loop.call_soon_threadsafe(_settle_with, loading, prepared, None)
+
+
+def _settle_with(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s")
+    keep_freed_memory()
+    torch.set_num_threads(args.torch_threads or default_torch_threads())
+    return asyncio.run(serve(args))
 
 
 if __name__ == "__main__":

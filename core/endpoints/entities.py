@@ -26,12 +26,12 @@ class EndpointStatus(str, Enum):
 
 @dataclass(frozen=True)
 class ServingConfig:
-    """How the endpoint's server batches and threads (see ``entrypoints/serve.py``).
+    """How the endpoint's server batches and takes connections (see ``entrypoints/serve.py``).
 
     Attributes:
         max_batch_size: most images one forward pass takes (requests are micro-batched).
-        max_wait_ms: longest a batch waits for requests already being decoded.
-        workers: most connections served at once (one thread each).
+        max_wait_ms: longest a forming batch waits for the next request (4 times that in all).
+        workers: most connections served at once.
     """
 
     max_batch_size: int = 16
@@ -63,7 +63,7 @@ class Endpoint:
             answers the SageMaker Runtime path), the runtime URL on AWS; None until known.
         failure_reason: why it failed (Failed only).
         port: the local server's port (local only).
-        serving: the batching and threading settings it was deployed with.
+        serving: the batching and connection settings it was deployed with.
     """
 
     name: str

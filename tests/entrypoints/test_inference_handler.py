@@ -18,7 +18,7 @@ from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
 CLASSES = ["circle", "cross", "square"]
 
 _CASES = r'''
-import base64, io, json, struct, sys, threading, zlib
+import asyncio, base64, io, json, struct, sys, threading, time, zlib
 from contextlib import ExitStack
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
@@ -229,6 +229,81 @@ out["padding_start"] = {
 shapes = []
 cost = forward_cpu_ms(lambda inputs: shapes.append(list(inputs.shape)) or inputs, 5, 32, repeats=3)
 out["forward_cpu_ms"] = {"shapes": shapes, "non_negative": cost >= 0}
+
+def spread(max_wait_s, arrivals):
+    """One-image requests at these seconds after the start, with 8 client connections open."""
+    seen = []
+    def forward(inputs):
+        seen.append(len(inputs))
+        return inputs
+    batcher = MicroBatcher(forward, max_batch_size=8, max_wait_s=max_wait_s, clients=lambda: 8)
+    batcher.start()
+    start, jobs = time.monotonic(), []
+    for at in arrivals:
+        time.sleep(max(0.0, start + at - time.monotonic()))
+        with batcher.arrival() as submit:
+            jobs.append(submit(torch.zeros(1, 1)))
+    for job in jobs:
+        job.result(60)
+    batcher.stop()
+    return seen
+
+out["spread"] = {
+    # each request within max_wait of the last: one batch, though the last came 1.2 s after the first
+    "steady": spread(1.0, [0, 0.3, 0.6, 0.9, 1.2]),
+    # MAX_WAIT_SPREAD x max_wait = 2 s in all: the batch runs at 2.0 s with what it has
+    "capped": spread(0.5, [0, 0.45, 0.9, 1.35, 1.8, 2.25, 2.7]),
+}
+
+# --- the server's own pieces ---------------------------------------------------------------------
+from imagedata import eval_pixels, eval_transform, normalise_pixels
+from serve import MAX_WAIT_SPREAD, _Wakeups, keep_freed_memory, parse_head
+
+samples = [Image.effect_noise((57, 41), 80).convert("RGB"), Image.new("RGB", (32, 32), (10, 200, 30)),
+           Image.effect_noise((20, 90), 30).convert("RGB"), Image.new("RGB", (7, 5), (255, 0, 128))]
+whole, first_half = eval_transform(32), eval_pixels(32)
+stacked = torch.stack([first_half(picture) for picture in samples])
+out["split_transform"] = {
+    "per_image": [torch.equal(whole(p), normalise_pixels(first_half(p))) for p in samples],
+    "batched": torch.equal(normalise_pixels(stacked), torch.stack([whole(p) for p in samples])),
+    "dtype": str(stacked.dtype), "shape": list(stacked.shape),
+}
+
+def head(raw):
+    try:
+        request = parse_head(raw)
+    except ValueError as exc:
+        return {"error": str(exc)}
+    return {"method": request.method, "path": request.path, "version": request.version, "headers": request.headers,
+            "length": request.body_length, "keep_alive": request.keep_alive}
+
+out["heads"] = {
+    "post": head(b"POST /invocations?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\nCONTENT-TYPE:image/jpeg\r\n\r\n"),
+    "http10": head(b"GET /ping HTTP/1.0\r\n\r\n"),
+    "http10-keep-alive": head(b"GET /ping HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+    "close": head(b"GET /ping HTTP/1.1\r\nConnection: close\r\n\r\n"),
+    "bad-length": head(b"POST /invocations HTTP/1.1\r\nContent-Length: many\r\n\r\n"),
+    "leading-blank-line": head(b"\r\nGET /ping HTTP/1.1\r\n\r\n"),
+    "not-http": head(b"HELLO\r\n\r\n"),
+    "http2": head(b"PRI * HTTP/2.0\r\n\r\n"),
+    "bad-header": head(b"GET /ping HTTP/1.1\r\nno colon here\r\n\r\n"),
+}
+
+async def wakeups():
+    loop = asyncio.get_running_loop()
+    wake = _Wakeups(loop)
+    futures = [loop.create_future() for _ in range(4)]
+    futures[3].cancel()  # a waiter that gave up: settling it is harmless
+    settler = threading.Thread(target=lambda: [wake.settle(futures[0], "a"), wake.settle(futures[1], error=ValueError("bad")),
+                                              wake.settle(futures[2], "c"), wake.settle(futures[3], "late")])
+    settler.start()
+    settler.join()
+    results = await asyncio.gather(*futures[:3], return_exceptions=True)
+    return [r if isinstance(r, str) else f"{type(r).__name__}: {r}" for r in results]
+
+out["wakeups"] = asyncio.run(wakeups())
+out["keep_freed_memory"] = keep_freed_memory()
+out["max_wait_spread"] = MAX_WAIT_SPREAD
 print(json.dumps(out))
 '''
 
@@ -382,6 +457,49 @@ def test_padding_starts_where_a_partial_batch_costs_more_than_a_full_one(cases: 
 
 def test_forward_cpu_ms_times_blank_batches(cases: dict[str, Any]) -> None:
     assert cases["forward_cpu_ms"] == {"shapes": [[5, 3, 32, 32]] * 3, "non_negative": True}
+
+
+def test_a_batch_waits_for_each_next_request_up_to_a_cap(cases: dict[str, Any]) -> None:
+    assert cases["max_wait_spread"] == 4
+    assert cases["spread"]["steady"] == [5]
+    assert cases["spread"]["capped"] == [5, 2]
+
+
+def test_the_servers_split_preprocessing_is_bit_identical_to_training(cases: dict[str, Any]) -> None:
+    got = cases["split_transform"]
+    assert got == {"per_image": [True] * 4, "batched": True, "dtype": "torch.uint8", "shape": [4, 3, 32, 32]}
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("post", {"method": "POST", "path": "/invocations", "version": "HTTP/1.1", "length": 12, "keep_alive": True,
+                  "headers": {"host": "a", "content-length": "12", "content-type": "image/jpeg"}}),
+        ("http10", {"method": "GET", "path": "/ping", "version": "HTTP/1.0", "headers": {}, "length": None,
+                    "keep_alive": False}),
+        ("http10-keep-alive", {"method": "GET", "path": "/ping", "version": "HTTP/1.0", "length": None,
+                               "headers": {"connection": "Keep-Alive"}, "keep_alive": True}),
+        ("close", {"method": "GET", "path": "/ping", "version": "HTTP/1.1", "headers": {"connection": "close"},
+                   "length": None, "keep_alive": False}),
+        ("bad-length", {"method": "POST", "path": "/invocations", "version": "HTTP/1.1", "length": None,
+                        "headers": {"content-length": "many"}, "keep_alive": True}),
+        ("leading-blank-line", {"method": "GET", "path": "/ping", "version": "HTTP/1.1", "headers": {}, "length": None,
+                                "keep_alive": True}),
+        ("not-http", {"error": "not an HTTP/1.x request line: b'HELLO'"}),
+        ("http2", {"error": "not an HTTP/1.x request line: b'PRI * HTTP/2.0'"}),
+        ("bad-header", {"error": "not a header line: b'no colon here'"}),
+    ],
+)
+def test_parse_head(cases: dict[str, Any], name: str, expected: dict[str, Any]) -> None:
+    assert cases["heads"][name] == expected
+
+
+def test_wakeups_resolve_futures_settled_on_other_threads(cases: dict[str, Any]) -> None:
+    assert cases["wakeups"] == ["a", "ValueError: bad", "c"]
+
+
+def test_freed_memory_is_kept_on_glibc(cases: dict[str, Any]) -> None:
+    assert cases["keep_freed_memory"] is True
 
 
 def _free_port() -> int:
