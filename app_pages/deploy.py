@@ -100,7 +100,8 @@ def _deploy_form() -> None:
     c1, c2, c3 = st.columns(3)
     max_batch = c1.number_input("Max batch size", 1, 256, DEFAULT_SERVING.max_batch_size, key="deploy_max_batch")
     max_wait = c2.number_input("Max wait (ms)", 0.0, 1000.0, float(DEFAULT_SERVING.max_wait_ms), step=1.0,
-                               key="deploy_max_wait_ms", help="Longest a forming batch waits for the next request (4 times that in all)")
+                               key="deploy_max_wait_ms",
+                               help="Longest a forming batch waits for the next request (4 times that in all)")
     workers = c3.number_input("Workers (connections)", 1, 256, DEFAULT_SERVING.workers, key="deploy_workers")
     if st.button("Deploy", type="primary", key="deploy_button", disabled=not model_uri) and model_uri:
         endpoint_name = name.strip() or default_name

@@ -393,8 +393,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         tensors = [preprocess(ImageBatch([Image.open(io.BytesIO(body)).convert("RGB")]), model)[0]
                    for body, _ in images]
         print(f"model={model_tar} classes={len(model.class_names)} image_size={model.image_size} "
-              f"test_images={len(images)} cpus={os.cpu_count()} torch_threads={args.torch_threads} freed_memory_kept={kept} "
-              f"max_batch_size={args.max_batch_size} max_wait_ms={args.max_wait_ms} workers={args.workers}",
+              f"test_images={len(images)} cpus={os.cpu_count()} torch_threads={args.torch_threads} "
+              f"freed_memory_kept={kept} max_batch_size={args.max_batch_size} max_wait_ms={args.max_wait_ms} "
+              f"workers={args.workers}",
               flush=True)
         loads: dict[str, Load] = {}
         server, port = start_server(args, model_tar, scratch)

@@ -411,7 +411,8 @@ class ModelServer:
                 while await self._serve_request(reader, writer):
                     pass
         except (ConnectionError, asyncio.IncompleteReadError, TimeoutError) as exc:
-            LOG.warning("connection from %s ended with %s", writer.get_extra_info("peername"), exc or type(exc).__name__)
+            LOG.warning("connection from %s ended with %s", writer.get_extra_info("peername"),
+                        exc or type(exc).__name__)
         finally:
             self._connections -= 1
             writer.close()
@@ -572,21 +573,23 @@ class _Body:
         if not self._unread:
             return b""
         self._unread = False
-        self._continue()
-        async with asyncio.timeout(IDLE_TIMEOUT_S + self.length / MIN_UPLOAD_BYTES_PER_S):
-            return await self.reader.readexactly(self.length or 0)
+        length = self.length or 0
+        if self._expects_continue():
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        async with asyncio.timeout(IDLE_TIMEOUT_S + length / MIN_UPLOAD_BYTES_PER_S):
+            return await self.reader.readexactly(length)
 
     async def discard(self) -> bool:
         """Reads an unread body away; False when the connection cannot carry another request:
-        a body without a length, chunked, or over DRAIN_LIMIT_BYTES."""
+        a body without a length, chunked, over DRAIN_LIMIT_BYTES, or one the client waits to
+        be asked for (``Expect: 100-continue``: it is never asked, and the connection closes)."""
         if self.request.headers.get("transfer-encoding") or (self.length is None and self.request.method == "POST"):
             return False
         if not self._unread:
             return True
         self._unread = False
-        if self.length is None or self.length > DRAIN_LIMIT_BYTES:
+        if self.length is None or self.length > DRAIN_LIMIT_BYTES or self._expects_continue():
             return False
-        self._continue()
         left = self.length
         async with asyncio.timeout(IDLE_TIMEOUT_S + left / MIN_UPLOAD_BYTES_PER_S):
             while left > 0:
@@ -596,9 +599,8 @@ class _Body:
                 left -= len(chunk)
         return True
 
-    def _continue(self) -> None:
-        if self.request.headers.get("expect", "").lower() == "100-continue":
-            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    def _expects_continue(self) -> bool:
+        return self.request.headers.get("expect", "").lower() == "100-continue"
 
 
 def decode(body: bytes, content_type: str | None, model: LoadedModel) -> tuple[ImageBatch, torch.Tensor]:

@@ -294,8 +294,12 @@ async def wakeups():
     wake = _Wakeups(loop)
     futures = [loop.create_future() for _ in range(4)]
     futures[3].cancel()  # a waiter that gave up: settling it is harmless
-    settler = threading.Thread(target=lambda: [wake.settle(futures[0], "a"), wake.settle(futures[1], error=ValueError("bad")),
-                                              wake.settle(futures[2], "c"), wake.settle(futures[3], "late")])
+    def settle_all():
+        wake.settle(futures[0], "a")
+        wake.settle(futures[1], error=ValueError("bad"))
+        wake.settle(futures[2], "c")
+        wake.settle(futures[3], "late")
+    settler = threading.Thread(target=settle_all)
     settler.start()
     settler.join()
     results = await asyncio.gather(*futures[:3], return_exceptions=True)

@@ -113,3 +113,7 @@ def test_keep_alive_http_1_0_and_expect_continue(port: int) -> None:
     answer = raw_exchange(port, head, then=body)  # the body goes only after the interim answer
     assert answer.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
     assert b'"predictions"' in answer
+    refused = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n"
+    answer = raw_exchange(port, refused)  # never asked for its body: answered, then closed
+    assert answer.startswith(b"HTTP/1.1 404 Not Found\r\n") and b"Connection: close" in answer
+    assert b"100 Continue" not in answer
