@@ -8,8 +8,9 @@ imports only its neighbours ``imagemodels`` and ``imagedata``). The flow of one 
     prediction = predict_fn(batch, model)              # resize + normalise, one forward pass, softmax
     body, content_type = output_fn(prediction, "application/json")
 
-``predict_fn`` is ``forward(preprocess(batch, model), model)``: a micro-batching server runs
-``preprocess`` in each request's thread and one ``forward`` over several requests.
+``predict_fn`` is ``forward(preprocess(batch, model), model)``, and ``preprocess`` is
+``model.normalise(pixels(batch, model))``: a micro-batching server runs ``pixels`` per request
+and ``normalise`` and ``forward`` once over several requests (the same numbers, bit for bit).
 
 Requests: ``image/jpeg``, ``image/png``, ``application/x-image`` or
 ``application/octet-stream`` carry one image as raw bytes (any of JPEG, PNG, GIF, BMP, WebP,
