@@ -817,7 +817,7 @@ async def serve(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         # A daemon thread, not the loop's executor: a stop while loading must not wait for it.
         loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]] = loop.create_future()
-        threading.Thread(target=_load_into, args=(loading, args, scratch, server.open_connections),
+        threading.Thread(target=_load_into, args=(loading, _Wakeups(loop), args, scratch, server.open_connections),
                          name="load", daemon=True).start()
         stop_wait = asyncio.ensure_future(stopping.wait())
         await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
@@ -843,24 +843,14 @@ async def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_into(loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]], args: argparse.Namespace, scratch: Path,
-               clients: Callable[[], int]) -> None:
-    loop = loading.get_loop()
+def _load_into(loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]], wakeups: _Wakeups,
+               args: argparse.Namespace, scratch: Path, clients: Callable[[], int]) -> None:
     try:
         prepared = prepare(args, scratch, clients)
     except Exception as exc:  # noqa: BLE001 - reported by serve()
-        loop.call_soon_threadsafe(_settle_with, loading, None, exc)
+        wakeups.settle(loading, error=exc)
     else:
-        loop.call_soon_threadsafe(_settle_with, loading, prepared, None)
-
-
-def _settle_with(future: asyncio.Future[T], value: T | None, error: BaseException | None) -> None:
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)  # type: ignore[arg-type]
+        wakeups.settle(loading, prepared)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
