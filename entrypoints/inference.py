@@ -101,7 +101,10 @@ class Prediction:
 
 
 def model_fn(model_dir: str | Path) -> LoadedModel:
-    """Loads ``model.pth`` (a plain dict, read with ``weights_only=True``) into eval mode.
+    """Loads ``model.pth`` (a plain dict, read with ``weights_only=True``) into eval mode, its
+    convolution weights channels-last: the layout oneDNN computes in. Measured on CPU, that makes
+    EfficientNet-Lite0 (64 px) a third faster on a batch of 16 and twice as fast on 4, and
+    ResNet-50 (224 px) 30% faster on 16; no size was slower.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
@@ -112,7 +115,7 @@ def model_fn(model_dir: str | Path) -> LoadedModel:
         raise FileNotFoundError(f"no {MODEL_FILE} in {model_dir}: is this a training job's model.tar.gz?")
     try:
         artifact = read_artifact(path)
-        network = model_from_artifact(artifact)
+        network = model_from_artifact(artifact).to(memory_format=torch.channels_last)
     except ValueError:
         raise
     except Exception as exc:  # torch.load's unpickler or load_state_dict, on a foreign or corrupt file
