@@ -273,6 +273,11 @@ class ProfilingSession:
         activities = [torch.profiler.ProfilerActivity.CPU]
         if torch.cuda.is_available():
             activities.append(torch.profiler.ProfilerActivity.CUDA)
+        else:
+            # Without a GPU, the profiler's library logs "ERROR: ... gpuGetDeviceCount failed" when it
+            # starts: harmless, but it alarms whoever reads the job's log. Its level 5 keeps only
+            # messages meant for users; KINETO_LOG_LEVEL set by the caller wins.
+            os.environ.setdefault("KINETO_LOG_LEVEL", "5")
         self._profiler = torch.profiler.profile(activities=activities, profile_memory=True, record_shapes=False)
         self._profiler.start()
         self._window_started = time.time()

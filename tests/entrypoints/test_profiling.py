@@ -87,11 +87,16 @@ print(json.dumps({"names": gpus.names, "count": gpus.count, "broken": system_mon
 """
 
 
-def _run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
+def _completed(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([str(DEFAULT_JOB_PYTHON), "-c", script, str(ENTRYPOINTS_DIR), *args],
                             capture_output=True, text=True, timeout=300, env=env, cwd=cwd)
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result
+
+
+def _run(script: str, *args: str, cwd: Path, env: dict[str, str] | None = None) -> Any:
+    """The script's last line of output, a JSON document."""
+    return json.loads(_completed(script, *args, cwd=cwd, env=env).stdout.strip().splitlines()[-1])
 
 
 def _lines(folder: Path) -> list[dict[str, Any]]:
@@ -99,13 +104,15 @@ def _lines(folder: Path) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def session_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+def session_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
+    """The profiler's output folder, what the script read back, and everything it logged."""
     out = tmp_path_factory.mktemp("session")
-    return out / "profiler-output", _run(_SESSION, str(out), cwd=out)
+    result = _completed(_SESSION, str(out), cwd=out)
+    return out / "profiler-output", json.loads(result.stdout.strip().splitlines()[-1]), result.stdout + result.stderr
 
 
-def test_system_metrics_are_sagemaker_files_that_smdebug_reads(session_run: tuple[Path, dict[str, Any]]) -> None:
-    root, read = session_run
+def test_system_metrics_are_sagemaker_files_that_smdebug_reads(session_run: tuple[Path, dict[str, Any], str]) -> None:
+    root, read, _ = session_run
     files = sorted((root / "system" / "incremental").glob("*/*.json"))
     assert files and all(len(f.parent.name) == 10 and f.name.endswith(".algo-1.json") for f in files)
     assert all(int(f.name.split(".")[0]) % 60 == 0 for f in files)  # one file per minute
@@ -126,8 +133,8 @@ def test_system_metrics_are_sagemaker_files_that_smdebug_reads(session_run: tupl
     assert not read["active_after"]
 
 
-def test_steps_phases_and_job_facts_are_recorded(session_run: tuple[Path, dict[str, Any]]) -> None:
-    root, _ = session_run
+def test_steps_phases_and_job_facts_are_recorded(session_run: tuple[Path, dict[str, Any], str]) -> None:
+    root, _, _ = session_run
     events = _lines(root / "framework" / "events")
     steps = [e for e in events if e["Type"] == "step"]
     assert [(s["Epoch"], s["Step"]) for s in steps] == [(1 + i // 5, i) for i in range(10)]
@@ -148,8 +155,8 @@ def test_steps_phases_and_job_facts_are_recorded(session_run: tuple[Path, dict[s
     assert events[-1]["Type"] == "end"
 
 
-def test_the_window_writes_a_trace_and_an_operator_summary(session_run: tuple[Path, dict[str, Any]]) -> None:
-    root, _ = session_run
+def test_the_window_writes_a_trace_and_an_operator_summary(session_run: tuple[Path, dict[str, Any], str]) -> None:
+    root, _, _ = session_run
     folder = root / "framework" / "pytorch"
     traces = list(folder.glob("*.pt.trace.json.gz"))
     summaries = list(folder.glob("*_operators.json"))
@@ -165,6 +172,11 @@ def test_the_window_writes_a_trace_and_an_operator_summary(session_run: tuple[Pa
     assert operators["aten::addmm"]["calls"] >= 4 and operators["aten::addmm"]["self_cpu_ms"] > 0
     assert operators["phase:forward"]["kind"] == "phase"
     assert {"self_device_ms", "cpu_memory_mb", "device_memory_mb"} <= set(operators["aten::addmm"])
+
+
+def test_a_window_without_a_gpu_logs_no_gpu_error(session_run: tuple[Path, dict[str, Any], str]) -> None:
+    _, _, log = session_run  # the same run whose window wrote a trace (the test above)
+    assert "gpuGetDeviceCount" not in log and "ERROR" not in log
 
 
 def test_gpu_metrics_through_nvml_and_window_parsing(tmp_path: Path) -> None:
