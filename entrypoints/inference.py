@@ -102,9 +102,9 @@ class Prediction:
 
 def model_fn(model_dir: str | Path) -> LoadedModel:
     """Loads ``model.pth`` (a plain dict, read with ``weights_only=True``) into eval mode, its
-    convolution weights channels-last: the layout oneDNN computes in. Measured on CPU, that makes
-    EfficientNet-Lite0 (64 px) a third faster on a batch of 16 and twice as fast on 4, and
-    ResNet-50 (224 px) 30% faster on 16; no size was slower.
+    convolution weights channels-last: the layout oneDNN computes in. Measured on CPU with one
+    thread, a forward pass of EfficientNet-Lite0 (64 px) then takes a third less time on a batch
+    of 16 and half on 4, and ResNet-50 (224 px) 14-30% less on 16; no batch size was slower.
 
     Raises:
         FileNotFoundError: no ``model.pth`` in ``model_dir``.
