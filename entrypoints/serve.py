@@ -576,7 +576,7 @@ class _Body:
         length = self.length or 0
         if self._expects_continue():
             self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        async with asyncio.timeout(IDLE_TIMEOUT_S + length / MIN_UPLOAD_BYTES_PER_S):
+        async with asyncio.timeout(_upload_time_s(length)):
             return await self.reader.readexactly(length)
 
     async def discard(self) -> bool:
@@ -591,7 +591,7 @@ class _Body:
         if self.length is None or self.length > DRAIN_LIMIT_BYTES or self._expects_continue():
             return False
         left = self.length
-        async with asyncio.timeout(IDLE_TIMEOUT_S + left / MIN_UPLOAD_BYTES_PER_S):
+        async with asyncio.timeout(_upload_time_s(left)):
             while left > 0:
                 chunk = await self.reader.read(min(left, 1 << 16))
                 if not chunk:
@@ -601,6 +601,11 @@ class _Body:
 
     def _expects_continue(self) -> bool:
         return self.request.headers.get("expect", "").lower() == "100-continue"
+
+
+def _upload_time_s(length: int) -> float:
+    """How long a body of ``length`` bytes may take to arrive (see MIN_UPLOAD_BYTES_PER_S)."""
+    return IDLE_TIMEOUT_S + length / MIN_UPLOAD_BYTES_PER_S
 
 
 def decode(body: bytes, content_type: str | None, model: LoadedModel) -> tuple[ImageBatch, torch.Tensor]:

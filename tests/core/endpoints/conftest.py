@@ -3,11 +3,13 @@ in the job environment and packed as a training job would pack it."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
 
@@ -22,6 +24,14 @@ model = build_model("efficientnet_lite0", 3, image_size=32, pretrained=False).ev
 torch.save(make_artifact(model, arch="efficientnet_lite0", class_names=sys.argv[3].split(","), image_size=32,
                          mean=IMAGENET_MEAN, std=IMAGENET_STD), sys.argv[2])
 """
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30),
+                color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
+    """A plain image file in ``fmt``."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
 
 
 def pack(model_file: Path, archive: Path) -> Path:

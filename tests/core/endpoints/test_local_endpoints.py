@@ -3,7 +3,6 @@ input error, and a boto3 ``sagemaker-runtime`` client pointed at the server."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -16,7 +15,6 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
-from PIL import Image
 
 from core.config import DEFAULT_JOB_PYTHON
 from core.endpoints import EndpointStatus, LocalEndpointManager
@@ -26,16 +24,9 @@ from core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
 from core.training._local import is_process_alive
 
-from tests.core.endpoints.conftest import CLASS_NAMES
+from tests.core.endpoints.conftest import CLASS_NAMES, image_bytes
 
 SIX_MB = 6 * 1024 * 1024
-
-
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (40, 30),
-                color: tuple[int, int, int] = (200, 30, 30)) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, format=fmt)
-    return buffer.getvalue()
 
 
 def manager_for(workspace: Path) -> LocalEndpointManager:

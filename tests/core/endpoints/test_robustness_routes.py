@@ -6,18 +6,18 @@ gets a clear answer, and the server keeps serving."""
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from PIL import Image
 
 from core.config import DEFAULT_JOB_PYTHON
 from core.endpoints import EndpointStatus, LocalEndpointManager
 from core.jobstore import JobStore
+
+from tests.core.endpoints.conftest import image_bytes
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +65,6 @@ def raw_exchange(port: int, data: bytes, *, then: bytes = b"") -> bytes:
     return received
 
 
-def jpeg() -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (40, 30), (200, 30, 30)).save(buffer, format="JPEG")
-    return buffer.getvalue()
-
-
 def test_unknown_routes_and_a_chunked_body_are_refused_clearly(port: int) -> None:
     status, body = request(port, "GET", "/health")
     assert (status, json.loads(body)["Message"]) == (404, "no route GET /health: use GET /ping")
@@ -100,14 +94,14 @@ def test_keep_alive_http_1_0_and_expect_continue(port: int) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         for _ in range(3):  # one connection, three requests
-            connection.request("POST", "/invocations", jpeg(), {"Content-Type": "image/jpeg"})
+            connection.request("POST", "/invocations", image_bytes(), {"Content-Type": "image/jpeg"})
             response = connection.getresponse()
             assert response.status == 200 and json.loads(response.read())["predictions"]
     finally:
         connection.close()
     answer = raw_exchange(port, b"GET /ping HTTP/1.0\r\n\r\n")  # HTTP/1.0: answered, then closed
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in answer
-    body = jpeg()
+    body = image_bytes()
     head = (f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\nContent-Length: {len(body)}\r\n"
             "Expect: 100-continue\r\nConnection: close\r\n\r\n").encode()
     answer = raw_exchange(port, head, then=body)  # the body goes only after the interim answer
