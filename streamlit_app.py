@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
-from core.config import Settings
-from core.errors import ConfigError, ConsoleError
-from core.health import BackendHealth, check_health
+from core.backend import Backend
+from core.errors import ConsoleError
+from core.health import BackendHealth
 from core.journey import next_step
-from core.types import BackendKind
 from app_pages._shared import backend, journey, next_step_link
 
-st.set_page_config(page_title="SageMaker image-classifier console", page_icon=":material/pets:", layout="wide")
+FAVICON = Path(__file__).parent / "app_pages" / "assets" / "favicon.png"
+"""Served by the app itself: a ``:material/…:`` icon would make every page fetch it from the internet."""
+
+st.set_page_config(page_title="SageMaker image-classifier console", page_icon=str(FAVICON), layout="wide")
 
 
 @st.cache_data(ttl=60, show_spinner=False)
-def _health(key: str, _settings: Settings) -> BackendHealth:
+def _health(key: str, _backend: Backend) -> BackendHealth:
     """The backend's health, checked at most once a minute (on AWS it is an STS call)."""
-    return check_health(_settings)
+    return _backend.health()
 
 
 navigation = st.navigation(
@@ -35,11 +39,12 @@ navigation = st.navigation(
 
 with st.sidebar:
     try:
-        settings = backend().settings
-    except ConfigError as exc:
+        be = backend()
+    except ConsoleError as exc:
         st.error(f"Settings: {exc}")
         st.stop()
-    health = _health(repr(settings), settings)
+    settings = be.settings
+    health = _health(repr(settings), be)
     st.markdown(f"**Backend:** `{settings.backend.value}`")
     (st.success if health.ok else st.error)(health.title)
     for line in health.details:
@@ -53,9 +58,9 @@ with st.sidebar:
             if step is not None:
                 next_step_link(step)
 
-if settings.backend is BackendKind.AWS and not health.ok:
-    # Every page lists AWS resources: without credentials, a bucket or a reachable API each would
-    # fail with a traceback, so the app says once what is wrong and how to fix it instead.
+if health.pages_need_it and not health.ok:
+    # Every page lists remote resources: without credentials, a bucket or a reachable API each would
+    # fail, so the app says once what is wrong and how to fix it instead.
     st.error(f"{health.title}: the pages need a working AWS backend.", icon=":material/cloud_off:")
     for line in health.details:
         st.markdown(f"- {line}")

@@ -3,6 +3,8 @@ and the newcomer's path."""
 
 from __future__ import annotations
 
+import logging
+
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -10,7 +12,6 @@ from core.backend import Backend, get_backend
 from core.config import Settings, load_settings
 from core.errors import ConsoleError
 from core.journey import JourneyStep, Step, journey_steps
-from core.types import BackendKind
 
 
 @st.cache_resource(show_spinner=False)
@@ -26,10 +27,12 @@ def backend() -> Backend:
 
 def show_error(exc: Exception) -> None:
     """Shows a console error as it is; anything else as an unexpected failure."""
-    if isinstance(exc, ConsoleError):
+    if isinstance(exc, ConsoleError) and str(exc):
         st.error(str(exc), icon=":material/error:")
     else:
-        st.error(f"Unexpected error ({type(exc).__name__}): {exc}", icon=":material/report:")
+        detail = str(exc) or "it gave no message; the app's log has the traceback"
+        st.error(f"Unexpected error ({type(exc).__name__}): {detail}", icon=":material/report:")
+        logging.getLogger(__name__).error("unexpected error shown on a page", exc_info=exc)
 
 
 JOB_QUERY_PARAM = "job"
@@ -92,11 +95,11 @@ def _journey_for(key: str, _backend: Backend) -> list[JourneyStep]:
 
 
 def journey() -> list[JourneyStep]:
-    """The workspace's progress along the newcomer's path. Every page shows the next step, so on
-    AWS, where each listing is an API call, it is listed at most every 3 s; locally it is always
-    current (a few SQLite queries), so the step moves on as soon as an action finishes."""
+    """The workspace's progress along the newcomer's path. Every page shows the next step, so where
+    each listing is an API call (AWS) it is listed at most every 3 s; where listing is cheap (a few
+    SQLite queries) it is always current, so the step moves on as soon as an action finishes."""
     be = backend()
-    if be.kind is BackendKind.LOCAL:
+    if be.lists_cheaply:
         return journey_steps(be)
     return _journey_for(repr(be.settings), be)
 

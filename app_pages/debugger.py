@@ -8,7 +8,7 @@ import streamlit as st
 from core.debugger import DebugStore, RuleStatus
 from core.debugger import charts, views
 from core.entities import TrainingJob
-from core.types import BackendKind, JobStatus
+from core.types import JobStatus
 from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_picker, show_error
 
 POLL_SECONDS = 3
@@ -66,16 +66,12 @@ def _rules(name: str, job: TrainingJob) -> None:
                 st.markdown(f"**What it means:** {rule.meaning}")
                 st.markdown(f"**What to try:** {rule.advice}")
                 st.caption(f"Parameters: {', '.join(f'{k}={v}' for k, v in rule.parameters.items()) or 'defaults'}")
-    if be.kind is BackendKind.AWS:
-        _sagemaker_rules(name)
+    _service_rules(name)
 
 
-def _sagemaker_rules(name: str) -> None:
-    from core.aws import AwsSession
-    from core.debugger.sagemaker import sagemaker_rule_statuses
-
+def _service_rules(name: str) -> None:
     try:
-        own = sagemaker_rule_statuses(AwsSession(be.settings).client("sagemaker"), name)
+        own = be.analysis.service_rule_results(name)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc)
         return
@@ -134,23 +130,12 @@ def _weights(name: str) -> None:
                         key=f"debug_profile_{name}")
 
 
-def _aws_evaluator(job: TrainingJob) -> None:
-    """SageMaker jobs: the console's own evaluator follows the job from this machine."""
-    from core.debugger.evaluator import SageMakerRuleEvaluators
-
-    state = SageMakerRuleEvaluators(be.settings, store).ensure_running(job)
-    if state == "no trial":
-        st.caption("This job saved no Debugger trial to S3 (it ran with --debug false or without debug-out-dir).")
-    elif state != "concluded":
-        st.caption("Rules are evaluated on this machine by an evaluator that reads the trial in S3 and follows "
-                   "the job until it ends (SageMaker Debugger's rule jobs are closed to new customers).")
-
-
 @st.fragment(run_every=POLL_SECONDS if is_active else None)
 def debugger_view(name: str) -> None:
     job = be.runner.describe(name)
-    if be.kind is BackendKind.AWS:
-        _aws_evaluator(job)
+    note = be.analysis.ensure_analysed(job).debugger
+    if note:
+        st.caption(note)
     if is_active and job.status.is_terminal:
         st.rerun()  # stop polling once the job ended
     trial = store.trial(name)

@@ -14,7 +14,7 @@ from core.errors import ConsoleError
 from core.spot import completed_runs_as_jobs
 from core.training.launch import new_job_name
 from core.tuning import TuningJob
-from core.types import BackendKind, JobStatus
+from core.types import JobStatus
 from app_pages._shared import (
     ENDPOINT_QUERY_PARAM,
     JOB_QUERY_PARAM,
@@ -25,13 +25,11 @@ from app_pages._shared import (
 )
 
 POLL_SECONDS = 2
-AWS_INSTANCE_TYPES = ["ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.m5.2xlarge"]
 SOURCES = {"job": "Completed training job", "tuning": "Best trial of a tuning job"}
 CHANGING = (EndpointStatus.CREATING, EndpointStatus.DELETING)
 
 st.title("Deploy")
 be = backend()
-is_local = be.kind is BackendKind.LOCAL
 endpoints = be.endpoints.list_endpoints()
 
 
@@ -56,7 +54,11 @@ def _model_from_tuning(tuning_jobs: list[TuningJob]) -> str | None:
         st.page_link("app_pages/tuning.py", label="Go to Tuning", icon=":material/tune:")
         return None
     name = st.selectbox("Tuning job", [j.name for j in tuning_jobs], key="deploy_tuning_job")
-    best = be.tuner.best_trial(name)
+    try:
+        best = be.tuner.best_trial(name)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        return None
     if best is None or not best.training_job.model_uri:
         st.info("No trial of this tuning job has completed with a model yet.")
         return None
@@ -88,14 +90,10 @@ def _deploy_form() -> None:
     c1, c2, c3 = st.columns([2, 1.4, 1])
     name = c1.text_input("Endpoint name (empty: generated)", key="deploy_name", max_chars=63,
                          placeholder=default_name)
-    if is_local:
-        instance_type = c2.selectbox("Instance type", ["local"], key="deploy_instance_type", disabled=True,
-                                     help="A local endpoint is one server process on this machine")
-        count = c3.number_input("Instances", 1, 1, 1, key="deploy_instance_count", disabled=True)
-    else:
-        instance_type = c2.selectbox("Instance type", AWS_INSTANCE_TYPES, key="deploy_instance_type",
-                                     help="CPU instances: the serving image runs torch's CPU build")
-        count = c3.number_input("Instances", 1, 10, 1, key="deploy_instance_count")
+    types, most = be.endpoints.instance_types, be.endpoints.max_instance_count
+    instance_type = c2.selectbox("Instance type", types, key="deploy_instance_type", disabled=len(types) == 1,
+                                 help=be.endpoints.instance_help)
+    count = c3.number_input("Instances", 1, most, 1, key="deploy_instance_count", disabled=most == 1)
     st.markdown("**Micro-batching** — concurrent requests share one forward pass")
     c1, c2, c3 = st.columns(3)
     max_batch = c1.number_input("Max batch size", 1, 256, DEFAULT_SERVING.max_batch_size, key="deploy_max_batch")
@@ -210,12 +208,7 @@ def _show(index: int, upload: UploadedFile, result: InvocationResult | str) -> N
 
 
 def _boto3_example(endpoint: Endpoint) -> str:
-    if is_local:
-        client = (f'runtime = boto3.client(\n    "sagemaker-runtime", region_name="us-east-1", '
-                  f'endpoint_url="{endpoint.url}",\n'
-                  '    aws_access_key_id="local", aws_secret_access_key="local",  # the local server ignores them\n)')
-    else:
-        client = f'runtime = boto3.client("sagemaker-runtime", region_name="{be.settings.region}")'
+    client = be.endpoints.runtime_client_code(endpoint)
     return (f"import json\n\nimport boto3\n\n{client}\n"
             'with open("image.jpg", "rb") as image:\n'
             f'    response = runtime.invoke_endpoint(\n        EndpointName="{endpoint.name}", '

@@ -6,33 +6,22 @@ import json
 
 import streamlit as st
 
-from core.backend import Backend
 from core.endpoints import EndpointStatus
-from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain, get_function_manager
+from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain
 from core.lambdas.events import image_event, parse_event
 from core.lambdas.iam import evaluate
 from core.lambdas.policies import endpoint_arn
-from core.types import BackendKind
 from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, show_error, take_linked_choice
 
 EMPTY_EVENT = json.dumps({"image": "", "top_k": 5}, indent=2)
 FORMATS = {"direct": "Direct invocation", "api_gateway": "API Gateway proxy (JSON body)"}
 
 
-@st.cache_resource(show_spinner=False)
-def _manager_for(key: str, _backend: Backend) -> FunctionManager:
-    return get_function_manager(_backend)
-
-
 st.title("Lambda")
 be = backend()
-is_local = be.kind is BackendKind.LOCAL
-functions = _manager_for(repr(be.settings), be)
+functions: FunctionManager = be.functions
 st.caption("A Lambda function (`lambda/lambda_function.py`) that takes an image in JSON, calls a SageMaker endpoint "
-           "and returns its top-k. "
-           + ("Locally it runs in its own process with a local role's credentials; the endpoint server checks "
-              "that role's policy on every call, as AWS does." if is_local else
-              f"It is deployed to AWS Lambda in {be.settings.region}."))
+           f"and returns its top-k. {functions.runs_where}")
 serving = [e.name for e in be.endpoints.list_endpoints() if e.status is EndpointStatus.IN_SERVICE]
 deployed = functions.list_functions()
 
@@ -53,13 +42,12 @@ def _deploy_form() -> None:
     reserve = c1.checkbox("Reserve concurrency", key="lambda_reserve",
                           help="At most this many invocations run at once; more are throttled (0 stops every call)")
     reserved = c2.number_input("Reserved concurrency", 0, 1000, 5, key="lambda_reserved", disabled=not reserve)
-    if is_local:
+    if functions.default_s3_prefix is None:
         st.caption("S3 inputs need the aws backend (the local store is not S3).")
         s3_prefix = None
     else:
-        default_prefix = f"s3://{be.settings.bucket}/{be.settings.prefix}/lambda-inputs/"
         s3_prefix = st.text_input("S3 input prefix (empty: S3 inputs off)", key="lambda_s3_prefix",
-                                  placeholder=default_prefix) or None
+                                  placeholder=functions.default_s3_prefix) or None
     if st.button("Deploy function", type="primary", key="lambda_deploy"):
         try:
             spec = FunctionSpec(function_name=name.strip() or f"classify-{endpoint}"[:64], endpoint_name=endpoint,
@@ -71,7 +59,7 @@ def _deploy_form() -> None:
             show_error(exc)
             return
         st.session_state["lambda_function"] = info.name
-        st.session_state["lambda_message"] = f"Deployed {info.name} ({'locally' if is_local else info.arn})"
+        st.session_state["lambda_message"] = f"Deployed {info.name} ({functions.location(info)})"
         st.rerun()
 
 
@@ -114,8 +102,8 @@ def _policy_panel(info: FunctionInfo) -> FunctionInfo:
             st.markdown(f"**{sid}**: {reason}")
         st.markdown("**Trust policy**: only the Lambda service (`lambda.amazonaws.com`) may assume the role.")
         st.json(dict(info.trust_policy), expanded=False)
-    if not is_local:
-        st.caption("IAM is eventually consistent: a changed policy can take a few seconds to apply.")
+    if functions.policy_note:
+        st.caption(functions.policy_note)
     return info
 
 
@@ -149,8 +137,7 @@ def _show(result: FunctionInvocation) -> None:
     c1.metric("Status", status)
     if result.top_1:
         c2.metric("Top-1", result.top_1[0], f"{result.top_1[1]:.1%}", delta_color="off", delta_arrow="off")
-    c3.metric("Latency", f"{result.latency_ms:.0f} ms", help="Round trip seen by the console"
-              + (" (a local run includes starting Python)" if is_local else ""))
+    c3.metric("Latency", f"{result.latency_ms:.0f} ms", help=f"Round trip seen by the console{functions.latency_note}")
     if result.duration_ms is not None:
         c4.metric("Duration", f"{result.duration_ms:.0f} ms", help="Time in the handler (Lambda's REPORT line)")
     body = result.body if isinstance(result.body, dict) else {}

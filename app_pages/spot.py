@@ -20,42 +20,30 @@ from core.spot import (
     interruptions,
     parse_interrupt_schedule,
     run_cost,
-    spot_manager,
 )
+from core.spot.pricing import latest_prices, synthetic_reasons
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, new_job_name
-from core.types import BackendKind
 from app_pages._shared import JOB_QUERY_PARAM, backend, show_error
 
 POLL_SECONDS = 2
-AWS_INSTANCE_TYPES = ["g5.xlarge", "g4dn.xlarge", "g6.xlarge", "m5.xlarge", "c5.2xlarge", "p3.2xlarge"]
 MARKERS = {"notice": ("orange", "triangle-down"), "checkpoint": ("green", "circle"), "interrupted": ("red", "x"),
            "resume": ("blue", "triangle-right"), "start": ("blue", "triangle-right"),
            "completed": ("black", "star"), "failed": ("black", "x-thin")}
 
 st.title("EC2 Spot")
 be = backend()
-is_local = be.kind is BackendKind.LOCAL
-
-
-@st.cache_resource(show_spinner=False)
-def _manager(key: str, _be: object) -> SpotManager:
-    return spot_manager(_be)  # type: ignore[arg-type]
-
-
-spot = _manager(repr(be.settings), be)
+spot: SpotManager = be.spot
 datasets = list_datasets(be)
 
 
-def _prices_aws() -> float | None:
-    """The price history chart (aws); returns the mean current spot price of the chosen types."""
-    from core.spot.pricing import latest_prices, synthetic_reasons
-
+def _prices() -> float | None:
+    """The price history chart; returns the mean current spot price of the chosen types."""
     st.subheader("Spot price history")
     c1, c2 = st.columns([3, 1])
-    types = c1.multiselect("Instance types", AWS_INSTANCE_TYPES, AWS_INSTANCE_TYPES[:2], key="spot_price_types")
+    types = c1.multiselect("Instance types", spot.instance_types, spot.instance_types[:2], key="spot_price_types")
     days = c2.slider("Days", 1, 90, 7, key="spot_price_days")
     try:
-        points = spot.price_history(types, days=days)  # type: ignore[attr-defined]
+        points = spot.price_history(types, days=days)
     except Exception as exc:  # noqa: BLE001 - shown to the user
         show_error(exc)
         return None
@@ -82,12 +70,13 @@ def _prices_aws() -> float | None:
 
 def _cost_inputs(spot_default: float | None) -> tuple[float, float, float]:
     st.subheader("Cost estimate")
-    if is_local:
-        st.caption("The local backend has no price feed: these figures use the prices you enter.")
-    else:
+    if spot.has_price_feed:
         st.caption("Spot price: the mean of the current prices above (edit it); on-demand price: entered by you.")
+    else:
+        st.caption("This backend has no price feed: these figures use the prices you enter.")
     c1, c2, c3 = st.columns(3)
-    spot_price = c1.number_input("Spot price (USD/h, entered)" if is_local else "Spot price (USD/h)", 0.0001, 1000.0,
+    spot_price = c1.number_input("Spot price (USD/h)" if spot.has_price_feed else "Spot price (USD/h, entered)",
+                                 0.0001, 1000.0,
                                  max(float(spot_default or 0.30), 0.0001), format="%.4f", key="spot_price")
     on_demand = c2.number_input("On-demand price (USD/h, entered)", 0.0001, 1000.0, 1.006, format="%.4f",
                                 key="spot_on_demand")
@@ -117,12 +106,12 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
     behaviours = ["stop", "hibernate"] if request_type == "persistent" else ["terminate"]
     behaviour = c2.selectbox("On interruption", behaviours, key="spot_behaviour",
                              help="EC2 runs persistent requests only with stop or hibernate")
-    instance_type = c3.selectbox("Instance type", ["local"] if is_local else AWS_INSTANCE_TYPES,
-                                 key="spot_instance_type", disabled=is_local)
+    instance_type = c3.selectbox("Instance type", spot.instance_types, key="spot_instance_type",
+                                 disabled=len(spot.instance_types) == 1)
     max_price = c4.number_input("Max price (USD/h, 0 = on-demand cap)", 0.0, 1000.0, 0.0, format="%.4f",
-                                key="spot_max_price", disabled=is_local)
+                                key="spot_max_price", disabled=not spot.has_price_feed)
     schedule, notice_s, watch = "", AWS_NOTICE_S, True
-    if is_local:
+    if spot.can_interrupt:
         st.markdown("**Simulator** — each instance is a local process with an IMDSv2 endpoint on 127.0.0.1")
         c1, c2, c3 = st.columns(3)
         schedule = c1.text_input("Interrupt after (s, one value per instance)", "", key="spot_schedule",
@@ -157,11 +146,11 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
 
 
 with st.expander("Launch a spot training run", expanded=not spot.list_runs(limit=1)):
-    if is_local:
+    if spot.has_price_feed:
+        spot_price, on_demand, hours = _cost_inputs(_prices())
+    else:
         st.info("Local backend: spot runs are simulated on this machine (no price feed, no AWS account).")
         spot_price, on_demand, hours = _cost_inputs(None)
-    else:
-        spot_price, on_demand, hours = _cost_inputs(_prices_aws())
     st.subheader("Run settings")
     _launch_form(spot_price, on_demand, hours)
 
@@ -231,10 +220,10 @@ def run_details(name: str) -> None:
     st.caption(run.detail or "")
     if run.failure_reason:
         st.error(run.failure_reason)
-    if run.status.is_terminal and hasattr(spot, "cleanup") and run.resources.get("role"):
+    if run.status.is_terminal and spot.can_clean_up and run.resources.get("role"):
         if st.button("Delete the run's role, instance profile and security group", key=f"spot_cleanup_{name}"):
             try:
-                st.success("Deleted " + ", ".join(spot.cleanup(name)))  # type: ignore[attr-defined]
+                st.success("Deleted " + ", ".join(spot.cleanup(name)))
             except Exception as exc:  # noqa: BLE001
                 show_error(exc)
     if not run.status.is_terminal:
@@ -276,7 +265,7 @@ def run_details(name: str) -> None:
                        f"with the same seed and settings: {delta:+.2f} points.")
         st.page_link("app_pages/deploy.py", label="Deploy this model", icon=":material/rocket_launch:",
                      query_params={JOB_QUERY_PARAM: name})
-    st.markdown("**Log**" if is_local else "**Console output** (newest instance)")
+    st.markdown(f"**{spot.log_title}**")
     try:
         st.code("\n".join(spot.log_tail(name, 200)) or "(no output yet)", language="text")
     except Exception as exc:  # noqa: BLE001 - the console may not be available yet

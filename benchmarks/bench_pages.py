@@ -277,7 +277,7 @@ def _endpoints_and_functions(backend: Backend, now: float, size: HistorySize) ->
     """Endpoint records whose servers are gone (Failed, as after a restart) and Lambda functions on them."""
     from core.endpoints import Endpoint, EndpointStatus
     from core.endpoints._store import EndpointStore
-    from core.lambdas import FunctionSpec, get_function_manager
+    from core.lambdas import FunctionSpec
 
     store = EndpointStore(backend.store)
     for index in range(size.endpoints):
@@ -285,7 +285,7 @@ def _endpoints_and_functions(backend: Backend, now: float, size: HistorySize) ->
                               model_uri=f"file:///models/job-{index + 1:03d}/model.tar.gz",
                               created_at=now - 600 * index,
                               failure_reason="the server process stopped (killed, or the machine restarted)"))
-    functions = get_function_manager(backend)
+    functions = backend.functions
     for index in range(size.functions):
         functions.deploy(FunctionSpec(function_name=f"classify-{index:02d}", endpoint_name="endpoint-00"))
     return {"endpoints": len(store.list()), "lambda functions": len(functions.list_functions())}

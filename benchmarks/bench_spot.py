@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.backend import get_backend  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.datasets import write_demo_folder  # noqa: E402
-from core.spot import LocalSpotManager, SpotRunSpec, interruptions, spot_manager  # noqa: E402
+from core.spot import LocalSpotManager, SpotRunSpec, interruptions  # noqa: E402
 from core.training.launch import DEFAULT_HYPERPARAMETERS  # noqa: E402
 
 ATTEMPT = re.compile(r"^=== instance \S+ launched \(attempt (\d+)\) ===$")
@@ -72,7 +72,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-spot-") as tmp:
         data = write_demo_folder(Path(tmp) / "digits", image_size=64)
-        manager = spot_manager(get_backend(Settings(workspace=Path(tmp) / "ws")))
+        manager = get_backend(Settings(workspace=Path(tmp) / "ws")).spot
         assert isinstance(manager, LocalSpotManager)
         cuts = ["progress epoch=1 batch=20/", "progress epoch=2 batch=20/"]
         rows = [

@@ -75,8 +75,6 @@ class Settings:
             raise ConfigError(f"serving_image_uri: {self.serving_image_uri!r} is not an ECR image URI")
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"prefix: {self.prefix!r} must be a relative key prefix")
-        if self.backend is BackendKind.AWS and not (self.region and self.bucket):
-            raise ConfigError("the aws backend needs region and bucket (SMC_REGION, SMC_BUCKET)")
 
     @property
     def database_path(self) -> Path:

@@ -16,7 +16,6 @@ from typing import Callable
 from core.aws import AwsSession, aws_errors
 from core.config import Settings
 from core.errors import ConfigError, ConsoleError, CredentialsError, NotFoundError
-from core.types import BackendKind
 
 SessionFactory = Callable[[Settings], AwsSession]
 """Builds the AWS session to check (tests inject one bound to moto)."""
@@ -30,11 +29,14 @@ class BackendHealth:
         ok: the backend can do its work.
         title: one line for the sidebar.
         details: what was checked, one finding per line.
+        pages_need_it: no page can show anything useful while it is not ok (every page lists
+            remote resources), so the app says once what is wrong instead of showing the pages.
     """
 
     ok: bool
     title: str
     details: list[str] = field(default_factory=list)
+    pages_need_it: bool = False
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -84,11 +86,11 @@ def check_aws(settings: Settings, session_factory: SessionFactory = AwsSession) 
         with aws_errors("checking the AWS identity"):
             identity = session.client("sts").get_caller_identity()
     except CredentialsError as exc:
-        return BackendHealth(False, "AWS backend: no usable credentials", [str(exc)])
+        return BackendHealth(False, "AWS backend: no usable credentials", [str(exc)], pages_need_it=True)
     except ConfigError as exc:
-        return BackendHealth(False, "AWS backend: not configured", [str(exc)])
+        return BackendHealth(False, "AWS backend: not configured", [str(exc)], pages_need_it=True)
     except ConsoleError as exc:
-        return BackendHealth(False, "AWS backend: not reachable", [str(exc)])
+        return BackendHealth(False, "AWS backend: not reachable", [str(exc)], pages_need_it=True)
     details = [
         f"Account: {identity['Account']}",
         f"Identity: {identity['Arn']}",
@@ -109,19 +111,4 @@ def check_aws(settings: Settings, session_factory: SessionFactory = AwsSession) 
     else:
         details.append("Execution role: not set (SMC_ROLE_ARN); training jobs and endpoints need one")
     title = f"AWS backend: account {identity['Account']} in {region}"
-    return BackendHealth(bucket_ok, title if bucket_ok else f"{title}, bucket unreachable", details)
-
-
-def check_health(settings: Settings, *, session_factory: SessionFactory = AwsSession) -> BackendHealth:
-    """Checks the backend settings select.
-
-    Args:
-        settings: which backend, and its workspace or AWS coordinates.
-        session_factory: builds the AWS session (for the aws backend).
-
-    Returns:
-        The report; ok is False when the backend cannot do its work.
-    """
-    if settings.backend is BackendKind.AWS:
-        return check_aws(settings, session_factory)
-    return check_local(settings)
+    return BackendHealth(bucket_ok, title if bucket_ok else f"{title}, bucket unreachable", details, pages_need_it=True)

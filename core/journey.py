@@ -36,9 +36,6 @@ class JourneyStep:
 
 def journey_steps(backend: Backend) -> list[JourneyStep]:
     """The steps and whether this workspace has done each (one listing per kind of resource)."""
-    from core.lambdas import get_function_manager
-    from core.spot import spot_manager
-
     jobs = backend.runner.list_jobs()
     return [
         JourneyStep(Step.DATASET, "Bring a dataset",
@@ -53,10 +50,10 @@ def journey_steps(backend: Backend) -> list[JourneyStep]:
                     any(e.status is EndpointStatus.IN_SERVICE for e in backend.endpoints.list_endpoints())),
         JourneyStep(Step.FUNCTION, "Call it from a Lambda function",
                     "Deploy the function with its least-privilege role and invoke it with a test image.",
-                    bool(get_function_manager(backend).list_functions())),
+                    bool(backend.functions.list_functions())),
         JourneyStep(Step.SPOT, "Train for less on EC2 Spot",
                     "Run the same training on a spot instance that checkpoints and resumes after interruptions.",
-                    bool(spot_manager(backend).list_runs(limit=1)), optional=True),
+                    bool(backend.spot.list_runs(limit=1)), optional=True),
     ]
 
 

@@ -6,6 +6,7 @@ Debugger rules; they are shown beside the console's own evaluations.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.aws import aws_errors
@@ -30,7 +31,7 @@ def sagemaker_rule_statuses(sagemaker_client: Any, job_name: str) -> list[RuleRe
             job_name=job_name,
             rule=entry.get("RuleConfigurationName", "?"),
             status=_STATUS.get(entry.get("RuleEvaluationStatus", ""), RuleStatus.ERROR),
-            updated_at=modified.timestamp() if hasattr(modified, "timestamp") else 0.0,
+            updated_at=modified.timestamp() if isinstance(modified, datetime) else 0.0,
             message=entry.get("StatusDetails"),
             meaning="Evaluated by SageMaker Debugger (rule job "
                     f"{entry.get('RuleEvaluationJobArn', 'unknown').rsplit('/', 1)[-1]}).",

@@ -35,6 +35,12 @@ class EndpointManager(ABC):
     """
 
     backend_name: str
+    instance_types: tuple[str, ...]
+    """What an endpoint can run on, the first being the default."""
+    max_instance_count: int
+    """The most instances one endpoint may have here."""
+    instance_help: str
+    """One line on what an instance is on this backend."""
 
     def deploy(
         self,
@@ -77,6 +83,10 @@ class EndpointManager(ABC):
     def _deploy(self, name: str, model_uri: str, *, instance_type: str, instance_count: int,
                 serving: ServingConfig) -> Endpoint:
         """Backend part of :meth:`deploy`, called with validated arguments (same Raises)."""
+
+    @abstractmethod
+    def runtime_client_code(self, endpoint: Endpoint) -> str:
+        """Python that builds the boto3 ``sagemaker-runtime`` client able to invoke the endpoint."""
 
     @abstractmethod
     def describe(self, name: str) -> Endpoint:

@@ -80,6 +80,9 @@ class LocalEndpointManager(EndpointManager):
     """
 
     backend_name = "local"
+    instance_types = ("local",)
+    max_instance_count = 1
+    instance_help = "A local endpoint is one server process on this machine"
 
     def __init__(self, store: JobStore, workspace: Path, job_python: Path, *, create_timeout_s: float = 300.0) -> None:
         self.store = EndpointStore(store)
@@ -140,6 +143,11 @@ class LocalEndpointManager(EndpointManager):
         if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
             raise BackendError(f"could not start the endpoint server: {launcher.stderr.strip()[-500:]}")
         return int(launcher.stdout)
+
+    def runtime_client_code(self, endpoint: Endpoint) -> str:
+        return (f'runtime = boto3.client(\n    "sagemaker-runtime", region_name="us-east-1", '
+                f'endpoint_url="{endpoint.url}",\n'
+                '    aws_access_key_id="local", aws_secret_access_key="local",  # the local server ignores them\n)')
 
     def describe(self, name: str) -> Endpoint:
         self._reconcile(name)

@@ -122,6 +122,9 @@ class SageMakerEndpointManager(EndpointManager):
     """
 
     backend_name = BackendKind.AWS.value
+    instance_types = ("ml.m5.large", "ml.m5.xlarge", "ml.c5.large", "ml.c5.xlarge", "ml.c5.2xlarge", "ml.m5.2xlarge")
+    max_instance_count = 10
+    instance_help = "CPU instances: the serving image runs torch's CPU build"
 
     def __init__(self, settings: Settings, session: AwsSession, *, serving_image: str | None = None) -> None:
         self._settings = settings
@@ -137,6 +140,9 @@ class SageMakerEndpointManager(EndpointManager):
     @property
     def _runtime(self) -> Any:
         return self._session.client("sagemaker-runtime")
+
+    def runtime_client_code(self, endpoint: Endpoint) -> str:
+        return f'runtime = boto3.client("sagemaker-runtime", region_name="{self._session.region}")'
 
     # --- deploy ------------------------------------------------------------------------------
 

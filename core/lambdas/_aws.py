@@ -46,16 +46,23 @@ class AwsFunctionManager(FunctionManager):
         session: the AWS session (its region is the function's).
         source_dir: the function's source folder (``lambda/``).
         sleep: how to wait between polls and retries (tests pass a no-op).
+        default_s3_prefix: the S3 prefix the page offers for object inputs.
     """
 
     backend_name = "aws"
+    policy_note = "IAM is eventually consistent: a changed policy can take a few seconds to apply."
 
     def __init__(self, session: AwsSession, *, source_dir: Path = LAMBDA_DIR,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, default_s3_prefix: str | None = None) -> None:
         self.session = session
+        self.default_s3_prefix = default_s3_prefix
         self.source_dir = source_dir
         self.sleep = sleep
         self._account: str | None = None
+
+    @property
+    def runs_where(self) -> str:  # type: ignore[override]
+        return f"It is deployed to AWS Lambda in {self.session.region}."
 
     @property
     def account(self) -> str:

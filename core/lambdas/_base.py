@@ -23,6 +23,18 @@ class FunctionManager(ABC):
     """
 
     backend_name: str
+    runs_where: str
+    """One sentence on where the function runs and who checks its permissions."""
+    default_s3_prefix: str | None = None
+    """The S3 prefix offered for object inputs; None where this backend's storage is not S3."""
+    policy_note: str | None = None
+    """What to expect after a policy change, where that needs saying."""
+    latency_note: str = ""
+    """What the round trip includes besides the function's own time."""
+
+    def location(self, info: FunctionInfo) -> str:
+        """Where a deployed function lives, for a notice (its ARN)."""
+        return info.arn
 
     def deploy(self, spec: FunctionSpec) -> FunctionInfo:
         """Creates or updates the function, its role and the role's policy; returns it.

@@ -62,6 +62,9 @@ class LocalFunctionManager(FunctionManager):
     """
 
     backend_name = "local"
+    runs_where = ("Locally it runs in its own process with a local role's credentials; the endpoint server checks "
+                  "that role's policy on every call, as AWS does.")
+    latency_note = " (a local run includes starting Python)"
 
     def __init__(self, workspace: Path, job_python: Path, endpoints: EndpointManager, *, region: str = "us-east-1",
                  source_dir: Path = LAMBDA_DIR) -> None:
@@ -72,6 +75,9 @@ class LocalFunctionManager(FunctionManager):
         self.region = region
         self.account = LOCAL_ACCOUNT_ID
         self.source_dir = Path(source_dir)
+
+    def location(self, info: FunctionInfo) -> str:
+        return "locally"
 
     # --- deploy and describe -----------------------------------------------------------
 

@@ -1,12 +1,11 @@
 """EC2 Spot training: price history and cost, launch on EC2, and a local spot simulator.
 
-Pages get a manager with :func:`spot_manager` and never branch on the backend: the local
-simulator and EC2 answer the same calls with the same entities and errors.
+Pages get the manager as ``backend.spot`` and never branch on the backend: the local simulator
+and EC2 answer the same calls with the same entities and errors.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.spot._base import SpotManager
@@ -30,7 +29,6 @@ from core.spot.timeline import (
     interruptions,
     run_cost,
 )
-from core.types import BackendKind
 
 if TYPE_CHECKING:
     from core.backend import Backend
@@ -40,22 +38,8 @@ __all__ = [
     "AWS_NOTICE_S", "INTERRUPTION_BEHAVIORS", "REQUEST_TYPES", "CostEstimate", "completed_runs_as_jobs", "Interruption", "LocalSpotManager",
     "SpotEvent", "SpotManager", "SpotRun", "SpotRunSpec", "SpotRunStatus", "estimate_cost", "find_reference",
     "instance_intervals",
-    "interruptions", "parse_interrupt_schedule", "run_cost", "spot_manager",
+    "interruptions", "parse_interrupt_schedule", "run_cost",
 ]
-
-
-def spot_manager(backend: Backend) -> SpotManager:
-    """The spot manager of a backend: the simulator locally, EC2 on aws (boto3 loads only then)."""
-    settings = backend.settings
-    if settings.backend is BackendKind.AWS:
-        from core.aws import AwsSession
-        from core.spot._aws import Ec2SpotManager
-
-        return Ec2SpotManager(settings, AwsSession(settings), backend.store)
-    from core.training import LocalJobRunner
-
-    sidecars = [Path(s) for s in backend.runner.sidecars] if isinstance(backend.runner, LocalJobRunner) else []
-    return LocalSpotManager(backend.store, settings.workspace / "jobs", settings.job_python, sidecars)
 
 
 def completed_runs_as_jobs(backend: Backend, *, exclude: set[str]) -> list[TrainingJob]:
@@ -73,6 +57,6 @@ def completed_runs_as_jobs(backend: Backend, *, exclude: set[str]) -> list[Train
                     ended_at=run.ended_at, hyperparameters=run.spec.hyperparameters_as_strings,
                     inputs={"training": run.spec.data_uri}, model_uri=run.model_uri,
                     final_metrics=dict(run.final_metrics), instance_type=f"spot:{run.spec.instance_type}")
-        for run in SpotStore(backend.store).list_runs(backend=backend.kind.value)
+        for run in SpotStore(backend.store).list_runs(backend=backend.spot.backend_name)
         if run.status is SpotRunStatus.COMPLETED and run.model_uri and run.name not in exclude
     ]

@@ -26,6 +26,7 @@ from core.jobstore import JobStore
 from core.spot._base import SpotManager
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
 from core.spot.iam import RUN_TAG, instance_policy, trust_policy
+from core.spot.pricing import PricePoint, fetch_price_history
 from core.spot.store import SpotStore
 from core.spot.userdata import UserDataInputs, render_user_data
 from core.storage._s3 import S3Storage
@@ -89,6 +90,10 @@ class Ec2SpotManager(SpotManager):
     """
 
     backend_name = "aws"
+    instance_types = ("g5.xlarge", "g4dn.xlarge", "g6.xlarge", "m5.xlarge", "c5.2xlarge", "p3.2xlarge")
+    has_price_feed = True
+    can_clean_up = True
+    log_title = "Console output (newest instance)"
 
     def __init__(self, settings: Settings, session: AwsSession, store: JobStore, *,
                  ami_name: str = DLAMI_NAME, ami_owners: tuple[str, ...] = DLAMI_OWNERS) -> None:
@@ -113,10 +118,8 @@ class Ec2SpotManager(SpotManager):
     def run_key(self, name: str, sub: str = "") -> str:
         return f"spot-runs/{name}/{sub}".rstrip("/")
 
-    def price_history(self, instance_types: list[str], *, days: float = 7) -> Any:
+    def price_history(self, instance_types: list[str], *, days: float = 7) -> list[PricePoint]:
         """Spot prices for the chart (see :func:`core.spot.pricing.fetch_price_history`)."""
-        from core.spot.pricing import fetch_price_history
-
         return fetch_price_history(self._ec2, instance_types, days=days)
 
     # --- launch -----------------------------------------------------------------------------

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
 
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec
+
+if TYPE_CHECKING:
+    from core.spot.pricing import PricePoint
 
 
 class SpotManager(ABC):
@@ -16,8 +20,17 @@ class SpotManager(ABC):
     """
 
     backend_name: str
+    instance_types: tuple[str, ...]
+    """What a run can be launched on, the first being the default."""
     can_interrupt: bool = False
-    """Whether :meth:`interrupt` exists (the simulator); EC2 interrupts on its own."""
+    """Whether :meth:`interrupt` exists (the simulator, whose interruptions the user schedules); EC2
+    interrupts on its own."""
+    has_price_feed: bool = False
+    """Whether :meth:`price_history` reads a market (and so a maximum price means something)."""
+    can_clean_up: bool = False
+    """Whether a run leaves resources behind that :meth:`cleanup` deletes."""
+    log_title: str = "Log"
+    """What :meth:`log_tail` shows, as a heading."""
 
     @abstractmethod
     def launch(self, spec: SpotRunSpec) -> SpotRun:
@@ -58,3 +71,21 @@ class SpotManager(ABC):
         from core.errors import InvalidInputError
 
         raise InvalidInputError("only the local simulator can interrupt an instance; EC2 does it on its own")
+
+    def price_history(self, instance_types: list[str], *, days: float = 7) -> list[PricePoint]:
+        """Spot prices of the types over the last days, oldest first (none without a price feed).
+
+        Raises:
+            BackendError, CredentialsError: the price feed failed.
+        """
+        return []
+
+    def cleanup(self, name: str) -> list[str]:
+        """Deletes what the ended run left behind and returns the names deleted (nothing by default).
+
+        Raises:
+            NotFoundError: no such run.
+            InvalidInputError: the run still has instances.
+        """
+        self.describe(name)
+        return []

@@ -42,6 +42,7 @@ class LocalSpotManager(SpotManager):
     """
 
     backend_name = "local"
+    instance_types = ("local",)
     can_interrupt = True
 
     def __init__(self, store: JobStore, runs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:

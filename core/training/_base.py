@@ -18,6 +18,8 @@ class JobRunner(ABC):
     """
 
     backend_name: str
+    default_instance_type: str
+    """Where a job runs unless its spec says otherwise."""
 
     @abstractmethod
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
@@ -35,7 +37,7 @@ class JobRunner(ABC):
 
     @abstractmethod
     def list_jobs(self, *, limit: int = 100) -> list[TrainingJob]:
-        """Jobs, newest first."""
+        """Jobs, newest first. A listed job carries what a described one does: each equals ``describe(name)``."""
 
     @abstractmethod
     def stop(self, name: str) -> TrainingJob:

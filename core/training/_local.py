@@ -51,6 +51,7 @@ class LocalJobRunner(JobRunner):
     """
 
     backend_name = "local"
+    default_instance_type = "local"
 
     def __init__(self, store: JobStore, jobs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:
         self.store = store

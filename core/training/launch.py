@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Mapping
 
 from core.entities import DatasetRecord, TrainingJob
 from core.training.spec import TrainingJobSpec
-from core.types import BackendKind
 
 if TYPE_CHECKING:
     from core.backend import Backend
@@ -22,7 +21,6 @@ DEFAULT_HYPERPARAMETERS: Mapping[str, str | int | float] = {
     "image-size": 64,
     "seed": 42,
 }
-DEFAULT_AWS_INSTANCE_TYPE = "ml.m5.xlarge"
 
 
 def new_job_name(prefix: str = "train") -> str:
@@ -46,7 +44,7 @@ def start_training(
         BackendError: the backend could not start the job.
     """
     if instance_type is None:
-        instance_type = DEFAULT_AWS_INSTANCE_TYPE if backend.kind is BackendKind.AWS else "local"
+        instance_type = backend.runner.default_instance_type
     spec = TrainingJobSpec(
         name=name or new_job_name(),
         inputs={"training": dataset.uri},

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from core.backend import get_backend
 from core.config import Settings, load_settings
 from core.errors import ConfigError
 from core.types import BackendKind
@@ -36,12 +37,16 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"bucket": "Bad_Bucket"}, "bucket"),
         ({"role_arn": "admin"}, "role_arn"),
         ({"prefix": "../up"}, "prefix"),
-        ({"backend": "aws"}, "needs region and bucket"),
     ],
 )
 def test_invalid_values_name_the_field(values: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings(**values)  # type: ignore[arg-type]
+
+
+def test_the_aws_backend_needs_a_region_and_a_bucket(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="needs region and bucket"):
+        get_backend(Settings(backend=BackendKind.AWS, workspace=tmp_path, region="us-east-1"))
 
 
 def test_bad_file_and_unknown_key(tmp_path: Path) -> None:

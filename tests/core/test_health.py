@@ -13,7 +13,8 @@ from moto import mock_aws
 
 from core.aws import AwsSession
 from core.config import Settings
-from core.health import BackendHealth, check_health
+from core.backend import get_backend
+from core.health import BackendHealth
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
     BUCKET,
     FAKE_ACCESS_KEY,
@@ -45,7 +46,7 @@ def _text(health: BackendHealth) -> str:
 
 def test_local_ready(tmp_path: Path, job_python: Path) -> None:
     (tmp_path / "ws").mkdir()
-    health = check_health(Settings(workspace=tmp_path / "ws", job_python=job_python))
+    health = get_backend(Settings(workspace=tmp_path / "ws", job_python=job_python)).health()
     assert health.ok
     assert health.title == "Local backend: ready"
     assert health.details[0] == f"Workspace {tmp_path / 'ws'}: writable"
@@ -54,13 +55,13 @@ def test_local_ready(tmp_path: Path, job_python: Path) -> None:
 
 
 def test_local_workspace_to_be_created_is_fine(tmp_path: Path, job_python: Path) -> None:
-    health = check_health(Settings(workspace=tmp_path / "new" / "ws", job_python=job_python))
+    health = get_backend(Settings(workspace=tmp_path / "new" / "ws", job_python=job_python)).health()
     assert health.ok
     assert "will be created" in health.details[0]
 
 
 def test_local_without_job_environment(tmp_path: Path) -> None:
-    health = check_health(Settings(workspace=tmp_path, job_python=tmp_path / "missing" / "python"))
+    health = get_backend(Settings(workspace=tmp_path, job_python=tmp_path / "missing" / "python")).health()
     assert not health.ok
     assert health.title == "Local backend: not ready"
     assert "job environment missing: run scripts/setup" in _text(health)
@@ -68,7 +69,7 @@ def test_local_without_job_environment(tmp_path: Path) -> None:
 
 def test_local_workspace_that_is_a_file(tmp_path: Path, job_python: Path) -> None:
     (tmp_path / "ws").write_text("not a folder")
-    health = check_health(Settings(workspace=tmp_path / "ws", job_python=job_python))
+    health = get_backend(Settings(workspace=tmp_path / "ws", job_python=job_python)).health()
     assert not health.ok
     assert "exists but is not a folder" in health.details[0]
 
@@ -85,7 +86,7 @@ def _assert_no_secrets(health: BackendHealth) -> None:
 
 
 def test_aws_ready_shows_identity_region_and_bucket(aws: AwsSession, aws_settings: Settings) -> None:
-    health = check_health(aws_settings, session_factory=lambda _settings: aws)
+    health = get_backend(aws_settings, aws_session=aws).health()
     assert health.ok, health
     assert health.title == f"AWS backend: account 123456789012 in {REGION}"
     assert health.details[:3] == [
@@ -99,14 +100,14 @@ def test_aws_ready_shows_identity_region_and_bucket(aws: AwsSession, aws_setting
 
 
 def test_aws_default_factory_builds_the_session_from_settings(aws: AwsSession, aws_settings: Settings) -> None:
-    health = check_health(aws_settings)  # a fresh AwsSession(aws_settings), inside moto
+    health = get_backend(aws_settings).health()  # a fresh AwsSession(aws_settings), inside moto
     assert health.ok, health
     _assert_no_secrets(health)
 
 
 def test_aws_missing_bucket_and_role(aws: AwsSession, aws_settings: Settings) -> None:
     settings = replace(aws_settings, bucket="no-such-bucket-here", role_arn=None)
-    health = check_health(settings, session_factory=lambda _settings: aws)
+    health = get_backend(settings, aws_session=aws).health()
     assert not health.ok
     assert health.title.endswith("bucket unreachable")
     assert "Bucket no-such-bucket-here: does not exist; create it or change SMC_BUCKET" in health.details
@@ -115,7 +116,7 @@ def test_aws_missing_bucket_and_role(aws: AwsSession, aws_settings: Settings) ->
 
 def test_aws_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_settings: Settings) -> None:
     clear_aws_environment(monkeypatch, tmp_path)  # and no mock: boto3 must give up before any request
-    health = check_health(aws_settings)
+    health = get_backend(aws_settings).health()
     assert not health.ok
     assert health.title == "AWS backend: no usable credentials"
     assert health.details == [
@@ -126,7 +127,7 @@ def test_aws_without_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 
 def test_aws_unknown_profile(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_settings: Settings) -> None:
     clear_aws_environment(monkeypatch, tmp_path)
-    health = check_health(replace(aws_settings, aws_profile="nobody"))
+    health = get_backend(replace(aws_settings, aws_profile="nobody")).health()
     assert not health.ok
     assert "AWS profile 'nobody' not found" in health.details[0]
 
@@ -138,7 +139,7 @@ def test_aws_expired_credentials(aws_credentials: None, aws_settings: Settings) 
             stub.add_client_error(
                 "get_caller_identity", "ExpiredToken", "The security token included in the request is expired", 403
             )
-            health = check_health(aws_settings, session_factory=lambda _settings: session)
+            health = get_backend(aws_settings, aws_session=session).health()
             stub.assert_no_pending_responses()
     assert not health.ok
     assert health.title == "AWS backend: no usable credentials"
@@ -148,7 +149,7 @@ def test_aws_expired_credentials(aws_credentials: None, aws_settings: Settings) 
 
 def test_aws_without_a_region(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_settings: Settings) -> None:
     clear_aws_environment(monkeypatch, tmp_path)
-    health = check_health(aws_settings, session_factory=lambda _settings: AwsSession())  # no region anywhere
+    health = get_backend(aws_settings, aws_session=AwsSession()).health()  # no region anywhere
     assert not health.ok
     assert health.title == "AWS backend: not configured"
     assert "SMC_REGION" in health.details[0]

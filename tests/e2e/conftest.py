@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Route, expect, sync_playwright
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core.backend import get_backend
@@ -25,6 +26,7 @@ CHROMIUM_FLAGS = [
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
 
 
 def _free_port() -> int:
@@ -92,10 +94,25 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
+    """A page in a fresh context that refuses, and fails the test for, any request off this machine.
+
+    An offline, private console sends nothing away: fonts, icons and telemetry included.
+    """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    off_machine: list[str] = []
+
+    def keep_on_machine(route: Route) -> None:
+        if urlparse(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            off_machine.append(route.request.url)
+            route.abort("blockedbyclient")
+
+    context.route("**/*", keep_on_machine)
     page = context.new_page()
     yield page
     context.close()
+    assert not off_machine, f"the app asked hosts other than this machine for: {sorted(set(off_machine))}"
 
 
 def screenshot(page: Page, name: str) -> Path:

@@ -14,7 +14,6 @@ from playwright.sync_api import Page, expect
 
 from core.backend import get_backend
 from core.config import Settings
-from core.spot import spot_manager
 from tests.e2e.conftest import screenshot
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, wait_for_metric
 
@@ -28,7 +27,7 @@ def stop_spot_runs(tmp_path: Path) -> Iterator[None]:
     yield
     workspace = tmp_path / "workspace"
     if (workspace / "console.db").exists():
-        manager = spot_manager(get_backend(Settings(workspace=workspace)))
+        manager = get_backend(Settings(workspace=workspace)).spot
         for run in manager.list_runs():
             manager.terminate(run.name)
 

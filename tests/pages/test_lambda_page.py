@@ -15,7 +15,6 @@ from PIL import Image
 from core.backend import Backend, get_backend
 from core.config import load_settings
 from core.endpoints import EndpointStatus, LocalEndpointManager
-from core.lambdas import get_function_manager
 from tests.core.endpoints.conftest import CLASS_NAMES, model_tar  # noqa: F401  (fixture)
 from tests.pages.conftest import open_page
 
@@ -30,7 +29,7 @@ def endpoint(local_backend: Backend, model_tar: Path) -> Iterator[LocalEndpointM
     endpoints.deploy("Shapes-EP", model_tar.as_uri())
     assert endpoints.wait("Shapes-EP", timeout_s=120, poll_s=0.2).status is EndpointStatus.IN_SERVICE
     yield endpoints
-    functions = get_function_manager(backend)
+    functions = backend.functions
     for function in functions.list_functions():
         functions.delete(function.name)
     for item in endpoints.list_endpoints():

@@ -83,9 +83,8 @@ def test_launch_starts_the_simulator(local_backend: Backend, tmp_path: Path, mon
     at.button(key="spot_launch").click().run()
     assert not at.exception
     assert any("Launched page-spot" in s.value for s in at.success)
-    from core.spot import spot_manager
 
-    manager = spot_manager(get_backend(load_settings()))
+    manager = get_backend(load_settings()).spot
     run = manager.wait("page-spot", timeout_s=120, poll_s=0.2)  # type: ignore[attr-defined]
     assert run.status is SpotRunStatus.FAILED
     assert run.failure_reason == "the training script exited 0 but wrote no model.tar.gz"

@@ -13,7 +13,7 @@ from core.backend import get_backend
 from core.config import Settings
 from core.debugger.store import DebugStore
 from core.errors import AlreadyExistsError, InvalidInputError
-from core.spot import LocalSpotManager, SpotRunSpec, SpotRunStatus, interruptions, spot_manager
+from core.spot import LocalSpotManager, SpotRunSpec, SpotRunStatus, interruptions
 from core.types import JobStatus
 from tests.entrypoints.test_train import _write_dataset
 
@@ -31,7 +31,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
 def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalSpotManager:
     monkeypatch.setenv("SM_NUM_CPUS", "1")  # one thread per instance: fast for these tiny steps
     backend = get_backend(Settings(workspace=tmp_path / "ws"))
-    spot = spot_manager(backend)
+    spot = backend.spot
     assert isinstance(spot, LocalSpotManager)
     yield spot
     for run in spot.list_runs():
