@@ -18,6 +18,7 @@ from core.datasets import (
     sample_images,
     staged_datasets,
 )
+from core.progress import run_with_progress
 from app_pages._shared import backend, journey, journey_checklist, show_error
 
 st.title("Data")
@@ -126,12 +127,17 @@ if prepared is not None:
         if st.button(f"Upload to {target}", key="data_upload"):
             bar = st.progress(0.0, text="Uploading…")
 
-            def progress(done: int, total: int) -> None:
+            def show_progress(done: int, total: int) -> None:
                 bar.progress(done / total if total else 1.0, text=f"Uploading… {done / 1e6:.1f} / {total / 1e6:.1f} MB")
 
             try:
-                record = register_dataset(
-                    be, prepared.root, name=name, source=prepared.source or "upload", report=report.to_dict(), progress=progress
+                # S3 reports progress from its transfer threads, and a widget may only be touched from this
+                # script thread: the upload runs in a worker and its progress is handed over to this thread.
+                record = run_with_progress(
+                    lambda progress: register_dataset(be, prepared.root, name=name, source=prepared.source or "upload",
+                                                      report=report.to_dict(), progress=progress),
+                    show_progress,
+                    name=f"upload of dataset {name!r}",
                 )
                 _forget_prepared()
                 st.success(f"Dataset {record.name} is ready at {record.uri}")

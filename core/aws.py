@@ -75,6 +75,11 @@ def is_aws_error(exc: BaseException) -> bool:
     return module.startswith(("botocore", "boto3", "s3transfer"))
 
 
+def _text(exc: BaseException) -> str:
+    """exc's message with keys redacted, or its type's name when the message is empty."""
+    return _redact(str(exc)) or type(exc).__name__
+
+
 def _client_error_details(exc: BaseException) -> tuple[str, str, int]:
     response = getattr(exc, "response", None) or {}
     error = response.get("Error", {})
@@ -116,12 +121,12 @@ def translate_client_error(exc: BaseException, what: str) -> ConsoleError:
     if isinstance(exc, (bce.ConnectionError, bce.HTTPClientError)):
         return BackendError(f"{what}: could not reach AWS ({name}); check the network")
     if isinstance(exc, bce.ParamValidationError):
-        return InvalidInputError(f"{what}: {_redact(str(exc))}")
+        return InvalidInputError(f"{what}: {_text(exc)}")
     if not isinstance(exc, bce.ClientError):
         cause = exc.__cause__ or exc.__context__
         if cause is not None and is_aws_error(cause):
             return translate_client_error(cause, what)
-        return BackendError(f"{what} failed: {_redact(str(exc))}")
+        return BackendError(f"{what} failed: {_text(exc)}")
 
     code, message, status = _client_error_details(exc)
     if code in _REFUSED_CREDENTIAL_CODES:
@@ -138,10 +143,10 @@ def translate_client_error(exc: BaseException, what: str) -> ConsoleError:
     if code in _EXISTS_CODES:
         return AlreadyExistsError(f"{what}: already exists ({message or code})")
     if code == "ValidationException":
-        return InvalidInputError(f"{what}: {message}")
+        return InvalidInputError(f"{what}: {message or code}")
     if code in _THROTTLE_CODES:
         return BackendError(f"{what}: AWS is throttling requests ({code}); try again shortly")
-    return BackendError(f"{what} failed ({code or status}): {message}")
+    return BackendError(f"{what} failed ({code or status or name}): {message or 'AWS gave no message'}")
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +12,10 @@ from typing import Callable
 
 from core.errors import InvalidInputError
 
+logger = logging.getLogger(__name__)
+
 ProgressCallback = Callable[[int, int], None]
-"""Called as ``progress(bytes_done, bytes_total)`` while a transfer runs."""
+"""Called as ``progress(bytes_done, bytes_total)`` while a transfer runs (see :class:`Storage`)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,33 @@ class StoredObject:
     key: str
     size: int
     uri: str
+
+
+class SafeProgress:
+    """A progress callback made safe for any thread, wrapping the caller's (which may be None).
+
+    Calls reach the wrapped callback one at a time. If it raises an Exception, the error is
+    logged with its traceback and the callback is not called again: a broken progress display
+    must not fail the transfer it reports on (Streamlit's NoSessionContext, raised by a widget
+    updated from s3transfer's threads, once failed every S3 upload with an empty message). A
+    BaseException (KeyboardInterrupt, Streamlit's StopException on the caller's thread) still
+    propagates: it stops the transfer on purpose.
+    """
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self._progress = progress
+        self._lock = threading.Lock()
+
+    def __call__(self, done: int, total: int) -> None:
+        with self._lock:
+            if self._progress is None:
+                return
+            try:
+                self._progress(done, total)
+            except Exception:
+                logger.warning("the progress callback %r raised; the transfer goes on without progress reports",
+                               self._progress, exc_info=True)
+                self._progress = None
 
 
 def validate_key(key: str) -> str:
@@ -42,6 +73,12 @@ class Storage(ABC):
     :meth:`uri` is what a training job consumes as a channel (``file://`` locally,
     ``s3://`` on AWS). A put is all or nothing: a failed transfer leaves no object behind.
     Implementations are safe to use from several threads.
+
+    Progress callbacks may be called from any thread (S3 reports from its transfer threads),
+    never two calls at once, with ``bytes_done`` never decreasing except when a part is retried.
+    A callback that raises an Exception is logged and dropped, and the transfer goes on (see
+    :class:`SafeProgress`). A caller that may only act on its own thread (a Streamlit page)
+    hands progress over with :func:`core.progress.run_with_progress`.
     """
 
     @abstractmethod
@@ -75,19 +112,21 @@ class Storage(ABC):
     def put_folder(self, folder: Path, prefix: str, progress: ProgressCallback | None = None) -> str:
         """Uploads every file below folder under prefix and returns the prefix's URI.
 
-        On failure, what was already uploaded under prefix is deleted again.
+        On failure, what was already uploaded under prefix is deleted again. Files go one after
+        another, so each file's reports (``n`` bytes of it, from whichever thread) add to a fixed
+        ``base``: the bytes of the files before it.
         """
         prefix = validate_key(prefix)
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
         total = sum(p.stat().st_size for p in files)
+        report = SafeProgress(progress)
         done = 0
         try:
             for path in files:
                 base = done
 
                 def file_progress(n: int, _t: int, base: int = base) -> None:
-                    if progress:
-                        progress(base + n, total)
+                    report(base + n, total)
 
                 key = f"{prefix}/{path.relative_to(folder).as_posix()}"
                 self.put_file(path, key, file_progress)
@@ -95,8 +134,7 @@ class Storage(ABC):
         except BaseException:
             self.delete(prefix)
             raise
-        if progress:
-            progress(total, total)
+        report(total, total)
         return self.uri(prefix)
 
     def get_folder(self, prefix: str, folder: Path, progress: ProgressCallback | None = None) -> Path:
@@ -104,13 +142,14 @@ class Storage(ABC):
         prefix = validate_key(prefix)
         objects = [o for o in self.list(prefix + "/")]
         total = sum(o.size for o in objects)
+        report = SafeProgress(progress)
         done = 0
         for obj in objects:
             relative = obj.key[len(prefix) + 1 :]
             target = Path(folder) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
             base = done
-            self.get_file(obj.key, target, (lambda n, _t, b=base: progress(b + n, total)) if progress else None)
+            self.get_file(obj.key, target, lambda n, _t, b=base: report(b + n, total))
             done = base + obj.size
         return Path(folder)
 

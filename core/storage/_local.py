@@ -8,20 +8,20 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.errors import BackendError, InvalidInputError, NotFoundError
-from core.storage._base import ProgressCallback, Storage, StoredObject, replace_atomically, validate_key
+from core.storage._base import ProgressCallback, SafeProgress, Storage, StoredObject, replace_atomically, validate_key
 
 _CHUNK = 1024 * 1024
 
 
 def _copy_with_progress(src: Path, dst_tmp: Path, progress: ProgressCallback | None) -> None:
     total = src.stat().st_size
+    report = SafeProgress(progress)
     done = 0
     with open(src, "rb") as fin, open(dst_tmp, "wb") as fout:
         while chunk := fin.read(_CHUNK):
             fout.write(chunk)
             done += len(chunk)
-            if progress:
-                progress(done, total)
+            report(done, total)
 
 
 class LocalStorage(Storage):

@@ -2,7 +2,8 @@
 
 Uploads of 8 MB and more go as multipart uploads of 8 MB parts, 8 at a time. An object
 appears only when its upload completes, and s3transfer aborts a failed multipart upload,
-so a put is all or nothing, as the Storage contract asks.
+so a put is all or nothing, as the Storage contract asks. s3transfer calls progress callbacks
+from its worker threads; :class:`_ProgressAdder` sums and serialises them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from core.aws import aws_errors, is_aws_error, translate_client_error
 from core.errors import BackendError, InvalidInputError, NotFoundError
 from core.storage._base import (
     ProgressCallback,
+    SafeProgress,
     Storage,
     StoredObject,
     replace_atomically,
@@ -46,27 +48,32 @@ def _transfer_config() -> TransferConfig:
 
 
 class _ProgressAdder:
-    """Adds up the byte counts s3transfer reports from its worker threads."""
+    """Adds up the byte counts s3transfer reports from its worker threads.
+
+    Each sum is reported under the same lock that computes it, so reports arrive one at a time
+    and in order (an out-of-order pair would make a progress bar jump back). The callback is a
+    :class:`SafeProgress`: if it raises, the transfer goes on without it.
+    """
 
     def __init__(self, total: int, progress: ProgressCallback | None) -> None:
         self.total = total
         self.done = 0
-        self._progress = progress
+        self._report = SafeProgress(progress)
         self._lock = threading.Lock()
         self._finished = False
 
     def __call__(self, amount: int) -> None:
         with self._lock:
             self.done += amount  # negative when s3transfer retries a part
-            done = self.done
-            self._finished = done == self.total
-        if self._progress:
-            self._progress(done, self.total)
+            self._finished = self.done == self.total
+            self._report(self.done, self.total)
 
     def finish(self) -> None:
         """Reports completion once more unless the last report already said so."""
-        if self._progress and not self._finished:
-            self._progress(self.total, self.total)
+        with self._lock:
+            if not self._finished:
+                self._finished = True
+                self._report(self.total, self.total)
 
 
 def _no_traversal(prefix: str) -> str:

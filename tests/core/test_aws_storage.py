@@ -4,15 +4,20 @@ and how botocore errors become console errors without leaking secrets."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
 from moto import mock_aws
 
 from core.aws import AwsSession, aws_errors, translate_client_error
+from core.backend import get_backend
+from core.catalog import register_dataset
 from core.config import Settings
 from core.errors import (
     AlreadyExistsError,
@@ -22,6 +27,7 @@ from core.errors import (
     InvalidInputError,
     NotFoundError,
 )
+from core.progress import run_with_progress
 from core.storage._s3 import MB, S3Storage
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
     BUCKET,
@@ -228,6 +234,77 @@ def test_folder_round_trip_with_progress(storage: S3Storage, tmp_path: Path) -> 
     ]
 
 
+# --- progress from s3transfer's threads ---------------------------------------------------
+
+
+class _NoSessionContext(Exception):
+    """Stands for Streamlit's NoSessionContext: raised, with an empty message, by a widget updated off its thread."""
+
+
+class _OwnerBoundProgress:
+    """A progress callback that, like a Streamlit widget, works only on the thread that made it."""
+
+    def __init__(self) -> None:
+        self.owner = threading.get_ident()
+        self.values: list[tuple[int, int]] = []
+        self.off_thread = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if threading.get_ident() != self.owner:
+            self.off_thread += 1
+            raise _NoSessionContext()
+        self.values.append((done, total))
+
+
+def _dataset_folder(root: Path) -> dict[str, int]:
+    """A folder of several files, one of them large enough for a three-part multipart upload."""
+    sizes = {"train/a/1.jpg": 70_000, "train/b/2.jpg": 3_000, "valid/a/big.bin": 2 * 8 * MB + 1_000, "test/b/4.jpg": 1}
+    for name, size in sizes.items():
+        _file(root / name, size)
+    return sizes
+
+
+def test_a_progress_callback_that_fails_off_its_thread_does_not_fail_the_upload(
+    storage: S3Storage, aws: AwsSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sizes = _dataset_folder(tmp_path / "ds")
+    progress = _OwnerBoundProgress()
+    with caplog.at_level(logging.WARNING, logger="core.storage._base"):
+        storage.put_folder(tmp_path / "ds", "datasets/ds", progress)  # s3transfer calls it from its threads
+    assert progress.off_thread >= 1  # the failure this guards against did happen ...
+    assert {o.key: o.size for o in storage.list("datasets/ds/")} == {f"datasets/ds/{k}": v for k, v in sizes.items()}
+    assert any("the transfer goes on without progress reports" in r.getMessage() for r in caplog.records)
+
+
+def test_an_upload_through_the_relay_reports_progress_on_the_calling_thread_only(
+    aws: AwsSession, aws_settings: Settings, tmp_path: Path
+) -> None:
+    sizes = _dataset_folder(tmp_path / "ds")
+    total = sum(sizes.values())
+    progress = _OwnerBoundProgress()
+    reporters: set[int] = set()
+    backend = get_backend(aws_settings, aws_session=aws)
+
+    def upload(report: Any) -> Any:
+        def counted(done: int, total: int) -> None:
+            reporters.add(threading.get_ident())
+            report(done, total)
+
+        return register_dataset(backend, tmp_path / "ds", name="digits", source="folder", report={}, progress=counted)
+
+    record = run_with_progress(upload, progress, poll_interval_s=0.01)
+    assert reporters and progress.owner not in reporters  # reports came from other threads ...
+    assert progress.off_thread == 0  # ... and reached the callback on this thread only
+    assert progress.values[-1] == (total, total)
+    assert [d for d, _ in progress.values] == sorted(d for d, _ in progress.values)
+    assert record.uri == f"s3://{BUCKET}/{PREFIX}/datasets/digits"
+    assert [d.name for d in backend.store.list_datasets()] == ["digits"]
+    objects = {o.key: o.size for o in backend.storage.list("datasets/digits/")}
+    assert objects == {f"datasets/digits/{k}": v for k, v in sizes.items()}
+    big = aws.client("s3").head_object(Bucket=BUCKET, Key=f"{PREFIX}/datasets/digits/valid/a/big.bin")
+    assert big["ETag"].strip('"').endswith("-3")  # multipart: its parts went up from several threads
+
+
 # --- the session ---------------------------------------------------------------------------
 
 
@@ -297,6 +374,21 @@ def test_refused_credentials_never_echo_the_aws_message() -> None:
     )
     assert isinstance(error, CredentialsError)
     assert "AKIA" not in str(error) and "StringToSign" not in str(error)
+
+
+def test_errors_without_a_message_still_say_what_failed() -> None:
+    assert str(translate_client_error(S3UploadFailedError(), "uploading x")) == (
+        "uploading x failed: S3UploadFailedError"
+    )
+    assert str(translate_client_error(_client_error("InternalError", "", 500), "uploading x")) == (
+        "uploading x failed (InternalError): AWS gave no message"
+    )
+    assert str(translate_client_error(ClientError({}, "PutObject"), "uploading x")) == (
+        "uploading x failed (ClientError): AWS gave no message"
+    )
+    assert str(translate_client_error(_client_error("ValidationException", ""), "tuning x")) == (
+        "tuning x: ValidationException"
+    )
 
 
 def test_aws_errors_translates_botocore_and_passes_other_errors_through() -> None:

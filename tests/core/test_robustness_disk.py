@@ -170,6 +170,7 @@ def test_disk_full_while_uploading_a_dataset_to_the_local_store(tmp_path: Path,
 def test_job_store_full_while_recording_a_dataset_removes_its_upload(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     backend = get_backend(Settings(workspace=tmp_path / "ws"))
+    assert backend.store.list_datasets() == []  # the store is open before the disk fills, as in a running app
     root = image_folder(tmp_path / "ds")
     job_store_full(monkeypatch)
     with pytest.raises(BackendError, match="^job store error: database or disk is full$"):

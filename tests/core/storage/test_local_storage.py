@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import BackendError, InvalidInputError, NotFoundError
-from core.storage import LocalStorage
+from core.storage import LocalStorage, _local
 
 
 def test_put_get_list_delete(tmp_path: Path) -> None:
@@ -44,19 +44,24 @@ def test_folder_round_trip_with_progress(tmp_path: Path) -> None:
         "train/a/1.jpg", "train/b/2.jpg", "valid/a/3.jpg"]
 
 
-def test_failed_folder_upload_leaves_nothing(tmp_path: Path) -> None:
+def test_failed_folder_upload_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     storage = LocalStorage(tmp_path / "store")
     folder = tmp_path / "ds"
     (folder / "a").mkdir(parents=True)
     (folder / "a" / "1.jpg").write_bytes(b"1")
     (folder / "a" / "2.jpg").write_bytes(b"2")
+    copies: list[Path] = []
 
-    def fail_on_second(done: int, total: int) -> None:
-        if done >= 2:
+    def fail_on_second(src: Path, dst_tmp: Path, progress: object) -> None:
+        copy_with_progress(src, dst_tmp, progress)  # type: ignore[arg-type]
+        copies.append(src)
+        if len(copies) == 2:
             raise OSError("disk full")
 
+    copy_with_progress = _local._copy_with_progress
+    monkeypatch.setattr(_local, "_copy_with_progress", fail_on_second)
     with pytest.raises(BackendError, match="disk full"):
-        storage.put_folder(folder, "datasets/x", fail_on_second)
+        storage.put_folder(folder, "datasets/x")
     assert storage.list("datasets/") == []
     assert not any(p.name.startswith(".part-") for p in (tmp_path / "store").rglob("*"))
 
