@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import pandas as pd
 import streamlit as st
 
@@ -34,11 +36,23 @@ NAME_OPTIONS = ["", *sorted(TUNABLE_HYPERPARAMETERS)]
 METRICS = [m.name for m in DEFAULT_METRIC_DEFINITIONS]
 IMAGE_SIZES = [32, 64, 96, 128, 224]
 FINISHED = {s.value for s in TrialStatus if s.is_terminal}
+T = TypeVar("T")
+
+
+def _or_error(call: Callable[[], T], fallback: T) -> T:
+    """call's answer; if it fails, the error is shown and fallback stands in, so the rest of the page renders."""
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        return fallback
+
 
 st.title("Tuning")
 be = backend()
-datasets = list_datasets(be)
-tuning_jobs = be.tuner.list_tuning_jobs()
+datasets = _or_error(lambda: list_datasets(be), [])
+listed: list[TuningJob] | None = _or_error(be.tuner.list_tuning_jobs, None)
+tuning_jobs = listed or []
 
 
 def _range_rows() -> list[dict[str, object]]:
@@ -117,7 +131,9 @@ with st.expander("Launch a tuning job", expanded=not tuning_jobs):
     else:
         _launch_form(datasets)
 
-tuning_jobs = be.tuner.list_tuning_jobs()
+if listed is None:
+    st.stop()  # the listing failed and says why above
+tuning_jobs = _or_error(be.tuner.list_tuning_jobs, listed)  # again: the form may have started one
 if not tuning_jobs:
     st.info("No tuning job yet: launch one above. The defaults search the learning rate (log scale), "
             "batch size and epochs over 6 trials, 2 at a time.")
@@ -147,7 +163,7 @@ names = [j.name for j in tuning_jobs]
 if st.session_state.get("selected_tuning_job") not in names:
     st.session_state["selected_tuning_job"] = names[0]
 selected = st.selectbox("Tuning job", names, key="selected_tuning_job")
-is_active = not be.tuner.describe(selected).status.is_terminal
+is_active = not next(j for j in tuning_jobs if j.name == selected).status.is_terminal
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -181,8 +197,10 @@ def _charts(name: str, spec: TuningJobSpec, trials: list[Trial]) -> None:
     metric = c1.selectbox("Metric", METRICS, METRICS.index(spec.objective_metric), key="tune_curves_metric")
     log_y = c2.toggle("Log scale", key="tune_curves_log_y")
     progress = tuple((t.number, t.status.value, t.epochs_run) for t in trials)
-    frame = _curves(key, name, metric, progress, be.runner, trials)
-    curves.plotly_chart(learning_curves_figure(frame, log_y, metric=metric), key="tune_chart_curves")
+    with curves:
+        frame = _or_error(lambda: _curves(key, name, metric, progress, be.runner, trials), None)
+    if frame is not None:
+        curves.plotly_chart(learning_curves_figure(frame, log_y, metric=metric), key="tune_chart_curves")
 
 
 def _dataset_of(spec: TuningJobSpec) -> DatasetRecord | None:
@@ -192,7 +210,11 @@ def _dataset_of(spec: TuningJobSpec) -> DatasetRecord | None:
 
 def _best_panel(name: str, spec: TuningJobSpec) -> None:
     st.subheader("Best hyperparameters")
-    best = be.tuner.best_trial(name)
+    try:
+        best = be.tuner.best_trial(name)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        return
     if best is None:
         st.info("No trial has completed yet: the best one shows here as soon as one has.")
         return
@@ -204,16 +226,16 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
     epochs = c1.number_input("Epochs for the full run", 1, 200, int(best.hyperparameters.get("epochs", 2)),
                              key="tune_full_epochs", help="The full run also drops the trials' max steps per epoch")
     if c2.button("Train the best configuration in full", type="primary", key="tune_train_best"):
-        dataset = _dataset_of(spec)
-        if dataset is None:
-            st.error(f"The tuning job's dataset ({spec.inputs.get('training')}) is no longer in the catalog.")
-        else:
-            try:
+        try:
+            dataset = _dataset_of(spec)
+            if dataset is None:
+                st.error(f"The tuning job's dataset ({spec.inputs.get('training')}) is no longer in the catalog.")
+            else:
                 job = start_training(be, dataset, full_training_hyperparameters(best.hyperparameters, int(epochs)))
                 st.session_state["selected_job"] = job.name
                 st.session_state[f"tune_full_run_{name}"] = f"Started {job.name} on {dataset.name}"
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                show_error(exc)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
     if best.training_job.model_uri:
         c3.page_link("app_pages/deploy.py", label="Deploy the best model", icon=":material/rocket_launch:",
                      query_params={TUNING_QUERY_PARAM: name})
@@ -225,11 +247,14 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
 
 @st.fragment(run_every=POLL_SECONDS if is_active else None)
 def tuning_details(name: str) -> None:
-    job = be.tuner.describe(name)
+    """The job's counters and stop button, then its trials; a failed backend call shows its error
+    and what does not need its answer still renders."""
+    job = _or_error(lambda: be.tuner.describe(name), None)
+    if job is None:
+        return
     if is_active and job.status.is_terminal:
         st.rerun()  # refresh the job table and stop polling
-    spec = be.tuner.spec(name)
-    trials = be.tuner.trials(name)
+    spec = _or_error(lambda: be.tuner.spec(name), None)
     counts = job.counts
     c = st.columns([1.6, 1, 1, 1, 1, 1.2])
     c[0].metric("Status", job.status.value)
@@ -237,10 +262,11 @@ def tuning_details(name: str) -> None:
     c[2].metric("Running", counts.get(TrialStatus.IN_PROGRESS.value, 0))
     c[3].metric("Pruned", counts.get(TrialStatus.PRUNED.value, 0))
     c[4].metric("Failed", counts.get(TrialStatus.FAILED.value, 0))
-    c[5].metric(f"Best ({spec.objective_type.value.lower()})",
+    c[5].metric(f"Best ({job.objective_type.lower()})",
                 f"{job.best_objective:.4f}" if job.best_objective is not None else "–")
-    st.caption(f"{spec.strategy.value} search of {spec.objective_metric}, early stopping {spec.early_stopping.value}, "
-               f"up to {spec.max_parallel_jobs} trials at a time")
+    if spec is not None:
+        st.caption(f"{spec.strategy.value} search of {spec.objective_metric}, "
+                   f"early stopping {spec.early_stopping.value}, up to {spec.max_parallel_jobs} trials at a time")
     if job.failure_reason:
         st.error(job.failure_reason)
     if not job.status.is_terminal and st.button("Stop tuning job", key=f"tune_stop_{name}"):
@@ -248,6 +274,9 @@ def tuning_details(name: str) -> None:
             be.tuner.stop(name)
         except Exception as exc:  # noqa: BLE001
             show_error(exc)
+    trials = None if spec is None else _or_error(lambda: be.tuner.trials(name), None)
+    if spec is None or trials is None:
+        return  # the leaderboard, charts and best trial need both
     if not trials:
         st.info("Waiting for the first trial to start…")
         return

@@ -29,8 +29,11 @@ without ``checkpoint_uri`` checkpoints to ``jobs/<name>/checkpoints`` so it can 
 ``metrics()`` reads the CloudWatch series SageMaker publishes from the metric definitions
 (namespace ``/aws/sagemaker/TrainingJobs``, dimension ``Host=<job>/algo-1``, one-minute
 averages, ``step`` = index in time); without any (CloudWatch keeps them two weeks) it
-returns ``FinalMetricDataList``. ``list_jobs`` returns ListTrainingJobs summaries: no
-hyperparameters, inputs or start time (describe() has them).
+returns ``FinalMetricDataList``. ListTrainingJobs summaries carry no model, hyperparameters,
+inputs or start time, so ``list_jobs`` describes each listed job; it keeps the finished ones
+(:class:`FinishedJobs`), so a listing costs one ListTrainingJobs call plus one
+DescribeTrainingJob per job still running or not seen before. ``describe`` always asks
+SageMaker: DeleteTrainingJob lets a name be reused, which a listing tells by its creation time.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ import contextlib
 import functools
 import tarfile
 import tempfile
+import threading
+from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -66,6 +71,7 @@ CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 INTERNAL_HYPERPARAMETER_PREFIXES = ("sagemaker_", "_tuning")
 _SKIPPED_NAMES = {"__pycache__", ".git", ".ipynb_checkpoints", ".DS_Store"}
 _MAX_LOG_EVENTS = 10_000  # GetLogEvents' limit
+FINISHED_JOBS_KEPT = 2_000  # a few pages of the Training table plus the trials of a few tuning jobs
 
 
 @functools.lru_cache(maxsize=32)
@@ -138,7 +144,7 @@ def _timestamp(value: Any) -> float | None:
 
 
 def training_job_from_description(d: Mapping[str, Any]) -> TrainingJob:
-    """A TrainingJob from a DescribeTrainingJob response (or a ListTrainingJobs summary)."""
+    """A TrainingJob from a DescribeTrainingJob response."""
     status = JobStatus(d["TrainingJobStatus"])
     channels = d.get("InputDataConfig") or []
     model_uri = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
@@ -167,6 +173,39 @@ def training_job_from_description(d: Mapping[str, Any]) -> TrainingJob:
     )
 
 
+class FinishedJobs:
+    """Described training jobs that have finished, least recently used first out.
+
+    A finished job never changes, so a listing need not describe it again; a name can be reused
+    after DeleteTrainingJob, so an entry counts only for the creation time it was described at.
+    Safe from several threads (pages render in several): each access holds a lock.
+    """
+
+    def __init__(self, max_entries: int = FINISHED_JOBS_KEPT) -> None:
+        self._jobs: OrderedDict[str, TrainingJob] = OrderedDict()
+        self._max_entries = max_entries
+        self._lock = threading.Lock()
+
+    def get(self, name: str, created_at: float) -> TrainingJob | None:
+        """The finished job of that name created at created_at, if it was described."""
+        with self._lock:
+            job = self._jobs.get(name)
+            if job is None or job.created_at != created_at:
+                return None
+            self._jobs.move_to_end(name)
+            return job
+
+    def add(self, job: TrainingJob) -> None:
+        """Keeps job if it has finished (a running one would go stale)."""
+        if not job.status.is_terminal:
+            return
+        with self._lock:
+            self._jobs[job.name] = job
+            self._jobs.move_to_end(job.name)
+            while len(self._jobs) > self._max_entries:
+                self._jobs.popitem(last=False)
+
+
 class SageMakerJobRunner(JobRunner):
     """Training jobs as SageMaker training jobs (see the module docstring for the choices).
 
@@ -178,6 +217,7 @@ class SageMakerJobRunner(JobRunner):
     """
 
     backend_name = BackendKind.AWS.value
+    default_instance_type = DEFAULT_INSTANCE_TYPE
 
     def __init__(
         self,
@@ -191,6 +231,7 @@ class SageMakerJobRunner(JobRunner):
         self._session = session
         self._storage = storage
         self._training_image = training_image
+        self._finished = FinishedJobs()
 
     @property
     def _sagemaker(self) -> Any:
@@ -205,6 +246,12 @@ class SageMakerJobRunner(JobRunner):
         """Where a job's script uploads its Debugger trial as it trains, unless it is told
         otherwise (``{job_name}`` stands for the job's name; see core.debugger.evaluator)."""
         return self._storage.uri(f"jobs/{JOB_NAME_PLACEHOLDER}/debug-output")
+
+    @property
+    def default_profile_out_dir(self) -> str:
+        """Where a job's script uploads its profiler output as it trains, unless it is told
+        otherwise (``{job_name}`` as above; see core.profiler.evaluator)."""
+        return self._storage.uri(f"jobs/{JOB_NAME_PLACEHOLDER}/profiler-output")
 
     def training_job_request(self, spec: TrainingJobSpec, code_uri: str) -> dict[str, Any]:
         """The CreateTrainingJob request for spec, with its code at code_uri.
@@ -249,6 +296,7 @@ class SageMakerJobRunner(JobRunner):
             "RoleArn": role,
             "HyperParameters": {
                 "debug-out-dir": self.default_debug_out_dir,
+                "profile-out-dir": self.default_profile_out_dir,
                 **spec.hyperparameters_as_strings,
                 **code_hyperparameters(spec.entry_point, code_uri, region),
             },
@@ -301,7 +349,18 @@ class SageMakerJobRunner(JobRunner):
         return self.describe(spec.name)
 
     def describe(self, name: str) -> TrainingJob:
-        return training_job_from_description(self._describe_raw(name))
+        job = training_job_from_description(self._describe_raw(name))
+        self._finished.add(job)
+        return job
+
+    def _describe_listed(self, name: str, created_at: float) -> TrainingJob:
+        """The job a listing showed as created at created_at: describe(name), unless it has
+        finished and was described already.
+
+        Raises:
+            NotFoundError: it was deleted since it was listed.
+        """
+        return self._finished.get(name, created_at) or self.describe(name)
 
     def list_jobs(self, *, limit: int = 100) -> list[TrainingJob]:
         if limit < 1:
@@ -312,10 +371,14 @@ class SageMakerJobRunner(JobRunner):
             SortOrder="Descending",
             PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
         )
-        jobs: list[TrainingJob] = []
+        summaries: list[dict[str, Any]] = []
         with aws_errors("listing training jobs"):
             for page in pages:
-                jobs.extend(training_job_from_description(s) for s in page["TrainingJobSummaries"])
+                summaries.extend(page["TrainingJobSummaries"])
+        jobs: list[TrainingJob] = []
+        for s in summaries:
+            with contextlib.suppress(NotFoundError):  # deleted since it was listed
+                jobs.append(self._describe_listed(s["TrainingJobName"], _timestamp(s["CreationTime"]) or 0.0))
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)[:limit]
 
     def stop(self, name: str) -> TrainingJob:

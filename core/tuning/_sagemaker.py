@@ -35,6 +35,10 @@ What differs from the local tuner: SageMaker names the trials itself,
 ``<tuning job>-NNN-<8 hex>``, so :meth:`TuningJobSpec.trial_name` is local-only; a trial's
 number is read from that ``NNN``. ListTrainingJobsForHyperParameterTuningJob reports no
 per-epoch data, so ``Trial.epochs_run`` is 0 (the trial's training job has its metrics).
+Otherwise its summaries carry all a Trial holds (tuned values, times, objective, failure
+reason): unlike the runner's job list, trials need no DescribeTrainingJob. What they lack
+(the model, the static hyperparameters) ``best_trial`` reads from the runner's description
+of the best trial's training job.
 SageMaker does not say whether a Stopped trial was stopped by early stopping or by a user;
 a Stopped trial that reported its objective in a search that stops trials itself (early
 stopping Auto, or Hyperband) is read as Pruned, any other as Stopped.
@@ -473,6 +477,7 @@ class SageMakerTuner(Tuner):
                 for k, v in (training.get("StaticHyperParameters") or {}).items()
                 if not k.startswith(INTERNAL_HYPERPARAMETER_PREFIXES)
                 and not (k == "debug-out-dir" and v == self.runner.default_debug_out_dir)  # the runner adds it
+                and not (k == "profile-out-dir" and v == self.runner.default_profile_out_dir)  # and this
             },
             objective_metric=job.objective_metric,
             objective_type=job.objective_type,  # type: ignore[arg-type]  # validated into the enum

@@ -6,12 +6,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from core.backend import Backend, get_backend
 from core.config import load_settings
 from core.entities import DatasetRecord, MetricPoint, TrainingJob
+from core.errors import BackendError
+from core.training._local import LocalJobRunner
 from core.tuning import (
     CategoricalRange,
     ContinuousRange,
@@ -21,6 +25,7 @@ from core.tuning import (
     TrialStatus,
     TuningJobSpec,
 )
+from core.tuning._local import LocalTuner
 from core.tuning._store import TuningStore
 from core.types import JobStatus
 from tests.pages.conftest import open_page
@@ -234,3 +239,36 @@ def test_the_form_launches_a_local_tuning_job(local_backend: Backend, tmp_path: 
     at.run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Failed"] == "2"
+
+
+THROTTLED = "trials of tuning job tune-seeded failed: ThrottlingException: Rate exceeded"
+
+
+def _labels(at: AppTest) -> list[str]:
+    return [m.label for m in at.metric]
+
+
+@pytest.mark.parametrize(("owner", "call", "still_shown"), [
+    (LocalTuner, "trials", lambda at: "Status" in _labels(at) and not at.get("plotly_chart")),
+    (LocalTuner, "best_trial", lambda at: len(at.get("plotly_chart")) == 4 and not at.json),
+    (LocalTuner, "spec", lambda at: "Status" in _labels(at) and not at.get("plotly_chart")),
+    (LocalTuner, "describe", lambda at: at.dataframe and not at.metric),
+    (LocalTuner, "list_tuning_jobs", lambda at: at.selectbox(key="tune_metric") and not at.metric),
+    (LocalJobRunner, "metrics", lambda at: len(at.get("plotly_chart")) == 3 and at.json),
+])
+def test_a_failing_backend_call_shows_its_error_and_the_rest_of_the_page(
+    local_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, owner: type, call: str,
+    still_shown: Callable[[AppTest], object],
+) -> None:
+    """On AWS every one of these is an API call that can fail (throttling, expired credentials,
+    a network error): the page shows the error once, never a traceback."""
+    seed_tuning_job(local_backend, add_dataset(local_backend, tmp_path))
+
+    def fail(*_args: object, **_kwargs: object) -> None:
+        raise BackendError(THROTTLED)
+
+    monkeypatch.setattr(owner, call, fail)
+    at = open_page("tuning")
+    assert not at.exception
+    assert [e.value for e in at.error] == [THROTTLED]
+    assert still_shown(at)

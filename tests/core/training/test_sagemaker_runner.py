@@ -1,5 +1,5 @@
 """SageMaker training jobs against moto (create, describe, list, metrics, logs) and botocore's
-Stubber for what moto lacks (StopTrainingJob) and for error paths."""
+Stubber for what moto lacks (StopTrainingJob), for states moto never reaches and for error paths."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ from botocore.stub import Stubber
 
 from core.aws import AwsSession
 from core.config import Settings
+from core.entities import TrainingJob
 from core.errors import AlreadyExistsError, BackendError, ConfigError, InvalidInputError, NotFoundError
 from core.storage._s3 import S3Storage
-from core.training._sagemaker import LOG_GROUP, METRIC_NAMESPACE, SageMakerJobRunner
+from core.training._sagemaker import LOG_GROUP, METRIC_NAMESPACE, FinishedJobs, SageMakerJobRunner
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS, TrainingJobSpec
 from core.types import JobStatus
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
@@ -93,7 +94,9 @@ def test_start_creates_the_training_job_sagemaker_would_run(
 
     assert job.name == "digits-1" and job.backend == "aws"
     debug_out_dir = f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/debug-output"  # the script fills in its name
-    assert dict(job.hyperparameters) == {"epochs": "2", "lr": "0.01", "debug-out-dir": debug_out_dir}
+    profile_out_dir = f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/profiler-output"
+    assert dict(job.hyperparameters) == {"epochs": "2", "lr": "0.01", "debug-out-dir": debug_out_dir,
+                                         "profile-out-dir": profile_out_dir}
     assert dict(job.inputs) == {"training": DATA_URI}
     assert job.instance_type == "ml.m5.xlarge"
 
@@ -104,6 +107,7 @@ def test_start_creates_the_training_job_sagemaker_would_run(
     code_uri = f"s3://{BUCKET}/{PREFIX}/jobs/digits-1/code/sourcedir.tar.gz"
     assert d["HyperParameters"] == {
         "debug-out-dir": debug_out_dir,
+        "profile-out-dir": profile_out_dir,
         "epochs": "2",
         "lr": "0.01",
         "sagemaker_program": "train.py",
@@ -293,6 +297,10 @@ def test_list_asks_for_the_newest_jobs_page_by_page(runner: SageMakerJobRunner, 
         stub.add_response(
             "list_training_jobs", {"TrainingJobSummaries": [summary(7), summary(6)]}, {**asked, "NextToken": "t"}
         )
+        for i in (9, 8, 7):  # the paginator stops at MaxItems: job-6 is neither listed nor described
+            described = _description(summary(i)["TrainingJobStatus"], TrainingJobName=f"job-{i}",
+                                     CreationTime=base + timedelta(minutes=i))
+            stub.add_response("describe_training_job", described, {"TrainingJobName": f"job-{i}"})
         jobs = runner.list_jobs(limit=3)
         stub.assert_no_pending_responses()
     assert [(j.name, j.status) for j in jobs] == [
@@ -301,6 +309,142 @@ def test_list_asks_for_the_newest_jobs_page_by_page(runner: SageMakerJobRunner, 
         ("job-7", JobStatus.COMPLETED),
     ]
     assert jobs[0].created_at == (base + timedelta(minutes=9)).timestamp()
+
+
+def _count_describes(session: AwsSession) -> list[str]:
+    """The names DescribeTrainingJob is asked for from now on."""
+    described: list[str] = []
+    session.client("sagemaker").meta.events.register(
+        "provide-client-params.sagemaker.DescribeTrainingJob",
+        lambda params, **_: described.append(params["TrainingJobName"]),
+    )
+    return described
+
+
+def test_a_listed_job_carries_what_a_described_one_does(
+    runner: SageMakerJobRunner, aws: AwsSession, storage: S3Storage, source_dir: Path
+) -> None:
+    runner.start(_spec(source_dir, name="job-0", hyperparameters={"epochs": 3}))
+    runner.start(_spec(source_dir, name="job-1", hyperparameters={"lr": 0.1}))
+    fresh = SageMakerJobRunner(runner._settings, aws, storage)  # another process: it has described nothing
+    described = _count_describes(aws)
+
+    listed = fresh.list_jobs()
+
+    assert sorted(described) == ["job-0", "job-1"]  # ListTrainingJobs summaries lack the rest
+    assert listed == [fresh.describe("job-1"), fresh.describe("job-0")]
+    job = listed[1]
+    assert job.status is JobStatus.COMPLETED  # moto completes jobs at once
+    assert job.model_uri == f"s3://{BUCKET}/{PREFIX}/jobs/job-0/output/model.tar.gz"
+    assert job.hyperparameters["epochs"] == "3" and "debug-out-dir" in job.hyperparameters
+    assert dict(job.inputs) == {"training": DATA_URI}
+    assert dict(job.final_metrics) == {"train:progress": 100.0}  # moto's canned FinalMetricDataList
+    assert job.instance_type == "ml.m5.xlarge" and job.created_at > 0
+
+
+def test_a_finished_job_is_described_once_then_listed_from_memory(
+    runner: SageMakerJobRunner, aws: AwsSession, storage: S3Storage, source_dir: Path
+) -> None:
+    runner.start(_spec(source_dir, name="job-0"))
+    described = _count_describes(aws)
+    fresh = SageMakerJobRunner(runner._settings, aws, storage)
+
+    first = fresh.list_jobs()
+    assert described == ["job-0"]
+    assert fresh.list_jobs() == first and fresh.list_jobs(limit=1) == first
+    assert described == ["job-0"]  # completed: nothing of it can change
+    assert runner.list_jobs() == first and described == ["job-0"]  # start() described it already
+    fresh.describe("job-0")
+    assert described == ["job-0", "job-0"]  # describe() itself always asks SageMaker
+
+
+def _listing(*jobs: tuple[str, str, datetime]) -> dict[str, Any]:
+    return {
+        "TrainingJobSummaries": [
+            {
+                "TrainingJobName": name,
+                "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{name}",
+                "CreationTime": created,
+                "TrainingJobStatus": status,
+            }
+            for name, status, created in jobs
+        ]
+    }
+
+
+def test_a_running_job_is_described_at_every_listing_until_it_finishes(
+    runner: SageMakerJobRunner, aws: AwsSession
+) -> None:
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    t1, reused = t0 + timedelta(minutes=1), t0 + timedelta(days=1)
+
+    def described(name: str, status: str, created: datetime) -> dict[str, Any]:
+        return _description(status, TrainingJobName=name, CreationTime=created, TrainingStartTime=created)
+
+    def expect_describe(stub: Stubber, name: str, status: str, created: datetime) -> None:
+        stub.add_response("describe_training_job", described(name, status, created), {"TrainingJobName": name})
+
+    with Stubber(aws.client("sagemaker")) as stub:  # an unexpected DescribeTrainingJob fails the test
+        stub.add_response("list_training_jobs", _listing(("run", "InProgress", t1), ("done", "Completed", t0)))
+        expect_describe(stub, "run", "InProgress", t1)
+        expect_describe(stub, "done", "Completed", t0)
+        running = runner.list_jobs()
+        stub.add_response("list_training_jobs", _listing(("run", "InProgress", t1), ("done", "Completed", t0)))
+        expect_describe(stub, "run", "InProgress", t1)
+        assert runner.list_jobs() == running
+        stub.add_response("list_training_jobs", _listing(("run", "Completed", t1), ("done", "Completed", t0)))
+        expect_describe(stub, "run", "Completed", t1)
+        finished = runner.list_jobs()
+        stub.add_response("list_training_jobs", _listing(("run", "Completed", t1), ("done", "Completed", t0)))
+        assert runner.list_jobs() == finished  # no describe at all
+        # DeleteTrainingJob frees a name: the new job of that name is another job
+        stub.add_response("list_training_jobs", _listing(("done", "InProgress", reused), ("run", "Completed", t1)))
+        expect_describe(stub, "done", "InProgress", reused)
+        renamed = runner.list_jobs()
+        stub.assert_no_pending_responses()
+
+    model = f"s3://{BUCKET}/{PREFIX}/jobs/digits-1/output/model.tar.gz"
+    assert [(j.name, j.status, j.model_uri) for j in running] == [
+        ("run", JobStatus.IN_PROGRESS, None),
+        ("done", JobStatus.COMPLETED, model),
+    ]
+    assert [(j.name, j.status, j.model_uri) for j in finished] == [
+        ("run", JobStatus.COMPLETED, model),
+        ("done", JobStatus.COMPLETED, model),
+    ]
+    assert dict(finished[0].hyperparameters) == {"epochs": "2"} and finished[0].started_at == t1.timestamp()
+    assert [(j.name, j.status, j.created_at) for j in renamed] == [
+        ("done", JobStatus.IN_PROGRESS, reused.timestamp()),
+        ("run", JobStatus.COMPLETED, t1.timestamp()),
+    ]
+
+
+def test_a_job_deleted_between_listing_and_describing_is_left_out(runner: SageMakerJobRunner, aws: AwsSession) -> None:
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    with Stubber(aws.client("sagemaker")) as stub:
+        stub.add_response("list_training_jobs", _listing(("gone", "Completed", created), ("kept", "Failed", created)))
+        stub.add_client_error("describe_training_job", "ValidationException", "Requested resource not found.", 400)
+        stub.add_response("describe_training_job", _description("Failed", TrainingJobName="kept", CreationTime=created))
+        jobs = runner.list_jobs()
+        stub.assert_no_pending_responses()
+    assert [(j.name, j.status) for j in jobs] == [("kept", JobStatus.FAILED)]
+
+
+def test_finished_jobs_keeps_the_most_recently_used_finished_ones() -> None:
+    def job(name: str, status: JobStatus = JobStatus.COMPLETED, created_at: float = 1.0) -> TrainingJob:
+        return TrainingJob(name=name, status=status, backend="aws", created_at=created_at)
+
+    kept = FinishedJobs(max_entries=2)
+    kept.add(job("running", JobStatus.IN_PROGRESS))
+    kept.add(job("stopping", JobStatus.STOPPING))
+    assert kept.get("running", 1.0) is None and kept.get("stopping", 1.0) is None  # they would go stale
+    a, b, c = job("a"), job("b", JobStatus.FAILED), job("c", JobStatus.STOPPED)
+    kept.add(a)
+    kept.add(b)
+    assert kept.get("a", 1.0) is a  # a is now the most recently used
+    kept.add(c)
+    assert (kept.get("a", 1.0), kept.get("b", 1.0), kept.get("c", 1.0)) == (a, None, c)
+    assert kept.get("a", 2.0) is None  # another job of the same name
 
 
 def test_unknown_jobs_are_not_found(runner: SageMakerJobRunner) -> None:

@@ -145,6 +145,7 @@ def test_start_sends_the_tuning_request_with_the_code_as_static_hyperparameters(
     code_uri = f"s3://{BUCKET}/{PREFIX}/tuning/hpo-1/code/sourcedir.tar.gz"
     assert definition["StaticHyperParameters"] == {
         "debug-out-dir": f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/debug-output",  # each trial fills in its name
+        "profile-out-dir": f"s3://{BUCKET}/{PREFIX}/jobs/{{job_name}}/profiler-output",
         "model": "efficientnet_lite0",
         "image-size": "64",
         "sagemaker_program": "train.py",
@@ -578,6 +579,30 @@ def test_best_trial_comes_with_its_training_job(
     assert result.training_job.name == best_name and result.training_job.status is JobStatus.COMPLETED
     assert dict(result.hyperparameters) == {"lr": "0.03", "batch-size": "32", "epochs": "3"}
     assert result.training_job.model_uri == f"s3://{BUCKET}/{PREFIX}/jobs/{best_name}/output/model.tar.gz"
+
+
+def test_the_best_trial_is_the_training_job_the_runner_lists(tuner: SageMakerTuner, aws: AwsSession) -> None:
+    """Trials need no DescribeTrainingJob (their summaries hold all a Trial does); the best one's
+    training job is described once, and the runner's job list then reuses that description."""
+    summaries = [_summary(1, "Completed", 0.80, ObjectiveStatus="Succeeded"), _summary(2, "InProgress")]
+    best_name = "hpo-1-001-00000001"
+    listed = {
+        "TrainingJobName": best_name,
+        "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{best_name}",
+        "CreationTime": CREATED,
+        "TrainingJobStatus": "Completed",
+    }
+    with Stubber(aws.client("sagemaker")) as stub:  # an unexpected DescribeTrainingJob fails the test
+        stub.add_response("describe_hyper_parameter_tuning_job", _description("Completed"))
+        stub.add_response("describe_hyper_parameter_tuning_job", _description("Completed"))
+        stub.add_response("list_training_jobs_for_hyper_parameter_tuning_job", {"TrainingJobSummaries": summaries})
+        stub.add_response("describe_training_job", _training_job(best_name), {"TrainingJobName": best_name})
+        best = tuner.best_trial("hpo-1")
+        stub.add_response("list_training_jobs", {"TrainingJobSummaries": [listed]})
+        jobs = tuner.runner.list_jobs()
+        stub.assert_no_pending_responses()
+    assert best is not None and jobs == [best.training_job]
+    assert best.training_job.model_uri == f"s3://{BUCKET}/{PREFIX}/jobs/{best_name}/output/model.tar.gz"
 
 
 def test_no_best_trial_before_one_completes(tuner: SageMakerTuner, aws: AwsSession) -> None:
