@@ -71,6 +71,9 @@ def _overview(view: ProfileView) -> None:
 @st.fragment(run_every=POLL_SECONDS if is_active else None)
 def profile(name: str) -> None:
     job = be.runner.describe(name)
+    note = be.analysis.ensure_analysed(job).profiler
+    if note:
+        st.caption(note)
     if is_active and job.status.is_terminal:
         st.rerun()  # a last full render with the final pass, then no more polling
     try:

@@ -33,6 +33,24 @@ class AnalysisNotes:
     profiler: str | None = None
 
 
+_RULES_RUN_HERE = ("Rules are evaluated on this machine by an evaluator that reads the trial in S3 and follows the "
+                   "job until it ends (SageMaker Debugger's rule jobs are closed to new customers).")
+_PROFILE_READ_HERE = ("The profiler analysis runs on this machine: it reads the job's profiler output in S3 and "
+                      "follows the job until it ends.")
+_DEBUGGER_NOTES = {
+    "no trial": "This job saved no Debugger trial to S3 (it ran with --debug false or without debug-out-dir).",
+    "started": _RULES_RUN_HERE,
+    "running": _RULES_RUN_HERE,
+}
+_PROFILER_NOTES = {
+    "no data location": "This job uploads no profiler output (it ran with --profile false or without an s3:// "
+                        "profile-out-dir).",
+    "started": _PROFILE_READ_HERE,
+    "running": _PROFILE_READ_HERE,
+}
+"""What each page says for each state its analyser reports; nothing once the analysis has concluded."""
+
+
 class JobAnalysis(ABC):
     """Makes sure a job's Debugger rules and Profiler analysis run, wherever the job runs.
 
@@ -82,16 +100,12 @@ class SageMakerJobAnalysis(JobAnalysis):
     def ensure_analysed(self, job: TrainingJob) -> AnalysisNotes:
         from core.debugger.evaluator import SageMakerRuleEvaluators
         from core.debugger.store import DebugStore
+        from core.profiler._store import ProfilerStore
+        from core.profiler.evaluator import SageMakerProfilerAnalysers
 
-        state = SageMakerRuleEvaluators(self.settings, DebugStore(self.store)).ensure_running(job)
-        if state == "no trial":
-            debugger = "This job saved no Debugger trial to S3 (it ran with --debug false or without debug-out-dir)."
-        elif state == "concluded":
-            debugger = None
-        else:
-            debugger = ("Rules are evaluated on this machine by an evaluator that reads the trial in S3 and follows "
-                        "the job until it ends (SageMaker Debugger's rule jobs are closed to new customers).")
-        return AnalysisNotes(debugger=debugger)
+        rules = SageMakerRuleEvaluators(self.settings, DebugStore(self.store)).ensure_running(job)
+        profile = SageMakerProfilerAnalysers(self.settings, ProfilerStore(self.store)).ensure_running(job)
+        return AnalysisNotes(debugger=_DEBUGGER_NOTES.get(rules), profiler=_PROFILER_NOTES.get(profile))
 
     def service_rule_results(self, job_name: str) -> list[RuleResult]:
         from core.debugger.sagemaker import sagemaker_rule_statuses

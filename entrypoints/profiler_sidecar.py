@@ -6,11 +6,18 @@ Run beside a training job by the local supervisor (with the job environment's in
     profiler_sidecar.py --job-dir D --database DB --job-name N --training-pid P
 
 It passes over the profiler output every ``--poll-s`` seconds while the training process
-lives, once more after it is gone, and exits. System metrics are read with smdebug's
-``LocalSystemMetricsReader``, or ``S3SystemMetricsReader`` when ``--profiler-path`` is an
-``s3://`` URI (a SageMaker or EC2 job's output; ``--training-pid 0`` makes one final pass).
-Files still being written are read up to their last whole line; the newest sample is held
-back until the next pass, since its lines may not all be there yet.
+lives, once more after it is gone, and exits. For a SageMaker training job the console starts
+it on its own machine (``core.profiler.evaluator``)::
+
+    profiler_sidecar.py --job-dir D --database DB --job-name N --profiler-path s3://... --sagemaker-job
+
+and it follows the job through DescribeTrainingJob instead of a process, until the job has
+ended and its data are read. An ``s3://`` profiler path (where the training script uploads
+as it trains, ``--profile-out-dir``) is mirrored into ``<job-dir>/output/data/profiler-output``
+before each pass (``s3_sync.S3Mirror``: one listing, a download per new or grown object), so
+every reader works on local files. System metrics are read with smdebug's
+``LocalSystemMetricsReader``. Files still being written are read up to their last whole
+line; the newest sample is held back until the next pass, since its lines may not all be there yet.
 """
 
 from __future__ import annotations
@@ -27,9 +34,11 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # smdebug logs every file list at info
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # core, when PYTHONPATH lacks the repo
 
 import numpy as np  # noqa: E402
-from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader, S3SystemMetricsReader  # noqa: E402
+from s3_sync import S3Mirror  # noqa: E402  (entrypoints/ is a script folder)
+from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader  # noqa: E402
 from smdebug.profiler.utils import TimeUnits  # noqa: E402
 
 from core.jobstore import JobStore  # noqa: E402
@@ -50,6 +59,8 @@ LOG = logging.getLogger("profiler_sidecar")
 PROFILER_DIR = Path("output") / "data" / "profiler-output"
 REPORT_FILE = Path("report") / "profiler-report.html"
 FUTURE_S = 24 * 3600  # read events up to a day ahead: clocks of other machines may run ahead
+MAX_FAILED_DESCRIBES = 20
+"""DescribeTrainingJob failures in a row (each retried at the next poll) before the analysis gives up."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database", type=Path, required=True, help="the console's SQLite job store")
     parser.add_argument("--job-name", required=True, help="training job name (key of the results)")
     parser.add_argument("--training-pid", type=int, default=0, help="training process to watch; 0: one final pass")
+    parser.add_argument("--sagemaker-job", action="store_true",
+                        help="the job is a SageMaker training job: follow it through DescribeTrainingJob")
     parser.add_argument("--profiler-path", default=None,
-                        help=f"profiler-output folder or s3:// URI; default <job-dir>/{PROFILER_DIR}")
+                        help=f"profiler-output folder or s3:// URI (mirrored into <job-dir>/{PROFILER_DIR}); "
+                             f"default <job-dir>/{PROFILER_DIR}")
     parser.add_argument("--poll-s", type=float, default=10.0, help="seconds between passes while training runs")
     parser.add_argument("--rule-parameters", type=json.loads, default={},
                         help='JSON overrides per rule, e.g. {"StepOutlier": {"n_outliers": 5}}')
@@ -74,7 +88,7 @@ class SystemSeries:
     """System-metrics series per node, accumulated pass by pass through an smdebug system-metrics reader."""
 
     def __init__(self, path: str) -> None:
-        self.reader = S3SystemMetricsReader(path) if path.startswith("s3://") else LocalSystemMetricsReader(path)
+        self.reader = LocalSystemMetricsReader(path)
         self.series: dict[str, dict[SeriesKey, tuple[list[float], list[float]]]] = {}
         self.accepted_until: dict[str, float] = {}
 
@@ -109,11 +123,8 @@ class SystemSeries:
 
 
 class LineFiles:
-    """JSON-lines files read incrementally: whole lines only, each line once.
-
-    Local files are read from the byte offset reached last time; S3 objects are read again when
-    they grew, skipping the bytes already taken. A last line without its newline waits.
-    """
+    """JSON-lines files read incrementally from the byte offset reached last time: whole lines only,
+    each line once. A last line without its newline waits."""
 
     def __init__(self, root: str, pattern: str) -> None:
         self.root = root
@@ -137,11 +148,6 @@ class LineFiles:
 
     def _unread(self) -> Iterator[tuple[str, bytes, int]]:
         """(name, bytes after the offset, offset) of each file that grew."""
-        if self.root.startswith("s3://"):
-            for uri, body in _s3_objects(self.root, self.pattern, self.offsets):
-                offset = self.offsets.get(uri, 0)
-                yield uri, body[offset:], offset
-            return
         for path in sorted(glob.glob(os.path.join(self.root, self.pattern))):
             offset = self.offsets.get(path, 0)
             if os.path.getsize(path) > offset:
@@ -150,30 +156,10 @@ class LineFiles:
                     yield path, handle.read(), offset
 
 
-def _s3_objects(root: str, pattern: str, sizes: dict[str, int]) -> Iterator[tuple[str, bytes]]:
-    """(uri, body) of the objects under root whose key matches pattern and that are larger than seen."""
-    import fnmatch
-
-    import boto3
-
-    bucket, _, prefix = root[len("s3://"):].partition("/")
-    prefix = prefix.rstrip("/") + "/" if prefix else ""
-    client = boto3.client("s3")
-    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for item in page.get("Contents", []):
-            uri = f"s3://{bucket}/{item['Key']}"
-            if fnmatch.fnmatch(item["Key"][len(prefix):], pattern) and item["Size"] > sizes.get(uri, 0):
-                yield uri, client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
-
-
 def read_operator_summaries(root: str) -> list[dict[str, Any]]:
     """The operator summaries of the profiler windows (written whole, so never partial)."""
-    if root.startswith("s3://"):
-        bodies = [body for _, body in _s3_objects(root, "framework/pytorch/*_operators.json", {})]
-    else:
-        bodies = [Path(p).read_bytes() for p in sorted(glob.glob(os.path.join(root, "framework", "pytorch",
-                                                                               "*_operators.json")))]
-    return [json.loads(body) for body in bodies]
+    paths = sorted(glob.glob(os.path.join(root, "framework", "pytorch", "*_operators.json")))
+    return [json.loads(Path(p).read_bytes()) for p in paths]
 
 
 def operators_document(summaries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -190,14 +176,23 @@ def operators_document(summaries: Sequence[dict[str, Any]]) -> dict[str, Any] | 
 
 
 class Analyser:
-    """Everything read so far about one job, and one pass: read more, judge, store."""
+    """Everything read so far about one job, and one pass: read more, judge, store.
 
-    def __init__(self, job_name: str, path: str, store: ProfilerStore, report_file: Path | None,
-                 rule_parameters: dict[str, dict[str, Any]] | None = None) -> None:
+    Args:
+        job_name: the key of the results.
+        path: the local profiler-output folder.
+        store: where the documents go.
+        rule_parameters: overrides per rule.
+        source: where the job wrote its output, when not ``path`` (an S3 mirror's URI), for messages.
+    """
+
+    def __init__(self, job_name: str, path: str, store: ProfilerStore,
+                 rule_parameters: dict[str, dict[str, Any]] | None = None, *, source: str | None = None) -> None:
         self.job_name = job_name
         self.path = path
+        self.source = source or path
         self.store = store
-        self.report_file = report_file
+        self.report_file = Path(path) / REPORT_FILE
         self.rule_parameters = rule_parameters or {}
         self.system = SystemSeries(path)
         self.events = LineFiles(path, os.path.join("framework", "events", "*", "*.json"))
@@ -211,7 +206,7 @@ class Analyser:
             (self.steps if record.get("Type") == "step" else self.other).append(record)
         if not self.system.series and not self.steps and not self.other:
             if final:
-                self.store.put_documents(self.job_name, {"summary": _no_data_summary(self.path)})
+                self.store.put_documents(self.job_name, {"summary": _no_data_summary(self.source)})
                 return True
             return False
         info = JobInfo.from_events(self.other)
@@ -231,19 +226,22 @@ class Analyser:
                                     errors=[*notes, *self.events.errors[-20:]])
         html = render_report(documents, self.job_name)
         documents[REPORT] = {"html": html}
-        if self.report_file is not None:
-            self.report_file.parent.mkdir(parents=True, exist_ok=True)
-            partial = self.report_file.with_suffix(".partial")
-            partial.write_text(html, encoding="utf-8")
-            os.replace(partial, self.report_file)
+        self.report_file.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.report_file.with_suffix(".partial")
+        partial.write_text(html, encoding="utf-8")
+        os.replace(partial, self.report_file)
         self.store.put_documents(self.job_name, documents)
         return True
 
 
-def _no_data_summary(path: str) -> dict[str, Any]:
-    return {"state": "complete", "samples": 0, "steps": 0, "no_data": True,
-            "errors": [f"no profiler data under {path}: the job ran with --profile false, wrote elsewhere "
-                       "(--profiler-dir), or stopped before the first sample"]}
+def _no_data_summary(source: str) -> dict[str, Any]:
+    if source.startswith("s3://"):
+        reason = (f"the job ended without writing profiler output to {source}: it ran with --profile false, its "
+                  "uploads failed (see its log), or it stopped before the first sample")
+    else:
+        reason = (f"no profiler data under {source}: the job ran with --profile false, wrote elsewhere "
+                  "(--profiler-dir), or stopped before the first sample")
+    return {"state": "complete", "samples": 0, "steps": 0, "no_data": True, "errors": [reason]}
 
 
 def is_alive(pid: int) -> bool:
@@ -261,26 +259,74 @@ def is_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+class SageMakerJob:
+    """A SageMaker training job followed through DescribeTrainingJob (credentials and region from the environment).
+
+    A failed call counts as still running and is retried at the next poll, up to
+    ``MAX_FAILED_DESCRIBES`` in a row.
+    """
+
+    RUNNING = ("InProgress", "Stopping")
+
+    def __init__(self, name: str) -> None:
+        import boto3
+
+        self.name = name
+        self.client = boto3.client("sagemaker")
+        self.failures = 0
+
+    def running(self) -> bool:
+        """Whether the job may still write profiler output.
+
+        Raises:
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the last of
+                ``MAX_FAILED_DESCRIBES`` failed calls in a row.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            status = self.client.describe_training_job(TrainingJobName=self.name)["TrainingJobStatus"]
+        except (BotoCoreError, ClientError) as exc:
+            self.failures += 1
+            if self.failures >= MAX_FAILED_DESCRIBES:
+                raise
+            LOG.warning("DescribeTrainingJob %s failed (%d in a row; retrying): %s", self.name, self.failures, exc)
+            return True
+        self.failures = 0
+        return status in self.RUNNING
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Watch the training pid, pass over the data every poll, make a final pass, exit 0 (1 if that failed)."""
+    """Follow the job, pass over the data every poll, make a final pass once it ended, exit 0 (1 if that failed)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stdout, force=True)
     args = build_parser().parse_args(argv)
-    path = args.profiler_path or str(args.job_dir / PROFILER_DIR)
-    report_file = None if path.startswith("s3://") else Path(path) / REPORT_FILE
-    analyser = Analyser(args.job_name, path, ProfilerStore(JobStore(args.database)), report_file,
-                        args.rule_parameters)
-    LOG.info("profiler analysis of %s from %s", args.job_name, path)
+    source = args.profiler_path or str(args.job_dir / PROFILER_DIR)
+    mirror = S3Mirror(source, args.job_dir / PROFILER_DIR) if source.startswith("s3://") else None
+    path = str(args.job_dir / PROFILER_DIR) if mirror else source
+    analyser = Analyser(args.job_name, path, ProfilerStore(JobStore(args.database)), args.rule_parameters,
+                        source=source)
+    if args.sagemaker_job:
+        running, watch_s = SageMakerJob(args.job_name).running, args.poll_s  # an API call: once per poll
+    else:
+        running, watch_s = (lambda: is_alive(args.training_pid)), min(0.5, args.poll_s)
+
+    def run_pass(final: bool) -> None:
+        if mirror is not None:
+            mirror.sync()
+        analyser.run_pass(final=final)
+
+    LOG.info("profiler analysis of %s from %s", args.job_name, source)
     next_pass = time.monotonic() + args.poll_s
-    while is_alive(args.training_pid):
-        time.sleep(0.5)
-        if time.monotonic() >= next_pass:
-            try:
-                analyser.run_pass(final=False)
-            except Exception:  # a failed pass is retried at the next one
-                traceback.print_exc()
-            next_pass = time.monotonic() + args.poll_s
     try:
-        analyser.run_pass(final=True)
+        while running():
+            time.sleep(watch_s)
+            if time.monotonic() >= next_pass:
+                try:
+                    run_pass(final=False)
+                except Exception:  # a failed pass is retried at the next one
+                    traceback.print_exc()
+                next_pass = time.monotonic() + args.poll_s
+        run_pass(final=True)
     except Exception as exc:
         traceback.print_exc()
         try:  # keep what earlier passes stored, and say why the last one failed
@@ -290,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception:
             traceback.print_exc()
         return 1
-    LOG.info("profiler analysis done")
+    LOG.info("profiler analysis done%s", f" ({mirror.objects} objects read from S3)" if mirror else "")
     return 0
 
 

@@ -14,6 +14,11 @@ SageMaker's layout, so the same files are read for local, SageMaker and EC2 runs
   torch.profiler window (CPU and CUDA activities, memory), and ``..._operators.json``, its
   operator summary (calls, self and total CPU/device time, memory) by operator.
 
+With ``--profile-out-dir s3://...`` (``{job_name}`` stands for ``$TRAINING_JOB_NAME``; the
+console's SageMaker runner sets it), the first host (``algo-1``) also uploads these files there
+as it trains, every few seconds and once more at the end (``s3_sync.FolderUploader``), where
+the console's profiler analysis reads them; a folder there is where the files are written.
+
 The script calls :func:`add_arguments`, runs inside :func:`session`, calls :func:`attach` once
 the model exists, and iterates its loaders through :func:`steps` and :func:`evaluation`; all
 of them do nothing when profiling is off. One session is active per process (like
@@ -34,10 +39,13 @@ from typing import Any, Iterable, Iterator, TypeVar
 
 import psutil
 import torch
+from debugging import JOB_NAME_PLACEHOLDER
+from s3_sync import FolderUploader, split_s3_uri
 from system_monitor import GpuReader, MinuteFiles, SystemMonitor, node_id
 
 LOG = logging.getLogger("train.profiling")
 PROFILER_DIR_NAME = "profiler-output"
+UPLOADING_NODE = "algo-1"  # one analysis per job reads one node (see profiler_sidecar.py)
 INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 PHASE_LABELS = ("dataloader", "forward", "backward", "optimizer")
 T = TypeVar("T")
@@ -79,8 +87,21 @@ def _interval(value: str) -> int:
     return number
 
 
+def _location(value: str) -> str:
+    """An ``s3://bucket/prefix`` URI or a folder."""
+    if value.startswith("s3://"):
+        try:
+            split_s3_uri(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    elif "://" in value or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected an s3:// URI or a folder, got {value!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The profiler's hyperparameters: --profile, --profile-interval-ms, --profile-window, --profiler-dir."""
+    """The profiler's hyperparameters: --profile, --profile-interval-ms, --profile-window, --profiler-dir,
+    --profile-out-dir."""
     add = parser.add_argument
     add("--profile", type=_bool, default=True, help="record system metrics, step phases and a torch.profiler window")
     add("--profile-interval-ms", type=_interval, default=500, help="system-metrics sampling interval (SageMaker's)")
@@ -88,6 +109,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="torch.profiler window: first step (0-based) and number of steps; off to skip")
     add("--profiler-dir", type=Path, default=None,
         help="where profiler output goes; unset: $SM_OUTPUT_DATA_DIR/profiler-output")
+    add("--profile-out-dir", type=_location, default=None,
+        help=f"s3:// URI the profiler output is uploaded to as the job trains, or a folder it is written to "
+             f"(--profiler-dir wins); {JOB_NAME_PLACEHOLDER} stands for $TRAINING_JOB_NAME")
 
 
 # --- steps, phases and the torch.profiler window ---------------------------------------------
@@ -383,14 +407,42 @@ def operator_rows(averages: Iterable[Any]) -> list[dict[str, Any]]:
 # --- the script's calls -----------------------------------------------------------------------
 
 
+def locations(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """(the folder the profiler writes, the ``s3://`` URI it uploads that folder to, or None).
+
+    Raises:
+        ValueError: ``--profile-out-dir`` names ``{job_name}`` but ``$TRAINING_JOB_NAME`` is unset.
+    """
+    target = getattr(args, "profile_out_dir", None)
+    if target and JOB_NAME_PLACEHOLDER in target:
+        if not os.environ.get("TRAINING_JOB_NAME"):
+            raise ValueError(f"--profile-out-dir {target} names {JOB_NAME_PLACEHOLDER} but TRAINING_JOB_NAME is unset")
+        target = target.replace(JOB_NAME_PLACEHOLDER, os.environ["TRAINING_JOB_NAME"])
+    upload = target if target and target.startswith("s3://") else None
+    if args.profiler_dir:
+        return Path(args.profiler_dir), upload
+    if target and not upload:
+        return Path(target), None
+    return Path(args.output_data_dir) / PROFILER_DIR_NAME, upload
+
+
 @contextlib.contextmanager
 def session(args: argparse.Namespace) -> Iterator[ProfilingSession | None]:
-    """Profiles the block when ``args.profile``; meanwhile the session is the process's active one."""
+    """Profiles the block when ``args.profile``; meanwhile the session is the process's active one.
+
+    With an upload location, the first host's files go there as the job trains (a failed upload
+    is logged and retried; it never stops the training).
+    """
     global _ACTIVE
     if not getattr(args, "profile", False):
         yield None
         return
-    out_dir = args.profiler_dir or Path(args.output_data_dir) / PROFILER_DIR_NAME
+    try:
+        out_dir, upload = locations(args)
+    except ValueError as exc:  # nowhere to record it but the log
+        LOG.warning("profiler: not profiling this run: %s", exc)
+        yield None
+        return
     facts = {"BatchSize": args.batch_size, "NumWorkers": args.num_workers, "Model": getattr(args, "model", None),
              "Augment": getattr(args, "augment", None)}
     try:
@@ -401,12 +453,22 @@ def session(args: argparse.Namespace) -> Iterator[ProfilingSession | None]:
         LOG.warning("profiler: not profiling this run: cannot write to %s (%s)", out_dir, exc)
         yield None
         return
+    uploader = None
+    if upload and active.node == UPLOADING_NODE:
+        uploader = FolderUploader(out_dir, upload)
+        uploader.start()
+        LOG.info("profiler: uploading %s to %s as the job trains", out_dir, upload)
+    elif upload:
+        LOG.info("profiler: %s keeps its profiler output: only %s's is uploaded and analysed", active.node,
+                 UPLOADING_NODE)
     _ACTIVE = active
     try:
         yield active
     finally:
         _ACTIVE = None
         active.close()
+        if uploader is not None:
+            uploader.close()
 
 
 def attach(model: torch.nn.Module, optimizer: torch.optim.Optimizer, device: torch.device) -> None:

@@ -1,24 +1,32 @@
-"""entrypoints/profiler_sidecar.py in the job environment: partial files, live passes, no data, S3."""
+"""entrypoints/profiler_sidecar.py in the job environment: partial files, live passes, no data, and SageMaker
+jobs whose output is in S3 (moto's server on 127.0.0.1; a stand-in for DescribeTrainingJob of a running job)."""
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+import boto3
 import pytest
 
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR, REPO_ROOT
+from core.entrypoint_modules import load_entrypoint_module
 from core.jobstore import JobStore
 from core.profiler import ProfilerStore
 from core.profiler.views import load_profile
+from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment
 
 SIDECAR = ENTRYPOINTS_DIR / "profiler_sidecar.py"
+MAX_FAILED_DESCRIBES = 20  # profiler_sidecar.MAX_FAILED_DESCRIBES (the sidecar imports smdebug: job environment only)
 T0 = float(int(time.time()) // 60 * 60 - 600)  # ten minutes ago, on a minute boundary
 
 
@@ -210,37 +218,196 @@ def test_the_sidecar_waits_for_data_and_keeps_going_after_a_bad_line(
     assert any("algo-2 not analysed" in e for e in view.errors)
 
 
-def test_s3_profiler_output_is_read_with_smdebugs_s3_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    boto3 = pytest.importorskip("boto3")
+# --- SageMaker jobs: the output in S3, the job followed through DescribeTrainingJob ----------------
+
+ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
+PREFIX_URI = "s3://bucket/jobs/job/profiler-output"
+
+
+@pytest.fixture(name="moto_endpoint")
+def moto_endpoint_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """moto's server on 127.0.0.1 (fresh state, bucket ``bucket``), named by AWS_ENDPOINT_URL for every client."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    clear_aws_environment(monkeypatch, tmp_path)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
+    for key, value in {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+                       "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(key, value)
+    boto3.client("s3").create_bucket(Bucket="bucket")
     try:
-        host, port = server.get_host_and_port()
-        endpoint = f"http://{host}:{port}"
-        credentials = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL_S3": endpoint}
-        for key, value in credentials.items():
-            monkeypatch.setenv(key, value)
-        s3 = boto3.client("s3", endpoint_url=endpoint)
-        s3.create_bucket(Bucket="bucket")
-        local = tmp_path / "local" / "profiler-output"
-        write_samples(local, [T0 + 0.5 * i for i in range(30)])
-        write_events(local, job_events(12, workers=0))
-        (local / "framework" / "pytorch").mkdir(parents=True)
-        (local / "framework" / "pytorch" / f"{int(T0)}_algo-1_operators.json").write_text(json.dumps(
-            {"trace": "t.json.gz", "first_step": 5, "steps": 3, "activities": ["CPU"],
-             "operators": [{"name": "aten::mm", "kind": "operator", "calls": 3, "self_cpu_ms": 4.0}]}))
-        for path in local.rglob("*.json"):
-            s3.upload_file(str(path), "bucket", f"jobs/job/profiler-output/{path.relative_to(local).as_posix()}")
-        job_dir, database = tmp_path / "job", tmp_path / "console.db"
-        job_dir.mkdir()
-        finish(run_sidecar(job_dir, database, "--profiler-path", "s3://bucket/jobs/job/profiler-output",
-                           env={**os.environ}))
-        view = load_profile(ProfilerStore(JobStore(database)), "job")
-        assert view is not None and view.summary["samples"] == 30 and view.summary["steps"] == 12
-        assert [f.rule for f in view.fired] == ["Dataloader"]
-        assert view.operator_rows("cpu")[0]["operator"] == "aten::mm"
+        yield endpoint
     finally:
         server.stop()
+
+
+def upload_folder(local: Path, uri: str) -> None:
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    for path in local.rglob("*"):
+        if path.is_file():
+            boto3.client("s3").upload_file(str(path), bucket, f"{prefix}/{path.relative_to(local).as_posix()}")
+
+
+def create_training_job(name: str, **hyperparameters: str) -> None:
+    """A training job in moto (which marks it Completed at once)."""
+    boto3.client("sagemaker").create_training_job(
+        TrainingJobName=name, RoleArn=ROLE, HyperParameters=hyperparameters,
+        AlgorithmSpecification={"TrainingImage": "123456789012.dkr.ecr.us-east-1.amazonaws.com/train:1",
+                                "TrainingInputMode": "File"},
+        OutputDataConfig={"S3OutputPath": "s3://bucket/jobs"},
+        ResourceConfig={"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30},
+        StoppingCondition={"MaxRuntimeInSeconds": 3600},
+    )
+
+
+def write_profile(root: Path, *, samples: int, steps: int, start: float = T0) -> None:
+    """A job's profiler output: system samples, steps and one window's operator summary."""
+    write_samples(root, [start + 0.5 * i for i in range(samples)])
+    write_events(root, job_events(steps, workers=0, start=start + 5))
+    (root / "framework" / "pytorch").mkdir(parents=True, exist_ok=True)
+    (root / "framework" / "pytorch" / f"{int(T0)}_algo-1_operators.json").write_text(json.dumps(
+        {"trace": "t.json.gz", "first_step": 5, "steps": 3, "activities": ["CPU"],
+         "operators": [{"name": "aten::mm", "kind": "operator", "calls": 3, "self_cpu_ms": 4.0}]}))
+
+
+def test_a_finished_sagemaker_job_is_analysed_from_its_s3_output(moto_endpoint: str, tmp_path: Path) -> None:
+    local = tmp_path / "uploaded"
+    write_profile(local, samples=30, steps=12)
+    upload_folder(local, PREFIX_URI)
+    create_training_job("job")
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    output = finish(run_sidecar(job_dir, database, "--profiler-path", PREFIX_URI, "--sagemaker-job", "--poll-s", "0.1",
+                                env={**os.environ}))
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and not view.is_collecting, output
+    assert view.summary["samples"] == 30 and view.summary["steps"] == 12
+    assert [f.rule for f in view.fired] == ["Dataloader"]
+    assert view.operator_rows("cpu")[0]["operator"] == "aten::mm"
+    mirror = job_dir / "output" / "data" / "profiler-output"
+    uploaded = {p.relative_to(local) for p in local.rglob("*") if p.is_file()}
+    assert {p.relative_to(mirror) for p in mirror.rglob("*.json")} == uploaded
+    report = (mirror / "report" / "profiler-report.html").read_text()
+    assert report == ProfilerStore(JobStore(database)).report_html("job")
+    assert f"({len(uploaded)} objects read from S3)" in output
+
+
+def test_a_sagemaker_job_that_uploaded_nothing_was_not_profiled(moto_endpoint: str, tmp_path: Path) -> None:
+    create_training_job("job")
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    finish(run_sidecar(job_dir, database, "--profiler-path", PREFIX_URI, "--sagemaker-job", "--poll-s", "0.1",
+                       env={**os.environ}))
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and not view.has_data and view.summary["state"] == "complete"
+    assert view.errors[0].startswith(f"the job ended without writing profiler output to {PREFIX_URI}: ")
+
+
+def test_the_analysis_gives_up_on_a_job_sagemaker_cannot_describe(moto_endpoint: str, tmp_path: Path) -> None:
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    process = run_sidecar(job_dir, database, "--profiler-path", PREFIX_URI, "--sagemaker-job", "--poll-s", "0.01",
+                          env={**os.environ})
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1, output
+    assert output.count("DescribeTrainingJob job failed") == MAX_FAILED_DESCRIBES - 1  # then it gave up
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and view.summary["state"] == "failed"
+    assert "the profiler analysis failed" in view.errors[-1] and "Could not find training job" in view.errors[-1]
+
+
+class TrainingJobStandIn(http.server.ThreadingHTTPServer):
+    """SageMaker's DescribeTrainingJob on 127.0.0.1 for a job whose status the test sets (moto's jobs are
+    Completed at once); it counts the calls."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _DescribeHandler)
+        self.status = "InProgress"
+        self.calls = 0
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _DescribeHandler(http.server.BaseHTTPRequestHandler):
+    server: TrainingJobStandIn
+
+    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.headers["X-Amz-Target"] == "SageMaker.DescribeTrainingJob"
+        self.server.calls += 1
+        answer = json.dumps({"TrainingJobName": body["TrainingJobName"],
+                             "TrainingJobStatus": self.server.status}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (http.server's signature)
+        pass
+
+
+def test_a_running_sagemaker_job_is_followed_until_it_ends_and_its_data_are_read(
+        moto_endpoint: str, tmp_path: Path) -> None:
+    stand_in = TrainingJobStandIn()
+    threading.Thread(target=stand_in.serve_forever, daemon=True).start()
+    local = tmp_path / "uploaded"
+    write_profile(local, samples=20, steps=6)
+    upload_folder(local, PREFIX_URI)
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    job_dir.mkdir()
+    sidecar = run_sidecar(job_dir, database, "--profiler-path", PREFIX_URI, "--sagemaker-job", "--poll-s", "0.2",
+                          env={**os.environ, "AWS_ENDPOINT_URL_SAGEMAKER": stand_in.endpoint})
+    try:
+        store = ProfilerStore(JobStore(database))
+        deadline = time.time() + 90
+        while (view := load_profile(store, "job")) is None:
+            assert time.time() < deadline and sidecar.poll() is None, "no live pass within 90 s"
+            time.sleep(0.2)
+        assert view.is_collecting and view.summary["samples"] == 19  # the newest sample waits for the next pass
+        # The job writes on (the files grow), then ends: the final pass reads everything.
+        write_samples(local, [T0 + 10 + 0.5 * i for i in range(20)])
+        write_events(local, job_events(10, workers=0, start=T0 + 20)[1:])
+        upload_folder(local, PREFIX_URI)
+        stand_in.status = "Completed"
+        finish(sidecar)
+    finally:
+        if sidecar.poll() is None:
+            sidecar.kill()
+            sidecar.communicate()
+        stand_in.shutdown()
+        stand_in.server_close()
+    view = load_profile(store, "job")
+    assert view is not None and not view.is_collecting
+    assert view.summary["samples"] == 40 and view.summary["steps"] == 16
+    assert stand_in.calls >= 2
+
+
+def test_the_mirror_lists_once_per_pass_and_downloads_only_new_or_changed_objects(
+        moto_endpoint: str, tmp_path: Path) -> None:
+    s3_sync = load_entrypoint_module("s3_sync")
+    s3 = boto3.client("s3")
+    calls: list[str] = []
+    s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    for key, body in (("p/a/1.json", b"one\n"), ("p/b/2.json", b"two\n"), ("p/.partial", b"x"),
+                      ("p/../escape.json", b"x"), ("other/3.json", b"x")):
+        s3.put_object(Bucket="bucket", Key=key, Body=body)
+    calls.clear()
+    base = tmp_path / "mirror"
+    mirror = s3_sync.S3Mirror("s3://bucket/p/", base / "m", client=s3)
+    assert mirror.sync() == 2
+    assert calls == ["ListObjectsV2", "GetObject", "GetObject"]
+    assert sorted(p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file()) == [
+        "m/a/1.json", "m/b/2.json"]  # no hidden name, nothing outside the folder
+    calls.clear()
+    assert mirror.sync() == 0 and calls == ["ListObjectsV2"]
+    s3.put_object(Bucket="bucket", Key="p/a/1.json", Body=b"one\nmore\n")
+    calls.clear()
+    assert mirror.sync() == 1 and calls == ["ListObjectsV2", "GetObject"]
+    assert (base / "m" / "a" / "1.json").read_bytes() == b"one\nmore\n"

@@ -1,4 +1,5 @@
-"""entrypoints/profiling.py and system_monitor.py in the job environment: files, steps, the window."""
+"""entrypoints/profiling.py and system_monitor.py in the job environment: files, steps, the window, and
+the upload to S3 as the job trains (s3_sync.py; moto's server on 127.0.0.1)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
+from core.entrypoint_modules import load_entrypoint_module
+from tests.entrypoints.test_profiler_sidecar import moto_endpoint_fixture  # noqa: F401  (registers moto_endpoint)
 from tests.entrypoints.test_train import _job_env, _write_dataset
 
 # A tiny training loop run the way train.py runs it: session, attach, steps, evaluation.
@@ -228,3 +232,61 @@ def test_train_py_profiles_itself_unless_told_not_to(tmp_path: Path) -> None:
     assert not (tmp_path / "off" / "output" / "data" / "profiler-output").exists()
     assert "profiler: not profiling this run" in blocked["output"]  # and the run still trained
     assert "epoch=1/1 " in blocked["output"]
+
+
+def _objects(prefix: str) -> dict[str, bytes]:
+    """The bodies of the test bucket's objects under prefix, by key relative to it."""
+    s3 = boto3.client("s3")
+    listed = s3.list_objects_v2(Bucket="bucket", Prefix=prefix).get("Contents", [])
+    return {o["Key"][len(prefix):]: s3.get_object(Bucket="bucket", Key=o["Key"])["Body"].read() for o in listed}
+
+
+def test_the_uploader_sends_new_and_changed_files_and_outlives_failures(
+        moto_endpoint: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    s3_sync = load_entrypoint_module("s3_sync")
+    folder = tmp_path / "profiler-output"
+    (folder / "system" / "2026120418").mkdir(parents=True)
+    minute = folder / "system" / "2026120418" / "1796407200.algo-1.json"
+    minute.write_text("one\n")
+    (folder / "system" / ".being-written.json.partial").write_text("half")
+    uploader = s3_sync.FolderUploader(folder, "s3://missing-bucket/jobs/j/profiler-output", interval_s=3600)
+    assert uploader.sync() == 0 and uploader.sync() == 0  # no such bucket: logged once, nothing raised
+    assert len([r for r in caplog.records if "uploading to s3://missing-bucket" in r.getMessage()]) == 1
+
+    uploader = s3_sync.FolderUploader(folder, "s3://bucket/jobs/j/profiler-output", interval_s=3600)
+    assert uploader.sync() == 1 and _objects("jobs/j/profiler-output/") == {
+        "system/2026120418/1796407200.algo-1.json": b"one\n"}
+    assert uploader.sync() == 0  # nothing changed, nothing sent
+    with open(minute, "a") as handle:
+        handle.write("two\n")
+    assert uploader.sync() == 1 and _objects("jobs/j/")["profiler-output/system/2026120418/1796407200.algo-1.json"] \
+        == b"one\ntwo\n"
+    uploader.start()  # the thread waits an hour between passes: close() makes the last one
+    (folder / "framework" / "pytorch").mkdir(parents=True)
+    (folder / "framework" / "pytorch" / "1_algo-1_operators.json").write_text("{}")
+    uploader.close()
+    assert set(_objects("jobs/j/profiler-output/")) == {"system/2026120418/1796407200.algo-1.json",
+                                                         "framework/pytorch/1_algo-1_operators.json"}
+
+
+def test_train_py_uploads_its_profiler_output(moto_endpoint: str, tmp_path: Path) -> None:
+    data = _write_dataset(tmp_path / "shapes", {"train": 4, "valid": 2})
+    common = ["--epochs", "1", "--batch-size", "2", "--image-size", "16", "--num-workers", "0", "--pretrained",
+              "false", "--debug", "false", "--max-steps-per-epoch", "2", "--profile-window", "1:1",
+              "--profile-interval-ms", "100", "--profile-out-dir", "s3://bucket/jobs/{job_name}/profiler-output"]
+    cases = [
+        (common, {**_job_env(tmp_path / "first", data), "TRAINING_JOB_NAME": "job-1", "SM_CURRENT_HOST": "algo-1"}),
+        (common, {**_job_env(tmp_path / "second", data), "TRAINING_JOB_NAME": "job-2", "SM_CURRENT_HOST": "algo-2"}),
+        (common, {**_job_env(tmp_path / "nameless", data), "TRAINING_JOB_NAME": "", "SM_CURRENT_HOST": "algo-1"}),
+    ]
+    first, second, nameless = _run(_TRAIN_CASES, json.dumps(cases), cwd=tmp_path)
+    assert first["code"] == second["code"] == nameless["code"] == 0, (first, second, nameless)
+    local = tmp_path / "first" / "output" / "data" / "profiler-output"
+    files = {p.relative_to(local).as_posix(): p.read_bytes() for p in local.rglob("*") if p.is_file()}
+    assert _objects("jobs/job-1/profiler-output/") == files  # every file, as it was at the end
+    assert {name.split("/")[0] + "/" + name.split("/")[1] for name in files} == {
+        "system/incremental", "framework/events", "framework/pytorch"}
+    assert any(name.endswith(".pt.trace.json.gz") for name in files)
+    assert set(_objects("jobs/")) == {f"job-1/profiler-output/{name}" for name in files}  # only algo-1 uploads
+    assert "algo-2 keeps its profiler output" in second["output"]
+    assert "TRAINING_JOB_NAME is unset" in nameless["output"] and "epoch=1/1 " in nameless["output"]
