@@ -7,12 +7,13 @@ script with the job environment's interpreter::
 
 and, for a SageMaker training job, the console starts it on its own machine with
 ``--sagemaker-job --trial s3://...`` (``core.debugger.evaluator``): it then watches the job
-through the SageMaker API instead of a process.
+through the SageMaker API (one DescribeTrainingJob per poll) instead of a process.
 
 It reads the job's hyperparameters (``SM_HPS``, else ``input/config/hyperparameters.json``),
 opens the trial that ``train.py`` writes (``debugging.resolve_out_dir``, or ``--trial``, a
-folder or ``s3://`` URI) with ``smdebug.trials.create_trial`` as soon as it has a first step,
-and every few seconds until the training process ``P`` is gone, then once more:
+folder or ``s3://`` URI) with ``smdebug.trials.create_trial`` as soon as its collections file
+exists, and every few seconds until the training process ``P`` (or the SageMaker job) has
+ended, then once more:
 
 - copies each new step's reductions and scalar values into the job store
   (``core.debugger.DebugStore``), thinning the series when they grow past a limit;
@@ -21,8 +22,15 @@ and every few seconds until the training process ``P`` is gone, then once more:
   a rule with the StopTraining action stops the job (its supervisor gets SIGTERM, as
   ``LocalJobRunner.stop`` does).
 
-A missing or empty debug folder, a capture that failed, or a rule whose data were never saved
-end with a message that says why. Exit code 0, also when the trial could not be read.
+An ``s3://`` trial is never read through smdebug's S3 trial, which polls S3 per tensor and
+step (about 4,300 requests for a 146-object trial) and waits forever for a collections file
+that a job which failed at start-up never writes. Each poll copies what is new under the
+prefix into ``<job-dir>/debug-output`` instead (``s3_sync.S3Mirror``: one listing per 1,000
+objects, one download per new object) and smdebug reads that local copy.
+
+A missing or empty debug folder (or S3 prefix), a capture that failed, or a rule whose data
+were never saved end with a message that says why. Exit code 0, also when the trial could not
+be read.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ debugging.prepare_smdebug_import()
 
 import numpy as np  # noqa: E402
 from debug_rules import RULES, ConsoleRule  # noqa: E402
+from s3_sync import S3Mirror  # noqa: E402
 from smdebug.analysis.utils import no_refresh, refresh  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.exceptions import SMDebugError  # noqa: E402
@@ -59,6 +68,10 @@ from core.types import JobStatus  # noqa: E402
 
 LOG = logging.getLogger("debug_sidecar")
 POLL_SECONDS = 3.0
+MAX_FAILED_DESCRIBES = 20
+"""DescribeTrainingJob failures in a row (each retried at the next poll) before the evaluator gives up."""
+MIRROR_FOLDER = "debug-output"
+"""Where an ``s3://`` trial is copied, under the job folder."""
 MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
 MAX_SCALAR_STEPS = 20000  # per job, for losses
 SERIES_COLLECTIONS = ("losses", *debugging.REDUCED_COLLECTIONS, *debugging.ACTIVATION_COLLECTIONS)
@@ -122,7 +135,11 @@ class SageMakerJob:
     """A SageMaker training job watched from outside: whether it still runs, and StopTraining.
 
     Credentials and region come from the environment (the console passes its profile and
-    region), as for any boto3 client.
+    region), as for any boto3 client. A failed DescribeTrainingJob counts as still running and
+    is retried at the next poll, up to ``MAX_FAILED_DESCRIBES`` in a row.
+
+    Attributes:
+        status: the job's last described ``TrainingJobStatus`` ("" before the first answer).
     """
 
     RUNNING = ("InProgress", "Stopping")
@@ -132,10 +149,28 @@ class SageMakerJob:
 
         self.job_name = job_name
         self.client = client if client is not None else boto3.client("sagemaker")
+        self.status = ""
+        self.failures = 0
 
     def running(self) -> bool:
-        described = self.client.describe_training_job(TrainingJobName=self.job_name)
-        return described["TrainingJobStatus"] in self.RUNNING
+        """Whether the job may still write its trial.
+
+        Raises:
+            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the last of
+                ``MAX_FAILED_DESCRIBES`` failed calls in a row.
+        """
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.status = self.client.describe_training_job(TrainingJobName=self.job_name)["TrainingJobStatus"]
+        except (BotoCoreError, ClientError) as exc:
+            self.failures += 1
+            if self.failures >= MAX_FAILED_DESCRIBES:
+                raise
+            LOG.warning("DescribeTrainingJob %s failed (%d in a row; retrying): %s", self.job_name, self.failures, exc)
+            return True
+        self.failures = 0
+        return self.status in self.RUNNING
 
     def stop(self) -> str | None:
         """Asks SageMaker to stop the job; returns None, or why it could not."""
@@ -406,27 +441,42 @@ class RuleRunner:
 
 
 class Session:
-    """Everything the evaluator does for one job, one poll at a time."""
+    """Everything the evaluator does for one job, one poll at a time.
 
-    def __init__(self, store: DebugStore, job_name: str, out_dir: str, runner: RuleRunner) -> None:
+    Args:
+        out_dir: where the job writes its trial (a folder or ``s3://`` URI): recorded and named in messages.
+        mirror: for an ``s3://`` trial, its local copy, brought up to date at each poll; smdebug reads that.
+    """
+
+    def __init__(self, store: DebugStore, job_name: str, out_dir: str, runner: RuleRunner, *,
+                 mirror: S3Mirror | None = None) -> None:
         self.store = store
         self.job_name = job_name
         self.out_dir = out_dir
         self.runner = runner
+        self.mirror = mirror
+        self.folder = mirror.folder if mirror is not None else Path(out_dir)
         self.trial: Any = None
         self.collector: Collector | None = None
         self.capture: dict[str, Any] = {}
         self.last_step = -1
         self.steps = 0
+        self._sync_failing = False
 
     def begin(self) -> None:
         self.store.set_trial(self.job_name, path=self.out_dir, state=TrialState.WAITING,
                              message="waiting for the job's first saved step")
         self.runner.begin()
 
-    def poll(self, *, final: bool) -> None:
-        """Reads what is new; with ``final`` (training ended) also concludes every rule."""
-        if self.trial is None and not self._open(final):
+    def poll(self, *, final: bool, ended: str = "") -> None:
+        """Reads what is new; with ``final`` (training ended) also concludes every rule.
+
+        Args:
+            ended: how the job ended (a SageMaker status such as ``Failed``), for messages; "" if unknown.
+        """
+        if not self._synced(final):
+            return
+        if self.trial is None and not self._open(final, ended):
             return
         with refresh(self.trial):
             self.trial.maybe_refresh()
@@ -444,37 +494,60 @@ class Session:
         self.store.set_trial(self.job_name, state=state, last_step=self.last_step if self.steps else None,
                              steps=self.steps, message=f"{self.steps} steps read")
 
-    def _open(self, final: bool) -> bool:
-        local = not self.out_dir.startswith("s3://")
-        folder = Path(self.out_dir)
-        self.capture = _read_capture(folder) if local else {}
+    def _synced(self, final: bool) -> bool:
+        """Copies what is new under an ``s3://`` trial; False: S3 failed, skip this poll (the final one raises)."""
+        if self.mirror is None:
+            return True
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            self.mirror.sync()
+        except (BotoCoreError, ClientError, OSError) as exc:
+            if final:
+                raise
+            if not self._sync_failing:
+                LOG.warning("reading %s failed; retrying at every poll: %s", self.out_dir, exc)
+            self._sync_failing = True
+            return False
+        self._sync_failing = False
+        return True
+
+    def _open(self, final: bool, ended: str) -> bool:
+        self.capture = _read_capture(self.folder)
         if self.capture.get("error"):
             message = f"the training script could not start the capture: {self.capture['error']}"
             self.store.set_trial(self.job_name, state=TrialState.FAILED, message=message, capture=self.capture)
             if final:
                 self.runner.fail_all(message)
             return False
-        if local and not any(folder.glob("collections/*/*_collections.json")):
+        if not any(self.folder.glob("collections/*/*_collections.json")):  # smdebug's create_trial would wait for it
             if final:
-                self._missing(folder)
+                self._missing(ended)
             return False
         from smdebug.trials import create_trial
 
-        self.trial = create_trial(self.out_dir)
+        self.trial = create_trial(str(self.folder))
         self.collector = Collector(self.store, self.job_name, self.trial, self.capture.get("tensor_order") or [])
         self.runner.attach(self.trial)
         self.store.set_trial(self.job_name, state=TrialState.READING, capture=self.capture, message="reading")
         return True
 
-    def _missing(self, folder: Path) -> None:
-        if not folder.exists():
-            message = (f"no debug folder: the job ended without writing {folder} (it ran with --debug false, failed "
-                       "before its first step, or used a training script without the debugger hook)")
+    def _missing(self, ended: str) -> None:
+        how = f"the job ended ({ended})" if ended else "the job ended"
+        if self.mirror is not None and not self.mirror.objects:
+            message = (f"{how} without writing a Debugger trial to {self.out_dir}: it may have failed before its "
+                       "first step (or ran a training script without the debugger hook); see its log")
+        elif self.mirror is not None:
+            message = (f"{how} before the debugger hook saved anything: {self.out_dir} holds {self.mirror.objects} "
+                       "object(s) but no collections file (it failed or was stopped during start-up); see its log")
+        elif not self.folder.exists():
+            message = (f"no debug folder: the job ended without writing {self.folder} (it ran with --debug false, "
+                       "failed before its first step, or used a training script without the debugger hook)")
         else:
-            message = (f"the debug folder {folder} holds no saved step: the job ended before the hook saved "
+            message = (f"the debug folder {self.folder} holds no saved step: the job ended before the hook saved "
                        "anything (it failed or was stopped during start-up)")
-        self.store.set_trial(self.job_name, state=TrialState.MISSING, message=message)
         self.runner.fail_all(message)
+        self.store.set_trial(self.job_name, state=TrialState.MISSING, message=message)  # concluded: rules first
 
 
 def _read_capture(folder: Path) -> dict[str, Any]:
@@ -494,7 +567,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--database", type=Path, required=True, help="the console's job store")
     add("--job-name", required=True)
     add("--training-pid", type=int, default=0, help="watch this process; 0: read once and conclude")
-    add("--trial", default=None, help="trial folder or s3:// URI; unset: where train.py writes it")
+    add("--trial", default=None,
+        help=f"trial folder or s3:// URI (copied into <job-dir>/{MIRROR_FOLDER}); unset: where train.py writes it")
     add("--sagemaker-job", action="store_true",
         help="the job is a SageMaker training job: watch it and stop it through the SageMaker API")
     add("--poll-seconds", type=float, default=POLL_SECONDS)
@@ -519,21 +593,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                         message="the job ran with --debug false: no tensors were saved and no rule ran")
         return 0
     specs = settings.debug_rules or debugging.default_rules(settings.debug_activations)
-    if args.sagemaker_job:
-        job = SageMakerJob(args.job_name)
+    job = SageMakerJob(args.job_name) if args.sagemaker_job else None
+    if job is not None:
         running, stopper = job.running, job
     else:
         running = lambda: bool(args.training_pid) and _alive(args.training_pid)  # noqa: E731
         stopper = Stopper(store.jobs, args.job_name)
     runner = RuleRunner(store, args.job_name, specs, stopper)
-    session = Session(store, args.job_name, out_dir, runner)
+    mirror = S3Mirror(out_dir, args.job_dir / MIRROR_FOLDER) if out_dir.startswith("s3://") else None
+    session = Session(store, args.job_name, out_dir, runner, mirror=mirror)
     session.begin()
     LOG.info("evaluating %s on %s", debugging.format_rules(specs), out_dir)
     try:
         while running():
             session.poll(final=False)
             time.sleep(args.poll_seconds)
-        session.poll(final=True)
+        session.poll(final=True, ended=job.status if job is not None else "")
     except Exception as exc:  # the evaluator's own failure: said in the store, never a hung job
         LOG.error("evaluator failed:\n%s", traceback.format_exc())
         message = f"the rule evaluator failed: {type(exc).__name__}: {exc}"
@@ -541,7 +616,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         runner.fail_all(message)
         store.notify(args.job_name, "error", message)
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    LOG.info("done: %d steps read, %.1f s of CPU", session.steps, usage.ru_utime + usage.ru_stime)
+    LOG.info("done: %d steps read, %.1f s of CPU%s", session.steps, usage.ru_utime + usage.ru_stime,
+             f", {mirror.objects} objects copied from S3" if mirror else "")
     return 0
 
 

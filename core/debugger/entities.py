@@ -28,7 +28,7 @@ class TrialState(str, Enum):
     WAITING = "Waiting"  # the job runs, nothing saved yet
     READING = "Reading"  # the evaluator reads the trial as the job writes it
     COMPLETE = "Complete"  # the job ended and everything was read
-    MISSING = "Missing"  # the job ended without a debug folder, or with an empty one
+    MISSING = "Missing"  # the job ended without a debug folder (or S3 trial), or with an empty one
     DISABLED = "Disabled"  # the job ran with --debug false
     FAILED = "Failed"  # the capture or the evaluator failed (message says why)
 

@@ -37,6 +37,9 @@ def banner(trial: DebugTrial | None, *, job_running: bool) -> Banner | None:
             return Banner("info", "Waiting for the rule evaluator to start.")
         return Banner("info", "No debugger data for this job: it ran before the Debugger existed, or where no rule "
                               "evaluator ran beside it.")
+    if trial.state is TrialState.WAITING and not job_running:
+        return Banner("info", f"The job has ended; the rule evaluator is checking whether it wrote a trial to "
+                              f"{trial.path}.")
     if trial.state is TrialState.WAITING:
         return Banner("info", f"Waiting for the job's first saved step (the hook writes to {trial.path}).")
     if trial.state is TrialState.MISSING:

@@ -104,6 +104,8 @@ def test_banner_explains_every_empty_state() -> None:
     assert "No debugger data" in views.banner(None, job_running=False).text  # type: ignore[union-attr]
     waiting = views.banner(_trial(TrialState.WAITING), job_running=True)
     assert waiting is not None and "/jobs/job/debug-output" in waiting.text
+    ended = views.banner(_trial(TrialState.WAITING), job_running=False)  # the evaluator has not concluded yet
+    assert ended is not None and "has ended" in ended.text and "first saved step" not in ended.text
     missing = views.banner(_trial(TrialState.MISSING, message="no debug folder: ..."), job_running=False)
     assert missing == views.Banner("warning", "no debug folder: ...")
     assert views.banner(_trial(TrialState.FAILED, message="boom"), job_running=False) == views.Banner("error", "boom")
