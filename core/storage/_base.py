@@ -7,10 +7,10 @@ import os
 import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from core.errors import InvalidInputError
+from core.errors import ConsoleError, InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,17 @@ def validate_key(key: str) -> str:
     return key.rstrip("/")
 
 
+def validate_prefix(prefix: str) -> str:
+    """Returns prefix if it is relative and climbs no folder ("" and a trailing '/' are fine).
+
+    Raises:
+        InvalidInputError: absolute, or containing '..' or a backslash.
+    """
+    if prefix.startswith("/") or "\\" in prefix or ".." in PurePosixPath(prefix).parts:
+        raise InvalidInputError(f"invalid storage prefix {prefix!r}: use a relative path")
+    return prefix
+
+
 class Storage(ABC):
     """Put and get files and folders in a backend's object store.
 
@@ -99,7 +110,8 @@ class Storage(ABC):
 
     @abstractmethod
     def list(self, prefix: str = "") -> list[StoredObject]:
-        """Every object whose key starts with prefix, sorted by key."""
+        """Every object whose key starts with prefix, sorted by key. Raises InvalidInputError for an
+        absolute prefix or one with '..' (see :func:`validate_prefix`)."""
 
     @abstractmethod
     def exists(self, key: str) -> bool:
@@ -112,9 +124,9 @@ class Storage(ABC):
     def put_folder(self, folder: Path, prefix: str, progress: ProgressCallback | None = None) -> str:
         """Uploads every file below folder under prefix and returns the prefix's URI.
 
-        On failure, what was already uploaded under prefix is deleted again. Files go one after
-        another, so each file's reports (``n`` bytes of it, from whichever thread) add to a fixed
-        ``base``: the bytes of the files before it.
+        On failure, what was already uploaded under prefix is deleted again (if that fails too, the
+        error says what is left). Files go one after another, so each file's reports (``n`` bytes
+        of it, from whichever thread) add to a fixed ``base``: the bytes of the files before it.
         """
         prefix = validate_key(prefix)
         files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
@@ -131,8 +143,14 @@ class Storage(ABC):
                 key = f"{prefix}/{path.relative_to(folder).as_posix()}"
                 self.put_file(path, key, file_progress)
                 done = base + path.stat().st_size
-        except BaseException:
-            self.delete(prefix)
+        except BaseException as exc:
+            try:
+                self.delete(prefix)
+            except Exception:  # e.g. the credentials expired: say what is left, not only why the clean-up failed
+                logger.warning("could not remove %s after a failed upload", self.uri(prefix), exc_info=True)
+                if isinstance(exc, ConsoleError):
+                    raise type(exc)(f"{exc}. What was uploaded under {self.uri(prefix)} could not be removed "
+                                    "again: delete it by hand") from exc
             raise
         report(total, total)
         return self.uri(prefix)

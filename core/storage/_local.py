@@ -8,7 +8,15 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from core.errors import BackendError, InvalidInputError, NotFoundError
-from core.storage._base import ProgressCallback, SafeProgress, Storage, StoredObject, replace_atomically, validate_key
+from core.storage._base import (
+    ProgressCallback,
+    SafeProgress,
+    Storage,
+    StoredObject,
+    replace_atomically,
+    validate_key,
+    validate_prefix,
+)
 
 _CHUNK = 1024 * 1024
 
@@ -75,6 +83,7 @@ class LocalStorage(Storage):
         return local_path
 
     def list(self, prefix: str = "") -> list[StoredObject]:
+        validate_prefix(prefix)
         objects = []
         for path in self.root.rglob("*"):
             if not path.is_file() or path.name.startswith(".part-"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -23,6 +23,7 @@ from core.storage._base import (
     StoredObject,
     replace_atomically,
     validate_key,
+    validate_prefix,
 )
 
 if TYPE_CHECKING:
@@ -76,12 +77,6 @@ class _ProgressAdder:
                 self._report(self.total, self.total)
 
 
-def _no_traversal(prefix: str) -> str:
-    if prefix.startswith("/") or "\\" in prefix or ".." in PurePosixPath(prefix).parts:
-        raise InvalidInputError(f"invalid storage prefix {prefix!r}: use a relative path")
-    return prefix
-
-
 class S3Storage(Storage):
     """Objects are S3 objects under ``prefix/`` in ``bucket``.
 
@@ -94,7 +89,7 @@ class S3Storage(Storage):
     def __init__(self, client: Any, bucket: str, prefix: str = "") -> None:
         self.client = client
         self.bucket = bucket
-        self.prefix = _no_traversal(prefix.strip("/"))
+        self.prefix = validate_prefix(prefix.strip("/"))
 
     def _object_key(self, key: str) -> str:
         key = validate_key(key)
@@ -157,7 +152,7 @@ class S3Storage(Storage):
         root = f"{self.prefix}/" if self.prefix else ""
         objects = [
             StoredObject(key=self._relative(k), size=size, uri=f"s3://{self.bucket}/{k}")
-            for k, size in self._list_object_keys(root + _no_traversal(prefix))
+            for k, size in self._list_object_keys(root + validate_prefix(prefix))
         ]
         return sorted(objects, key=lambda o: o.key)
 

@@ -115,8 +115,10 @@ class LocalJobRunner(JobRunner):
         job = self.describe(name)
         if job.status.is_terminal:
             return job
-        runtime = self.store.job_runtime(name)
+        # Stopping is recorded before the supervisor's pid is read: a supervisor that records its pid
+        # later sees Stopping when it checks, just before starting the script, and stops by itself.
         self.store.update_job(name, status=JobStatus.STOPPING, secondary_status="Stopping")
+        runtime = self.store.job_runtime(name)
         if is_process_alive(runtime["supervisor_pid"], runtime["job_dir"]):
             os.kill(runtime["supervisor_pid"], signal.SIGTERM)
         else:

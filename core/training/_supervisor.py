@@ -59,6 +59,11 @@ class Supervisor:
         started = time.time()
         self.store.update_job(name, supervisor_pid=os.getpid(), started_at=started, heartbeat_at=started,
                               secondary_status="Training")
+        if self.store.get_job(name).status is not JobStatus.IN_PROGRESS:  # stopped before its pid was known
+            self.stop_requested.set()
+        if self.stop_requested.is_set():
+            self._finish(JobStatus.STOPPED, None)
+            return 0
         env = training_environment(self.spec, self.layout, dict(os.environ))
         command = [self.job_python, str(self.layout.code_dir / self.spec.entry_point),
                    *hyperparameters_to_args(self.spec.hyperparameters_as_strings)]
@@ -70,6 +75,8 @@ class Supervisor:
         except OSError as exc:
             self._finish(JobStatus.FAILED, f"could not start the job environment's Python ({exc.strerror}): run scripts/setup")
             return 1
+        if self.stop_requested.is_set():  # SIGTERM came while the script was starting
+            self._request_stop()
         self.store.update_job(name, worker_pid=self.process.pid)
         sidecars = self._start_sidecars(env)
         threading.Thread(target=self._heartbeat, daemon=True).start()

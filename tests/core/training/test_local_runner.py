@@ -127,6 +127,31 @@ def test_stop_sends_sigterm_and_ends_stopped(runner, source_dir, data_uri):
     assert runner.stop("stop-job").status is JobStatus.STOPPED  # stopping a finished job is harmless
 
 
+def test_a_job_stopped_before_its_supervisor_starts_never_runs(runner, source_dir, data_uri, monkeypatch):
+    """The window between start and the supervisor recording its pid: a stop there used to mark the
+    job Stopped while the supervisor went on to run the whole script."""
+    launch = runner._launch
+    monkeypatch.setattr(runner, "_launch", lambda layout: None)  # the supervisor is slow to start
+    runner.start(spec("early-stop", source_dir, data_uri, mode="sleep"))
+    assert runner.stop("early-stop").status is JobStatus.STOPPED
+    launch(runner.job_folder("early-stop"))  # ... and starts now
+    deadline = time.time() + 60
+    while not (pid := runner.store.job_runtime("early-stop")["supervisor_pid"]) and time.time() < deadline:
+        time.sleep(0.1)
+    assert pid, "the supervisor never recorded itself"
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the supervisor of a stopped job is still running")
+    job = runner.describe("early-stop")
+    assert job.status is JobStatus.STOPPED and job.model_uri is None
+    assert not any("sleeping" in line for line in runner.log_tail("early-stop"))
+
+
 def test_kill_9_of_training_process_fails_the_job(runner, source_dir, data_uri):
     runner.start(spec("kill-job", source_dir, data_uri, mode="sleep"))
     wait_for_log(runner, "kill-job", "sleeping")

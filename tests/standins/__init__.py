@@ -1,0 +1,1 @@
+"""Loopback stand-ins for the AWS operations moto lacks, each following AWS's contract."""
