@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 from urllib.parse import urlparse
@@ -35,11 +36,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
-    """The app on a free loopback port, with a fresh workspace; stopped after the test."""
+@contextmanager
+def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
+    """The app on a free loopback port with the given SMC_* and AWS_* variables; stopped on exit."""
     port = _free_port()
-    env = dict(os.environ, SMC_WORKSPACE=str(tmp_path / "workspace"), SMC_BACKEND="local")
+    env = dict(os.environ, SMC_WORKSPACE=str(tmp_path / "workspace"), **environment)
     log = open(tmp_path / "streamlit.log", "w")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
@@ -66,6 +67,15 @@ def app_url(tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    """The app on the local backend with a fresh workspace; what it started is stopped after the test."""
+    try:
+        with serve_app(tmp_path, SMC_BACKEND="local") as url:
+            yield url
+    finally:
         _stop_detached_work(tmp_path / "workspace")
 
 
