@@ -12,8 +12,8 @@ from core.health import BackendHealth
 from core.journey import next_step
 from app_pages._shared import backend, journey, next_step_link
 
+# Served by the app itself: a ":material/…:" icon would make every page fetch it from the internet.
 FAVICON = Path(__file__).parent / "app_pages" / "assets" / "favicon.png"
-"""Served by the app itself: a ``:material/…:`` icon would make every page fetch it from the internet."""
 
 st.set_page_config(page_title="SageMaker image-classifier console", page_icon=str(FAVICON), layout="wide")
 

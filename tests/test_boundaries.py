@@ -4,6 +4,7 @@
   probes an implementation with ``isinstance`` or ``hasattr``, or keeps an ``is_local`` flag.
 - ``core`` never imports streamlit; pages never import boto3, sqlite3, subprocess or smdebug.
 - ``lambda/`` imports nothing from ``core``.
+- Page scripts hold no bare string below their docstring: Streamlit's magic would show it on the page.
 """
 
 from __future__ import annotations
@@ -86,3 +87,12 @@ def test_imports_stay_within_their_layer(folder: str, forbidden: set[str]) -> No
                  for path in sorted((REPO / folder).rglob("*.py"))}
     offenders = {path: names for path, names in offenders.items() if names}
     assert not offenders, f"imports across a boundary: {offenders}"
+
+
+@pytest.mark.parametrize("path", [REPO / "streamlit_app.py", *sorted((REPO / "app_pages").glob("[!_]*.py"))],
+                         ids=lambda p: str(p.relative_to(REPO)))
+def test_page_scripts_show_no_stray_string(path: Path) -> None:
+    body = _tree(path).body  # type: ignore[attr-defined]
+    strays = [node.lineno for node in body[1:]
+              if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)]
+    assert not strays, f"{path.relative_to(REPO)}: Streamlit would show the string on line(s) {strays}; use a comment"
