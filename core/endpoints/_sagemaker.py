@@ -33,9 +33,9 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from core.aws import aws_errors, is_aws_error, translate_client_error
+from core.aws import aws_errors, is_aws_error, roll_back, translate_client_error, with_leftovers
 from core.endpoints._base import EndpointManager
 from core.endpoints.entities import Endpoint, EndpointStatus, InvocationResult, ServingConfig
 from core.endpoints.invoke import error_message
@@ -216,29 +216,30 @@ class SageMakerEndpointManager(EndpointManager):
             pass
         else:
             raise AlreadyExistsError(f"a SageMaker endpoint named {name} exists already: delete it first")
-        created: list[tuple[str, dict[str, str]]] = []
+        created: list[tuple[str, Callable[[], object]]] = []
         try:
             self._create("create_model", model, f"SageMaker model {name}")
-            created.append(("delete_model", {"ModelName": name}))
+            created.append((f"model {name}", lambda: self._sagemaker.delete_model(ModelName=name)))
             self._create("create_endpoint_config", config, f"SageMaker endpoint configuration {name}")
-            created.append(("delete_endpoint_config", {"EndpointConfigName": name}))
+            created.append((f"endpoint configuration {name}",
+                            lambda: self._sagemaker.delete_endpoint_config(EndpointConfigName=name)))
             self._create("create_endpoint", endpoint, f"SageMaker endpoint {name}")
-        except BaseException:
-            for operation, request in reversed(created):
-                with contextlib.suppress(Exception):
-                    getattr(self._sagemaker, operation)(**request)
-            raise
+        except BaseException as exc:
+            error = with_leftovers(exc, roll_back(created))
+            if error is exc:
+                raise
+            raise error from exc
         return self.describe(name)
 
     def _create(self, operation: str, request: dict[str, Any], what: str) -> None:
         try:
             with aws_errors(f"creating {what}"):
                 getattr(self._sagemaker, operation)(**request)
-        except InvalidInputError as exc:
-            if "already exist" in str(exc):
+        except (AlreadyExistsError, InvalidInputError) as exc:
+            if isinstance(exc, AlreadyExistsError) or "already exist" in str(exc):
                 raise AlreadyExistsError(
-                    f"{what} exists already (left by an earlier deployment?): delete it in the SageMaker "
-                    "console, or deploy under another name"
+                    f"{what} exists already: deploy under another name, or delete it in the SageMaker console "
+                    "(an earlier deployment that failed half-way can leave one behind)"
                 ) from exc
             raise
 

@@ -5,7 +5,8 @@ Deploy is create-or-update: the role is created with the Lambda trust policy (or
 policy is put back), its one inline policy is put, then the function is created or its code and
 configuration are updated, and its reserved concurrency is put (or removed). A role that was
 just created takes a few seconds before Lambda can assume it; ``CreateFunction`` is retried
-while Lambda says so.
+while Lambda says so. A deploy that fails removes what it created (a new role and its policy, a
+new function), never what was there before.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
-from core.aws import aws_errors
+from core.aws import aws_errors, roll_back, with_leftovers
 from core.errors import BackendError, InvalidInputError, NotFoundError
 from core.lambdas._base import FunctionManager, invocation_from_result
 from core.lambdas.bundle import LAMBDA_DIR, build_package
@@ -81,32 +82,52 @@ class AwsFunctionManager(FunctionManager):
     def _deploy(self, spec: FunctionSpec) -> FunctionInfo:
         scope = self._scope(spec)
         package = build_package(self.source_dir)
-        role_arn = self._ensure_role(spec.function_name)
+        created: list[tuple[str, Callable[[], object]]] = []  # what this deploy made, undone if it fails
+        try:
+            self._deploy_function(spec, scope, package.data, created)
+        except BaseException as exc:
+            error = with_leftovers(exc, roll_back(created))
+            if error is exc:
+                raise
+            raise error from exc
+        return self.describe(spec.function_name)
+
+    def _deploy_function(self, spec: FunctionSpec, scope: PolicyScope, zip_data: bytes,
+                         created: list[tuple[str, Callable[[], object]]]) -> None:
+        """Role, policy, function and concurrency; appends to created how to undo what it creates."""
+        iam, name, role_name = self.session.client("iam"), spec.function_name, role_name_for(spec.function_name)
+        role_arn, role_created = self._ensure_role(name)
+        if role_created:
+            created.append((f"IAM role {role_name}", lambda: iam.delete_role(RoleName=role_name)))
         self._put_policy(None, spec, scope=scope)
+        if role_created:
+            created.append((f"the inline policy of IAM role {role_name}",
+                            lambda: iam.delete_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)))
         client = self.session.client("lambda")
         settings: dict[str, Any] = {
             "Role": role_arn, "Handler": HANDLER, "Runtime": RUNTIME, "Timeout": spec.timeout_s,
             "MemorySize": spec.memory_mb, "Environment": {"Variables": spec.environment},
             "Description": f"Classifies images with SageMaker endpoint {spec.endpoint_name} (sm-console)",
         }
-        if self._exists(spec.function_name):
-            with aws_errors(f"updating the code of Lambda function {spec.function_name}"):
-                client.update_function_code(FunctionName=spec.function_name, ZipFile=package.data)
-            self._wait_settled(spec.function_name)
-            with aws_errors(f"updating the configuration of Lambda function {spec.function_name}"):
-                client.update_function_configuration(FunctionName=spec.function_name, **settings)
+        if self._exists(name):
+            with aws_errors(f"updating the code of Lambda function {name}"):
+                client.update_function_code(FunctionName=name, ZipFile=zip_data)
+            self._wait_settled(name)
+            with aws_errors(f"updating the configuration of Lambda function {name}"):
+                client.update_function_configuration(FunctionName=name, **settings)
         else:
-            self._create_function(spec.function_name, package.data, settings)
-        self._wait_settled(spec.function_name)
-        with aws_errors(f"setting the reserved concurrency of {spec.function_name}"):
+            self._create_function(name, zip_data, settings)
+            created.append((f"Lambda function {name}", lambda: client.delete_function(FunctionName=name)))
+        self._wait_settled(name)
+        with aws_errors(f"setting the reserved concurrency of {name}"):
             if spec.reserved_concurrency is None:
-                client.delete_function_concurrency(FunctionName=spec.function_name)
+                client.delete_function_concurrency(FunctionName=name)
             else:
-                client.put_function_concurrency(FunctionName=spec.function_name,
+                client.put_function_concurrency(FunctionName=name,
                                                 ReservedConcurrentExecutions=spec.reserved_concurrency)
-        return self.describe(spec.function_name)
 
-    def _ensure_role(self, function_name: str) -> str:
+    def _ensure_role(self, function_name: str) -> tuple[str, bool]:
+        """The function's role ARN, and whether it was created now (else its trust policy is put back)."""
         iam, role_name = self.session.client("iam"), role_name_for(function_name)
         trust = json.dumps(trust_policy())
         try:
@@ -118,10 +139,10 @@ class AwsFunctionManager(FunctionManager):
                     RoleName=role_name, Path=ROLE_PATH, AssumeRolePolicyDocument=trust,
                     Description=f"Execution role of Lambda function {function_name} (sm-console)",
                     Tags=[{"Key": "managed-by", "Value": "sm-console"}])
-            return str(created["Role"]["Arn"])
+            return str(created["Role"]["Arn"]), True
         with aws_errors(f"updating the trust policy of IAM role {role_name}"):
             iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=trust)
-        return str(role["Arn"])
+        return str(role["Arn"]), False
 
     def _put_policy(self, current: FunctionInfo | None, spec: FunctionSpec, *, scope: PolicyScope | None = None) -> None:
         policy = execution_policy(scope or self._scope(spec))

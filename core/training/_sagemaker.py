@@ -48,10 +48,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from core.aws import aws_errors
+from core.aws import aws_errors, roll_back, with_leftovers
 from core.debugger.launch import JOB_NAME_PLACEHOLDER
 from core.entities import MetricPoint, TrainingJob
-from core.errors import AlreadyExistsError, ConfigError, ConsoleError, InvalidInputError, NotFoundError
+from core.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotFoundError
 from core.training._base import JobRunner
 from core.types import BackendKind, JobStatus
 
@@ -342,10 +342,12 @@ class SageMakerJobRunner(JobRunner):
         try:
             with aws_errors(f"creating training job {spec.name}"):
                 self._sagemaker.create_training_job(**request)
-        except BaseException:
-            with contextlib.suppress(ConsoleError):
-                self._storage.delete(code_key)
-            raise
+        except BaseException as exc:
+            error = with_leftovers(exc, roll_back([(f"the uploaded code {self._storage.uri(code_key)}",
+                                                    lambda: self._storage.delete(code_key))]))
+            if error is exc:
+                raise
+            raise error from exc
         return self.describe(spec.name)
 
     def describe(self, name: str) -> TrainingJob:
