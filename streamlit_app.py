@@ -10,7 +10,7 @@ from core.backend import Backend
 from core.errors import ConsoleError
 from core.health import BackendHealth
 from core.journey import next_step
-from app_pages._shared import backend, journey, next_step_link
+from app_pages._shared import backend, forget_backend, journey, next_step_link
 
 # Served by the app itself: a ":material/…:" icon would make every page fetch it from the internet.
 FAVICON = Path(__file__).parent / "app_pages" / "assets" / "favicon.png"
@@ -66,8 +66,9 @@ if health.pages_need_it and not health.ok:
         st.markdown(f"- {line}")
     st.markdown("Fix the settings (profile, region, bucket and role: see the README), or start the app on the "
                 "local backend with `SMC_BACKEND=local`.")
-    if st.button("Check again", key="health_recheck"):
+    if st.button("Check again", key="health_recheck"):  # with fresh credentials, if they were replaced
         _health.clear()
+        forget_backend()
         st.rerun()
     st.stop()
 

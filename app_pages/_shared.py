@@ -25,6 +25,11 @@ def backend() -> Backend:
     return _backend_for(repr(settings), settings)
 
 
+def forget_backend() -> None:
+    """Builds the backend afresh on next use: new credentials or settings are then picked up."""
+    _backend_for.clear()
+
+
 def show_error(exc: Exception) -> None:
     """Shows a console error as it is; anything else as an unexpected failure."""
     if isinstance(exc, ConsoleError) and str(exc):

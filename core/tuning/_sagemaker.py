@@ -46,7 +46,6 @@ stopping Auto, or Hyperband) is read as Pruned, any other as Stopped.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import re
 import tempfile
@@ -54,9 +53,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from core.aws import aws_errors
+from core.aws import aws_errors, roll_back, with_leftovers
 from core.config import ENTRYPOINTS_DIR
-from core.errors import AlreadyExistsError, BackendError, ConsoleError, InvalidInputError, NotFoundError
+from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
 from core.training._sagemaker import INTERNAL_HYPERPARAMETER_PREFIXES, pack_source_dir
 from core.training.spec import TrainingJobSpec
 from core.tuning._base import Tuner
@@ -369,10 +368,12 @@ class SageMakerTuner(Tuner):
         try:
             with aws_errors(f"creating tuning job {spec.name}"):
                 self._sagemaker.create_hyper_parameter_tuning_job(**request)
-        except BaseException:
-            with contextlib.suppress(ConsoleError):
-                self._storage.delete(code_key)
-            raise
+        except BaseException as exc:
+            error = with_leftovers(exc, roll_back([(f"the uploaded code {self._storage.uri(code_key)}",
+                                                    lambda: self._storage.delete(code_key))]))
+            if error is exc:
+                raise
+            raise error from exc
         return self.describe(spec.name)
 
     def describe(self, name: str) -> TuningJob:

@@ -359,6 +359,24 @@ def test_a_tuning_job_name_taken_meanwhile_removes_the_code(aws_settings: Settin
     _nothing_stored(aws)
 
 
+def test_credentials_expiring_before_a_tuning_job_is_created_name_the_code_left_behind(
+    aws_settings: Settings, aws: AwsSession, storage: S3Storage, runner: SageMakerJobRunner, source_dir: Path
+) -> None:
+    tuner = SageMakerTuner(aws_settings, aws, storage, runner, source_dir=source_dir)
+    spec = TuningJobSpec(name="hpo-1", ranges=(ContinuousRange("lr", 1e-4, 0.1, Scaling.LOGARITHMIC),),
+                         inputs={"training": DATA_URI}, objective_metric="validation:accuracy", max_jobs=2,
+                         max_parallel_jobs=1)
+    inject(aws.client("sagemaker"), Fault("CreateHyperParameterTuningJob", "ExpiredTokenException", AWS_EXPIRED_TOKEN))
+    s3 = inject(aws.client("s3"), Fault(None, "ExpiredToken", "The provided token has expired.", after=1, times=None))
+    with pytest.raises(CredentialsError) as caught:
+        tuner.start(spec)
+    code_uri = storage.uri("tuning/hpo-1/code/sourcedir.tar.gz")
+    assert f"Could not remove the uploaded code {code_uri} again (ExpiredToken): delete it by hand" in str(caught.value)
+    s3.times = 0
+    assert [o["Key"] for o in aws.client("s3").list_objects_v2(Bucket=BUCKET)["Contents"]] == [
+        f"{PREFIX}/tuning/hpo-1/code/sourcedir.tar.gz"]
+
+
 def test_an_endpoint_name_taken_meanwhile_rolls_back_the_model_and_config(endpoints: SageMakerEndpointManager,
                                                                           aws: AwsSession) -> None:
     inject(aws.client("sagemaker"), Fault(

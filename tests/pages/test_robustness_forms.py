@@ -63,3 +63,27 @@ def test_aws_backend_without_credentials_says_so_on_every_page(monkeypatch: pyte
         assert [e.value for e in at.main.error] == [
             "AWS backend: no usable credentials: the pages need a working AWS backend."], page
         assert f"- {NO_CREDENTIALS}" in [m.value for m in at.main.markdown]
+
+
+def test_check_again_picks_up_credentials_given_after_the_app_started(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    from moto import mock_aws
+
+    from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET
+
+    clear_aws_environment(monkeypatch, tmp_path)
+    for name, value in {"SMC_BACKEND": "aws", "SMC_REGION": REGION, "SMC_BUCKET": BUCKET,
+                        "SMC_WORKSPACE": str(tmp_path / "ws")}.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert [e.value for e in at.sidebar.error] == ["AWS backend: no usable credentials"]
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", FAKE_ACCESS_KEY)  # the user exports keys, then checks again
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", FAKE_SECRET)
+    with mock_aws():
+        import boto3
+
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
+        at.button(key="health_recheck").click().run()
+        assert not at.exception
+        assert [s.value for s in at.sidebar.success] == ["AWS backend: account 123456789012 in us-east-1"]
+        assert not at.main.error
