@@ -70,8 +70,8 @@ class EndpointManager(ABC):
             BackendError: the endpoint could not be started.
         """
         validate_endpoint_name(name)
-        if instance_count < 1:
-            raise InvalidInputError(f"instance_count: must be at least 1, not {instance_count}")
+        if not 1 <= instance_count <= self.max_instance_count:
+            raise InvalidInputError(f"instance_count: must be 1 to {self.max_instance_count} here, not {instance_count}")
         try:
             serving = ServingConfig(max_batch_size=max_batch_size, max_wait_ms=max_wait_ms, workers=workers)
         except ValueError as exc:

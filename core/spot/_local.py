@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from core.config import ENTRYPOINTS_DIR, REPO_ROOT
-from core.errors import BackendError, InvalidInputError
+from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
 from core.spot._base import SpotManager
 from core.spot._supervisor import RUNTIME_FILE
@@ -56,6 +56,12 @@ class LocalSpotManager(SpotManager):
             raise InvalidInputError(f"the local simulator reads file:// datasets, not {spec.data_uri!r}: "
                                     "ingest the dataset on the Data page")
         run_dir = self.runs_root / spec.name
+        try:
+            self.spot_store.get_run(spec.name)
+        except NotFoundError:
+            pass
+        else:
+            raise AlreadyExistsError(f"a spot run named {spec.name!r} exists already: choose another name")
         if run_dir.exists():
             raise InvalidInputError(f"the folder {run_dir} exists already: choose another name")
         if not self.job_python.exists():

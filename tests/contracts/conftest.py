@@ -28,6 +28,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (no_network registers on im
     clear_aws_environment,
     no_network_fixture,
 )
+from tests.standins.runtime import RuntimeStandIn
 from tests.standins.sagemaker import SageMakerStandIn
 
 ROLE_NAME = "smc-training"
@@ -37,6 +38,8 @@ SAGEMAKER_TRUST_POLICY = (
 )
 JOB_END_TIMEOUT_S = 60.0
 """How long the teardown waits for a stopped local job's processes to finish."""
+SERVING_IMAGE = f"123456789012.dkr.ecr.{REGION}.amazonaws.com/sm-console-serving:1"
+"""The serving image aws endpoints are deployed with (moto runs no container)."""
 
 
 @pytest.fixture(scope="session")
@@ -60,21 +63,37 @@ def sagemaker_stand_in(moto_url: str) -> Iterator[SageMakerStandIn]:
         yield stand_in
 
 
+@pytest.fixture(scope="session")
+def runtime_stand_in(moto_url: str) -> Iterator[RuntimeStandIn]:
+    """SageMaker Runtime on loopback (moto cannot invoke an endpoint with an image), for the whole session."""
+    with RuntimeStandIn(moto_url) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def local_job_python() -> Path:
+    """The local backend's job interpreter: this one (the app environment), as contract tests of
+    jobs use small stand-in scripts, not torch. A suite whose local work needs the job
+    environment (tuning trials, endpoint servers, spot instances) overrides this fixture."""
+    return Path(sys.executable)
+
+
 @pytest.fixture(params=[BackendKind.LOCAL, BackendKind.AWS], ids=lambda kind: kind.value)
 def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """A fresh backend of each kind; training jobs it leaves running are stopped afterwards, and
     an answer of the SageMaker stand-in that broke botocore's model fails the test.
 
-    Local jobs run their script with this interpreter (the app environment): contract tests use
-    small stand-in scripts, not torch.
+    Local jobs run their script with the interpreter of ``local_job_python``.
     """
     workspace = tmp_path / "workspace"
     stand_in: SageMakerStandIn | None = None
     if request.param is BackendKind.LOCAL:
-        built = get_backend(Settings(workspace=workspace, job_python=Path(sys.executable)))
+        built = get_backend(Settings(workspace=workspace, job_python=request.getfixturevalue("local_job_python")))
     else:
         stand_in = request.getfixturevalue("sagemaker_stand_in")
-        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, tmp_path, workspace, monkeypatch)
+        runtime = request.getfixturevalue("runtime_stand_in")
+        runtime.reset()
+        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, tmp_path, workspace, monkeypatch)
     try:
         yield built
     finally:
@@ -82,10 +101,12 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
             _stop_running_jobs(built)
         if stand_in is not None:
             assert not stand_in.errors, f"the SageMaker stand-in failed: {stand_in.errors}"
+            runtime_errors = request.getfixturevalue("runtime_stand_in").errors
+            assert not runtime_errors, f"the Runtime stand-in failed: {runtime_errors}"
 
 
-def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, tmp_path: Path, workspace: Path,
-                 monkeypatch: pytest.MonkeyPatch) -> Backend:
+def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStandIn, tmp_path: Path,
+                 workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     import boto3
 
     stand_in.reset()
@@ -93,13 +114,14 @@ def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, tmp_path: Path, work
     for name, value in {
         "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": stand_in.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url,
     }.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName=ROLE_NAME, AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
     return get_backend(Settings(backend=BackendKind.AWS, workspace=workspace, region=REGION, bucket=BUCKET,
-                                prefix=PREFIX, role_arn=role))
+                                prefix=PREFIX, role_arn=role, serving_image_uri=SERVING_IMAGE))
 
 
 def _stop_running_jobs(backend: Backend) -> None:
