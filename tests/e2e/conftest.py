@@ -167,3 +167,27 @@ def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int 
             expect(selectbox.get_by_role("combobox")).to_have_value(option)
         return
     raise AssertionError(f"option {option!r} never showed in the selectbox after {attempts} tries")
+
+
+def wait_until_idle(page: Page, timeout: float = 120_000) -> None:
+    """Waits until no script run is in flight: Streamlit mounts its status widget only while one is."""
+    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
+
+
+def click_when_idle(page: Page, button: Locator, effect: Locator, *, attempts: int = 3) -> None:
+    """Clicks ``button`` once the app is idle and waits for ``effect`` (what the click starts).
+
+    A click that lands while a rerun replaces the button is lost with the element it hit, so it
+    is given again, but only when the app has gone idle without showing the effect.
+    """
+    for _ in range(attempts):
+        wait_until_idle(page)
+        button.click()
+        try:
+            expect(effect.first).to_be_visible(timeout=15_000)
+            return
+        except AssertionError:
+            wait_until_idle(page)
+            if effect.first.is_visible():
+                return
+    raise AssertionError(f"{button} was clicked {attempts} times and nothing it starts showed")

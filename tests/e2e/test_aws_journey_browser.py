@@ -9,6 +9,7 @@ AWS: every object, job and resource the journey makes is read back from there.
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,14 +18,15 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import screenshot, serve_app
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 from tests.e2e.test_journey_browser import heading, sidebar_next
 from tests.standins.sagemaker import SageMakerStandIn
 
 pytestmark = [pytest.mark.browser]
 
 REGION = "us-east-1"
-BUCKET = "smc-journey"
+# moto keeps one state per process, shared with the contract suites' server: names of this test's own
+BUCKET = f"smc-journey-{uuid.uuid4().hex[:8]}"
 PREFIX = "sm-console"
 ACCESS_KEY = "AKIAFAKEKEYFORTESTS12"
 SECRET = "fake-secret-for-tests-only"
@@ -62,7 +64,7 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
         with SageMakerStandIn(moto_url) as sagemaker:
             app = AwsApp(url="", moto_url=moto_url)
             app.client("s3").create_bucket(Bucket=BUCKET)
-            role = app.client("iam").create_role(RoleName="smc-training",
+            role = app.client("iam").create_role(RoleName=f"smc-training-{uuid.uuid4().hex[:8]}",
                                                  AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
             (tmp_path / "aws-config").write_text("")
             environment = {
@@ -95,7 +97,7 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
 
     ingest_demo_by_drop(page, aws_app.url, tmp_path)
     target = f"s3://{BUCKET}/{PREFIX}/datasets/digits-demo"
-    page.get_by_role("button", name=f"Upload to {target}").click()
+    upload_checked_dataset(page)
     expect(page.get_by_text(f"Dataset digits-demo is ready at {target}")).to_be_visible(timeout=120_000)
     no_error_shown(page)
     listed = aws_app.client("s3").get_paginator("list_objects_v2").paginate(

@@ -12,7 +12,7 @@ import requests
 from playwright.sync_api import Locator, Page, expect
 
 from core.datasets import build_demo_zip
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import click_when_idle, screenshot
 
 pytestmark = pytest.mark.browser
 
@@ -60,6 +60,14 @@ def ingest_demo_by_drop(page: Page, app_url: str, tmp_path: Path) -> None:
     expect(page.get_by_text("Validation report")).to_be_visible(timeout=60_000)
 
 
+def upload_checked_dataset(page: Page, *, timeout: float = 120_000) -> None:
+    """Clicks the Upload button under a checked dataset and waits until the dataset is ready."""
+    ready = page.get_by_text(re.compile(r"Dataset \S+ is ready at "))
+    uploading = page.get_by_text(re.compile(r"^Uploading…"))
+    click_when_idle(page, page.get_by_role("button", name=re.compile(r"^Upload to ")), ready.or_(uploading))
+    expect(ready).to_be_visible(timeout=timeout)
+
+
 def test_drop_demo_zip_shows_report_with_rendered_images(page: Page, app_url: str, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
     expect(page.get_by_text("1797", exact=True)).to_be_visible()  # images
@@ -77,7 +85,7 @@ def test_drop_demo_zip_shows_report_with_rendered_images(page: Page, app_url: st
     assert response.status_code == 200 and response.headers["content-type"].startswith("image/")
     screenshot(page, "data-report")
 
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
+    upload_checked_dataset(page)
     expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready at file://"))).to_be_visible(timeout=60_000)
     expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
 
@@ -98,8 +106,7 @@ def test_train_and_read_its_debugger_view_in_browser(page: Page, app_url: str, t
     """Issues 2 and 4: train on the demo (≥ 90% test accuracy) and read its Debugger view. Deploying
     and dropping test images (issue 6) is part of test_journey_browser.py."""
     ingest_demo_by_drop(page, app_url, tmp_path)
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    upload_checked_dataset(page)
 
     page.get_by_role("link", name=re.compile("Train a model")).click()
     expect(page.get_by_role("heading", name="Training jobs", exact=True)).to_be_visible(timeout=30_000)

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, wait_for_metric
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset, wait_for_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -51,8 +51,7 @@ def open_debugger(page: Page, app_url: str, name: str) -> None:
 
 def test_diverging_job_is_stopped_and_a_stalled_one_flagged(page: Page, app_url: str, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    upload_checked_dataset(page)
     start_job(page, app_url, "lr-ten", lr="10", epochs=4, stop_on=["ExplodingTensor", "LossNotDecreasing"])
     start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=2)
 

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, metric_value, wait_for_metric
+from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
 from tests.e2e.test_spot_browser import stop_spot_runs  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -124,8 +124,7 @@ def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp
     screenshot(page, "journey-01-empty")
 
     ingest_demo_by_drop(page, app_url, tmp_path)
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    upload_checked_dataset(page)
     screenshot(page, "journey-02-data")
     page.get_by_role("link", name=re.compile("Tune hyperparameters on a dataset")).click()
     best_job = tune_two_one_epoch_trials(page)

@@ -15,7 +15,7 @@ from playwright.sync_api import Page, expect
 from core.backend import get_backend
 from core.config import Settings
 from tests.e2e.conftest import screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, wait_for_metric
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 RUN_TIMEOUT_MS = 900_000
@@ -49,12 +49,11 @@ def test_spot_run_interrupted_twice_matches_the_uninterrupted_run(
     page: Page, app_url: str, tmp_path: Path, stop_spot_runs: None
 ) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    upload_checked_dataset(page)
 
     page.goto(f"{app_url}/spot")
     expect(page.get_by_role("heading", name="EC2 Spot", exact=True)).to_be_visible(timeout=30_000)
-    expect(page.get_by_text("The local backend has no price feed")).to_be_visible()
+    expect(page.get_by_text(re.compile("no price feed")).first).to_be_visible()
     _launch(page, "spot-reference", "", open_form=False)
     wait_for_metric(page, "Status", "Completed", timeout=RUN_TIMEOUT_MS)
     reference_accuracy = float(metric_value(page, "Test accuracy").inner_text())

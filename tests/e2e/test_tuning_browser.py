@@ -10,15 +10,14 @@ import pytest
 from playwright.sync_api import Locator, Page, expect
 
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, wait_for_metric
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
-    page.get_by_role("button", name=re.compile(r"^Upload to file:")).click()
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready"))).to_be_visible(timeout=60_000)
+    upload_checked_dataset(page)
 
     page.goto(f"{app_url}/tuning")
     expect(page.get_by_role("heading", name="Tuning", exact=True)).to_be_visible(timeout=30_000)

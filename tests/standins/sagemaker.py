@@ -39,6 +39,19 @@ every trial; the tuning job is InProgress while a trial runs and Completed (Stop
 StopHyperParameterTuningJob) once none does. Trial ``i`` (from 0) reports the objective
 ``0.5 + i / 100`` when it completes. Listings never advance time.
 
+**Container mode** (``containers=LocalContainers(...)``, see :mod:`tests.standins.containers`):
+training jobs run for real instead. CreateTrainingJob starts a local "container" that
+downloads the channels and the code from moto, runs the entry point with the job
+environment's Python, sends its output to CloudWatch Logs and its metrics to CloudWatch at
+moto, and uploads ``model.tar.gz``; the job is InProgress until the script ends, then
+Completed, Failed (with the toolkit's FailureReason) or, after StopTrainingJob (SIGTERM, then
+SIGKILL after a grace period), Stopped. Describe and list answer the job's live status,
+SecondaryStatus and its transitions, TrainingStartTime/EndTime, FinalMetricDataList and
+FailureReason. A tuning job launches its trials as such jobs, at most
+``MaxParallelTrainingJobs`` at a time, the next one when one ends; a trial's objective is the
+final value of the objective metric in its log. Stopping (or resetting) the stand-in stops
+every job it runs and waits for their ends.
+
 Every answer the stand-in writes or rewrites is checked against botocore's service model
 (required members, types, no unknown member) before it is sent, and the requests of the
 operations it implements are checked against their input shapes, as AWS would: a stand-in that
@@ -65,12 +78,17 @@ from botocore import parsers
 from botocore.model import ServiceModel
 from botocore.validate import ParamValidator
 
+from tests.standins.containers import Container, LocalContainers, Outcome, model_artifacts_uri
+
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer", "upgrade"}
 _TARGET_PREFIX = "SageMaker."
 _ACTIVE = ("InProgress", "Stopping")
-_SECONDARY = {"InProgress": "Training", "Stopping": "Stopping", "Stopped": "Stopped", "Completed": "Completed"}
+_SECONDARY = {"InProgress": "Training", "Stopping": "Stopping", "Stopped": "Stopped", "Completed": "Completed",
+              "Failed": "Failed"}
 _DEFAULT_PAGE = 10  # the documented default MaxResults of ListTrainingJobs[ForHyperParameterTuningJob]
 _PAGING = ("NextToken", "MaxResults", "StatusEquals", "SortBy", "SortOrder")
+_END_MESSAGES = {"Completed": "Training job completed", "Failed": "Training job failed",
+                 "Stopped": "Training job stopped"}
 
 
 class StandInError(Exception):
@@ -87,7 +105,8 @@ def _now() -> datetime:
 
 @dataclass
 class _Run:
-    """One training job's life, counted in describes (see the module docstring)."""
+    """One training job's life: counted in describes (see the module docstring), or, with a
+    container, what the container reported (phases as SecondaryStatus, then its outcome)."""
 
     describes_left: int
     metric_definitions: list[dict[str, str]]
@@ -96,17 +115,29 @@ class _Run:
     ended: datetime | None = None
     tuning_job: str | None = None
     tuned: dict[str, str] = field(default_factory=dict)
+    planned_objective: float | None = None
+    """Counting mode: the objective a trial reports once it completes."""
     objective: float | None = None
     arn: str = ""
     created: datetime = field(default_factory=_now)
+    container: Container | None = None
+    model_uri: str = ""
+    secondary: str | None = None
+    started: datetime | None = None
+    modified: datetime | None = None
+    transitions: list[dict[str, Any]] = field(default_factory=list)
+    final_metrics: list[dict[str, Any]] = field(default_factory=list)
+    failure_reason: str | None = None
 
     def tick(self) -> None:
-        """One describe has passed."""
+        """One describe has passed (a container's job lives by its own clock)."""
+        if self.container is not None:
+            return
         if self.status == "InProgress":
             if self.describes_left > 0:
                 self.describes_left -= 1
             else:
-                self.status, self.ended = "Completed", _now()
+                self.status, self.ended, self.objective = "Completed", _now(), self.planned_objective
         elif self.status == "Stopping":
             if self.stopping_describes_left > 0:
                 self.stopping_describes_left -= 1
@@ -114,8 +145,28 @@ class _Run:
                 self.status, self.ended = "Stopped", _now()
 
     def stop(self) -> None:
-        """StopTrainingJob: Stopping for one describe, then Stopped."""
-        self.status, self.stopping_describes_left = "Stopping", 1
+        """StopTrainingJob: Stopping for one describe, then Stopped; with a container, SIGTERM
+        (nothing changes if the script has exited already: the job ends as it would have)."""
+        if self.container is None:
+            self.status, self.stopping_describes_left = "Stopping", 1
+        elif self.container.stop():
+            self.status = "Stopping"
+            self.enter("Stopping", "Stopping the training job")
+
+    def enter(self, secondary: str, message: str) -> None:
+        """A container's job enters a phase (a SecondaryStatus)."""
+        now = _now()
+        if self.transitions:
+            self.transitions[-1]["EndTime"] = now
+        self.transitions.append({"Status": secondary, "StartTime": now, "StatusMessage": message})
+        self.secondary, self.modified = secondary, now
+
+    @property
+    def objective_status(self) -> str:
+        """A trial's ObjectiveStatus: Failed when it ended (not stopped) without its objective."""
+        if self.objective is not None:
+            return "Succeeded"
+        return "Failed" if self.status in ("Completed", "Failed") else "Pending"
 
 
 @dataclass
@@ -127,6 +178,13 @@ class _Tuning:
     objective_metric: str
     trials: list[str]
     stop_requested: bool = False
+    pending: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    """Container mode: trials (name, tuned values) not launched yet, in launch order."""
+    launching: int = 0
+    """Container mode: trials popped from pending and not ended yet."""
+    max_parallel: int = 1
+    definition: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class SageMakerStandIn:
@@ -135,14 +193,18 @@ class SageMakerStandIn:
     Args:
         upstream: the moto server's URL (``http://127.0.0.1:PORT``).
         describes_per_run: how many DescribeTrainingJob answers show a new job InProgress.
+        containers: run training jobs for real, this way (container mode), instead of
+            counting describes.
     """
 
-    def __init__(self, upstream: str, *, describes_per_run: int = 5) -> None:
+    def __init__(self, upstream: str, *, describes_per_run: int = 5, containers: LocalContainers | None = None) -> None:
         parsed = urlparse(upstream)
         if parsed.hostname != "127.0.0.1" or parsed.port is None:
             raise ValueError(f"the stand-in forwards to a loopback moto server only, not {upstream!r}")
         self.upstream = (parsed.hostname, parsed.port)
         self.describes_per_run = describes_per_run
+        self.containers = containers
+        self._closing = False
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._parser = parsers.create_parser("json")
         self._lock = threading.Lock()
@@ -193,7 +255,8 @@ class SageMakerStandIn:
         return self
 
     def stop(self) -> None:
-        """Stops serving and closes the port."""
+        """Stops every job it runs (waiting for their ends), then stops serving and closes the port."""
+        self._end_containers()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -208,14 +271,31 @@ class SageMakerStandIn:
         self.stop()
 
     def reset(self) -> None:
-        """Forgets every job, here and in moto (``POST /moto-api/reset``)."""
+        """Stops every job it runs, then forgets every job, here and in moto (``POST /moto-api/reset``)."""
+        self._end_containers()
         status, _headers, body = self._upstream("POST", "/moto-api/reset", b"", {})
         if status != 200:
             raise RuntimeError(f"moto did not reset ({status}): {body[:200]!r}")
         with self._lock:
             self._runs.clear()
             self._tunings.clear()
+            self._closing = False
         self.errors.clear()
+
+    def _end_containers(self) -> None:
+        """Stops every running container and waits for it; no trial is launched meanwhile."""
+        with self._lock:
+            self._closing = True
+            containers = [run.container for run in self._runs.values() if run.container is not None]
+        for container in containers:
+            container.end()
+
+    def container(self, name: str) -> Container:
+        """The container of training job name (container mode), for tests to look into."""
+        with self._lock:
+            container = self._runs[name].container
+        assert container is not None, f"training job {name} has no container"
+        return container
 
     # --- HTTP --------------------------------------------------------------------------------
 
@@ -284,14 +364,52 @@ class SageMakerStandIn:
 
     # --- training jobs -----------------------------------------------------------------------
 
-    def _create_training_job(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    def _create_training_job(self, params: dict[str, Any], headers: dict[str, str], *,
+                             tuning_job: str | None = None, tuned: dict[str, str] | None = None,
+                             planned_objective: float | None = None) -> dict[str, Any]:
         output = self._call_moto("CreateTrainingJob", params, headers)
+        name = params["TrainingJobName"]
+        run = _Run(describes_left=self.describes_per_run, arn=output["TrainingJobArn"],
+                   metric_definitions=list(params["AlgorithmSpecification"].get("MetricDefinitions", [])),
+                   tuning_job=tuning_job, tuned=tuned or {}, planned_objective=planned_objective,
+                   model_uri=model_artifacts_uri(params["OutputDataConfig"]["S3OutputPath"], name))
+        if self.containers is not None:
+            run.container = Container(self.containers, f"http://{self.upstream[0]}:{self.upstream[1]}", params,
+                                      run.arn, on_phase=self._on_phase, on_end=self._on_end,
+                                      on_error=self.errors.append)
+            run.enter("Starting", "Preparing the instances for training")
         with self._lock:
-            self._runs[params["TrainingJobName"]] = _Run(
-                describes_left=self.describes_per_run, arn=output["TrainingJobArn"],
-                metric_definitions=list(params["AlgorithmSpecification"].get("MetricDefinitions", [])),
-            )
+            self._runs[name] = run
+            if run.container is not None and not self._closing:
+                run.container.start()
         return output
+
+    def _on_phase(self, name: str, secondary: str, message: str) -> None:
+        with self._lock:
+            run = self._runs.get(name)
+            if run is None or run.status != "InProgress":  # a stopping job stays Stopping
+                return
+            run.enter(secondary, message)
+            if secondary == "Downloading":
+                run.started = run.modified
+
+    def _on_end(self, name: str, outcome: Outcome) -> None:
+        with self._lock:
+            run = self._runs.get(name)
+            if run is None:
+                return
+            run.enter(outcome.status, _END_MESSAGES[outcome.status])
+            run.transitions[-1]["EndTime"] = run.transitions[-1]["StartTime"]
+            run.status, run.ended, run.modified = outcome.status, outcome.ended, outcome.ended
+            run.failure_reason, run.final_metrics = outcome.failure_reason, outcome.final_metrics
+            tuning = self._tunings.get(run.tuning_job or "")
+            if tuning is None:
+                return
+            tuning.launching -= 1
+            if outcome.status != "Failed":
+                run.objective = next((m["Value"] for m in outcome.final_metrics
+                                      if m["MetricName"] == tuning.objective_metric), None)
+        self._launch_trials(run.tuning_job or "")
 
     def _describe_training_job(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         output = self._call_moto("DescribeTrainingJob", params, headers)
@@ -303,7 +421,7 @@ class SageMakerStandIn:
         return output
 
     def _overlay_training_job(self, d: dict[str, Any], run: _Run) -> None:
-        d["TrainingJobStatus"], d["SecondaryStatus"] = run.status, _SECONDARY[run.status]
+        d["TrainingJobStatus"], d["SecondaryStatus"] = run.status, run.secondary or _SECONDARY[run.status]
         d["AlgorithmSpecification"]["MetricDefinitions"] = run.metric_definitions  # moto writes its own
         d.pop("FinalMetricDataList", None)
         d.pop("TrainingEndTime", None)
@@ -311,9 +429,24 @@ class SageMakerStandIn:
             d["TrainingEndTime"] = d["LastModifiedTime"] = run.ended
         if run.tuning_job is not None:
             d["TuningJobArn"] = self._tunings[run.tuning_job].arn
-            if run.status == "Completed" and run.objective is not None:
+            if run.container is None and run.status == "Completed" and run.objective is not None:
                 metric = self._tunings[run.tuning_job].objective_metric
                 d["FinalMetricDataList"] = [{"MetricName": metric, "Value": run.objective, "Timestamp": run.ended}]
+        if run.container is None:
+            return
+        d["ModelArtifacts"] = {"S3ModelArtifacts": run.model_uri}
+        d["SecondaryStatusTransitions"] = [dict(t) for t in run.transitions]  # moto's are made up
+        d["LastModifiedTime"] = run.modified
+        d.pop("TrainingStartTime", None)
+        if run.started is not None:
+            d["TrainingStartTime"] = run.started
+            if run.ended is not None:
+                d["TrainingTimeInSeconds"] = d["BillableTimeInSeconds"] = max(
+                    1, round((run.ended - run.started).total_seconds()))
+        if run.final_metrics:
+            d["FinalMetricDataList"] = [dict(m) for m in run.final_metrics]
+        if run.failure_reason:
+            d["FailureReason"] = run.failure_reason
 
     def _list_training_jobs(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         """moto filters by name and time but ignores SortBy and SortOrder, and would filter on its
@@ -328,7 +461,9 @@ class SageMakerStandIn:
                 summary["TrainingJobStatus"] = run.status
                 summary.pop("TrainingEndTime", None)
                 if "SecondaryStatus" in summary:
-                    summary["SecondaryStatus"] = _SECONDARY[run.status]
+                    summary["SecondaryStatus"] = run.secondary or _SECONDARY[run.status]
+                if run.modified is not None:
+                    summary["LastModifiedTime"] = run.modified
                 if run.ended is not None:
                     summary["TrainingEndTime"] = summary["LastModifiedTime"] = run.ended
         return _page(summaries, paging, "TrainingJobSummaries", default_sort="CreationTime")
@@ -360,20 +495,51 @@ class SageMakerStandIn:
         definition = params.get("TrainingJobDefinition")
         if definition is None:  # several TrainingJobDefinitions: not stood in for
             return output
-        creatable = set(self._model.operation_model("CreateTrainingJob").input_shape.members)
-        for index, tuned in enumerate(_tuned_values(config)):
-            trial = f"{name}-{index + 1:03d}-{hashlib.sha1(f'{name}/{index}'.encode()).hexdigest()[:8]}"
-            request = {k: v for k, v in definition.items() if k in creatable}
-            request["TrainingJobName"] = trial
-            request["HyperParameters"] = {**definition.get("StaticHyperParameters", {}), **tuned,
-                                          "_tuning_objective_metric": tuning.objective_metric}
-            created = self._create_training_job(request, headers)
+        trials = [(f"{name}-{index + 1:03d}-{hashlib.sha1(f'{name}/{index}'.encode()).hexdigest()[:8]}", tuned)
+                  for index, tuned in enumerate(_tuned_values(config))]
+        if self.containers is not None:
             with self._lock:
-                run = self._runs[trial]
-                run.tuning_job, run.tuned, run.objective = name, tuned, 0.5 + index / 100
-                run.arn = created["TrainingJobArn"]
+                tuning.pending, tuning.definition, tuning.headers = trials, definition, headers
+                tuning.max_parallel = (config.get("ResourceLimits") or {}).get("MaxParallelTrainingJobs", 1)
+            self._launch_trials(name)
+            return output
+        for index, (trial, tuned) in enumerate(trials):
+            self._create_training_job(self._trial_request(definition, trial, tuned, tuning), headers,
+                                      tuning_job=name, tuned=tuned, planned_objective=0.5 + index / 100)
+            with self._lock:
                 tuning.trials.append(trial)
         return output
+
+    def _trial_request(self, definition: Mapping[str, Any], trial: str, tuned: dict[str, str],
+                       tuning: _Tuning) -> dict[str, Any]:
+        """The CreateTrainingJob request of one trial of a TrainingJobDefinition."""
+        creatable = set(self._model.operation_model("CreateTrainingJob").input_shape.members)
+        request = {k: v for k, v in definition.items() if k in creatable}
+        request["TrainingJobName"] = trial
+        request["HyperParameters"] = {**definition.get("StaticHyperParameters", {}), **tuned,
+                                      "_tuning_objective_metric": tuning.objective_metric}
+        return request
+
+    def _launch_trials(self, name: str) -> None:
+        """Container mode: launches pending trials while fewer than MaxParallelTrainingJobs run."""
+        while True:
+            with self._lock:
+                tuning = self._tunings.get(name)
+                if (tuning is None or self._closing or tuning.stop_requested or not tuning.pending
+                        or tuning.launching >= tuning.max_parallel):
+                    return
+                trial, tuned = tuning.pending.pop(0)
+                tuning.launching += 1
+            try:
+                self._create_training_job(self._trial_request(tuning.definition, trial, tuned, tuning),
+                                          tuning.headers, tuning_job=name, tuned=tuned)
+            except Exception as exc:  # a stand-in fault: the test hears of it
+                self.errors.append(f"launching trial {trial}: {exc}")
+                with self._lock:
+                    tuning.launching -= 1
+                return
+            with self._lock:
+                tuning.trials.append(trial)
 
     def _tuning(self, name: str) -> _Tuning:
         tuning = self._tunings.get(name)
@@ -383,7 +549,8 @@ class SageMakerStandIn:
 
     def _tuning_status(self, tuning: _Tuning) -> tuple[str, datetime | None]:
         runs = [self._runs[t] for t in tuning.trials]
-        if any(r.status in _ACTIVE for r in runs):
+        waiting = tuning.launching > 0 or (tuning.pending and not tuning.stop_requested)
+        if waiting or any(r.status in _ACTIVE for r in runs):
             return ("Stopping" if tuning.stop_requested else "InProgress"), None
         ended = max((r.ended for r in runs if r.ended is not None), default=_now())
         return ("Stopped" if tuning.stop_requested else "Completed"), ended
@@ -391,10 +558,11 @@ class SageMakerStandIn:
     def _counters(self, tuning: _Tuning) -> tuple[dict[str, int], dict[str, int]]:
         runs = [self._runs[t] for t in tuning.trials]
         status = {"Completed": 0, "InProgress": 0, "RetryableError": 0, "NonRetryableError": 0, "Stopped": 0}
+        objective = {"Succeeded": 0, "Pending": 0, "Failed": 0}
         for run in runs:
-            status["InProgress" if run.status in _ACTIVE else run.status] += 1
-        succeeded = sum(1 for r in runs if r.status == "Completed" and r.objective is not None)
-        return status, {"Succeeded": succeeded, "Pending": len(runs) - succeeded, "Failed": 0}
+            status[{"Stopping": "InProgress", "Failed": "NonRetryableError"}.get(run.status, run.status)] += 1
+            objective[run.objective_status] += 1
+        return status, objective
 
     def _overlay_tuning_job(self, d: dict[str, Any], tuning: _Tuning) -> None:
         d["HyperParameterTuningJobStatus"], ended = self._tuning_status(tuning)
@@ -416,7 +584,7 @@ class SageMakerStandIn:
                     self._runs[trial].tick()
                 self._overlay_tuning_job(output, tuning)
                 scored = [self._trial_summary(t) for t in tuning.trials
-                          if self._runs[t].status == "Completed" and self._runs[t].objective is not None]
+                          if self._runs[t].objective is not None]
                 if scored:
                     pick = max if tuning.objective_type == "Maximize" else min
                     output["BestTrainingJob"] = pick(
@@ -456,13 +624,16 @@ class SageMakerStandIn:
         summary: dict[str, Any] = {
             "TrainingJobName": trial, "TrainingJobArn": run.arn, "TuningJobName": run.tuning_job,
             "CreationTime": run.created, "TrainingStartTime": run.created, "TrainingJobStatus": run.status,
-            "TunedHyperParameters": run.tuned, "ObjectiveStatus": "Pending",
+            "TunedHyperParameters": run.tuned, "ObjectiveStatus": run.objective_status,
         }
+        if run.container is not None:
+            summary["TrainingStartTime"] = run.started or run.created
         if run.ended is not None:
             summary["TrainingEndTime"] = run.ended
-        if run.status == "Completed" and run.objective is not None:
+        if run.failure_reason:
+            summary["FailureReason"] = run.failure_reason
+        if run.objective is not None:
             tuning = self._tunings[run.tuning_job or ""]
-            summary["ObjectiveStatus"] = "Succeeded"
             summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
                 "Type": tuning.objective_type, "MetricName": tuning.objective_metric, "Value": run.objective}
         return summary
