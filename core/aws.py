@@ -52,6 +52,7 @@ _NOT_FOUND_CODES = frozenset(
         "NoSuchKey",
         "NoSuchEntity",
         "NoSuchUpload",
+        "InvalidAMIID.NotFound",
         "NotFound",
         "404",
         "ResourceNotFound",

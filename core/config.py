@@ -26,6 +26,7 @@ ENV_PREFIX = "SMC_"
 _BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _REGION_RE = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 _ROLE_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+_AMI_RE = re.compile(r"^ami-([0-9a-f]{8}|[0-9a-f]{17})$")
 _ECR_IMAGE_RE = re.compile(
     r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+|@sha256:[0-9a-f]{64})?$"
 )
@@ -45,6 +46,8 @@ class Settings:
         prefix: key prefix inside the bucket.
         role_arn: SageMaker execution role for training jobs and endpoints.
         serving_image_uri: ECR image of our serving container (docker/serving) for endpoints.
+        spot_ami: AMI id that EC2 Spot instances boot (one with Python 3 and PyTorch); None takes
+            the region's newest Deep Learning AMI with PyTorch.
     """
 
     backend: BackendKind = BackendKind.LOCAL
@@ -56,6 +59,7 @@ class Settings:
     prefix: str = "sm-console"
     role_arn: str | None = None
     serving_image_uri: str | None = None
+    spot_ami: str | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -73,6 +77,8 @@ class Settings:
             raise ConfigError(f"role_arn: {self.role_arn!r} is not an IAM role ARN")
         if self.serving_image_uri is not None and not _ECR_IMAGE_RE.match(self.serving_image_uri):
             raise ConfigError(f"serving_image_uri: {self.serving_image_uri!r} is not an ECR image URI")
+        if self.spot_ami is not None and not _AMI_RE.match(self.spot_ami):
+            raise ConfigError(f"spot_ami: {self.spot_ami!r} is not an AMI id (ami- and 8 or 17 hex digits)")
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"prefix: {self.prefix!r} must be a relative key prefix")
 

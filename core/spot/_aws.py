@@ -65,6 +65,20 @@ def find_dlami(ec2: Any, *, name_pattern: str = DLAMI_NAME, owners: tuple[str, .
     return {"ImageId": newest["ImageId"], "Name": newest.get("Name", "")}
 
 
+def find_ami(ec2: Any, image_id: str) -> dict[str, str]:
+    """The AMI of that id, if this region has it available.
+
+    Raises:
+        NotFoundError: no such available AMI in this region.
+    """
+    with aws_errors(f"looking up the AMI {image_id} (the spot_ami setting)"):
+        images = ec2.describe_images(ImageIds=[image_id],
+                                     Filters=[{"Name": "state", "Values": ["available"]}])["Images"]
+    if not images:
+        raise NotFoundError(f"looking up the AMI {image_id} (the spot_ami setting): not available in this region")
+    return {"ImageId": images[0]["ImageId"], "Name": images[0].get("Name", "")}
+
+
 def market_options(spec: SpotRunSpec) -> dict[str, Any]:
     """RunInstances' ``InstanceMarketOptions`` for the spec."""
     options: dict[str, Any] = {"SpotInstanceType": spec.request_type,
@@ -86,7 +100,8 @@ class Ec2SpotManager(SpotManager):
         settings: region, bucket and prefix of the aws backend.
         session: the AWS session (clients are created on first use, so moto can wrap them).
         store: the console database, where run records and events are kept.
-        ami_name, ami_owners: the AMI lookup (a Deep Learning AMI with PyTorch by default).
+        ami_name, ami_owners: the AMI lookup (a Deep Learning AMI with PyTorch by default), used
+            unless ``settings.spot_ami`` names the AMI.
     """
 
     backend_name = "aws"
@@ -149,11 +164,12 @@ class Ec2SpotManager(SpotManager):
         self.spot_store.insert_run(run)
         resources: dict[str, Any] = {}
         try:
+            image = (find_ami(self._ec2, self.settings.spot_ami) if self.settings.spot_ami
+                     else find_dlami(self._ec2, name_pattern=self.ami_name, owners=self.ami_owners))
+            resources["image"] = image
             with tempfile.TemporaryDirectory(prefix="smc-spot-") as tmp:
                 archive = pack_source_dir(ENTRYPOINTS_DIR, Path(tmp) / "sourcedir.tar.gz")
                 storage.put_file(archive, self.run_key(spec.name, "code/sourcedir.tar.gz"))
-            image = find_dlami(self._ec2, name_pattern=self.ami_name, owners=self.ami_owners)
-            resources["image"] = image
             resources.update(self._create_profile(spec.name, data_prefix))
             resources["security_group_id"] = self._create_security_group(spec.name)
             user_data = render_user_data(UserDataInputs(

@@ -57,3 +57,10 @@ def test_bad_file_and_unknown_key(tmp_path: Path) -> None:
     file.write_text('secret_key = "x"\n')
     with pytest.raises(ConfigError, match="unknown setting"):
         load_settings(environ={}, settings_file=file)
+
+
+def test_spot_ami_must_be_an_ami_id() -> None:
+    assert Settings(spot_ami="ami-0123456789abcdef0").spot_ami == "ami-0123456789abcdef0"
+    assert load_settings({"SMC_SPOT_AMI": "ami-12345678"}, settings_file=Path("/nonexistent.toml")).spot_ami == "ami-12345678"
+    with pytest.raises(ConfigError, match="spot_ami: 'Deep Learning AMI' is not an AMI id"):
+        Settings(spot_ami="Deep Learning AMI")

@@ -16,11 +16,11 @@ import pytest
 from botocore.stub import Stubber
 
 from core.aws import AwsSession
-from core.config import Settings
+from core.config import Settings, with_overrides
 from core.errors import InvalidInputError, NotFoundError
 from core.jobstore import JobStore
 from core.spot import SpotRunSpec, SpotRunStatus
-from core.spot._aws import Ec2SpotManager, find_dlami, market_options
+from core.spot._aws import Ec2SpotManager, find_ami, find_dlami, market_options
 from core.spot.iam import RUN_TAG, instance_policy, trust_policy
 from core.spot.pricing import PricePoint, fetch_price_history, latest_prices, synthetic_reasons, time_weighted_mean
 from core.spot.userdata import MAX_USER_DATA_BYTES, UserDataInputs, render_user_data
@@ -226,3 +226,35 @@ def test_launch_input_errors(manager: Ec2SpotManager) -> None:
 def test_a_missing_ami_is_a_clear_error(aws: AwsSession) -> None:
     with pytest.raises(NotFoundError, match="no AMI named like"):
         find_dlami(aws.client("ec2"), name_pattern="No Such AMI *", owners=MOTO_DLAMI_OWNER)
+
+
+def test_the_spot_ami_setting_chooses_the_instances_image(aws: AwsSession, aws_settings: Settings,
+                                                          tmp_path: Path) -> None:
+    ec2 = aws.client("ec2")
+    own = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]  # any AMI but a Deep Learning one
+    manager = Ec2SpotManager(with_overrides(aws_settings, spot_ami=own), aws, JobStore(tmp_path / "console.db"),
+                             ami_name="No Such AMI *", ami_owners=MOTO_DLAMI_OWNER)  # the name is not looked up
+
+    run = manager.launch(_spec())
+
+    instance = ec2.describe_instances(InstanceIds=run.resources["instance_ids"])["Reservations"][0]["Instances"][0]
+    assert instance["ImageId"] == own
+    manager.terminate(run.name)
+    manager.cleanup(run.name)
+
+
+def test_an_unknown_spot_ami_is_a_clear_error_and_leaves_nothing(aws: AwsSession, aws_settings: Settings,
+                                                                 tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match=r"AMI ami-0123456789abcdef0 \(the spot_ami setting\)"):
+        find_ami(aws.client("ec2"), "ami-0123456789abcdef0")
+    manager = Ec2SpotManager(with_overrides(aws_settings, spot_ami="ami-0123456789abcdef0"), aws,
+                             JobStore(tmp_path / "console.db"))
+
+    with pytest.raises(NotFoundError, match="the spot_ami setting"):
+        manager.launch(_spec())
+
+    run = manager.describe("spot-aws")
+    assert run.status is SpotRunStatus.FAILED and "spot_ami" in (run.failure_reason or "")
+    assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/spot-runs/")["KeyCount"] == 0
+    assert aws.client("iam").list_instance_profiles()["InstanceProfiles"] == []
+    assert aws.client("ec2").describe_instances()["Reservations"] == []
