@@ -553,6 +553,22 @@ def start_test() -> None:
         hook.testing = True
 
 
+def close() -> None:
+    """Closes the hook now: its last event file and the end-of-training marker are written while
+    the interpreter can still upload them (an ``s3://`` trial), not by smdebug's exit handler,
+    which runs when boto3 can no longer start its transfer threads."""
+    if "smdebug.core.singleton_utils" not in sys.modules:
+        return
+    import atexit
+
+    from smdebug.core.singleton_utils import get_hook
+
+    hook = get_hook(json_config_path=None, hook_class=None, create_if_not_exists=False)
+    if hook is not None:
+        atexit.unregister(hook._cleanup)
+        hook.close()
+
+
 _HOOK_CLASS: Any = None
 
 

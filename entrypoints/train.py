@@ -209,12 +209,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the job; returns the exit code: 0, 1 after an error, 143 after SIGTERM."""
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout, force=True)
+    for chatty in ("botocore", "boto3", "s3transfer", "urllib3"):  # their INFO lines would fill the job's log
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     stop = StopRequest()
     previous = signal.signal(signal.SIGTERM, stop.handle)
     try:
         with profiling.session(args):
-            return run(args, stop)
+            try:
+                return run(args, stop)
+            finally:
+                debugging.close()
     except (DataError, WeightsError, CheckpointError) as exc:
         LOG.error("ERROR: %s", exc)
     except Exception as exc:  # whatever happened, the job's last line says so

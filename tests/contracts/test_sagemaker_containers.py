@@ -442,6 +442,10 @@ def test_entrypoints_train_runs_on_the_demo_digits(aws: Backend, runner: SageMak
     assert any(k.startswith(f"{trial}collections/") and k.endswith("_collections.json") for k in debug), debug
     assert any(k.startswith(f"{trial}events/") and k.endswith(".tfevents") for k in debug), debug
     assert any(k.startswith(f"{trial}index/") for k in debug), debug
+    steps = sorted(int(k.split("/")[-2]) for k in debug if k.startswith(f"{trial}events/"))
+    # 2 training steps, then 5 validation and 5 test batches of 64 of 270 images; the last one is
+    # written only when the hook is closed, before the interpreter exits (SageMaker gets no end marker)
+    assert steps == list(range(12)), steps
     profiler = "jobs/digits-1/profiler-output/"
     assert any(k.startswith(f"{profiler}system/incremental/") and k.endswith(".algo-1.json") for k in profile), profile
     assert any(k.startswith(f"{profiler}framework/pytorch/") and k.endswith(".pt.trace.json.gz") for k in profile)
