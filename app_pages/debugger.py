@@ -46,7 +46,12 @@ if not jobs:
     st.stop()
 
 selected = job_picker([j.name for j in jobs], key="debug_job")
-is_active = not be.runner.describe(selected).status.is_terminal
+try:
+    _job = be.runner.describe(selected)
+    follow = not _job.status.is_terminal or be.analysis.ensure_analysed(_job).debugger_reading
+except Exception as exc:  # noqa: BLE001 - shown to the user
+    show_error(exc)
+    st.stop()
 
 
 def _rules(name: str, job: TrainingJob) -> None:
@@ -130,14 +135,14 @@ def _weights(name: str) -> None:
                         key=f"debug_profile_{name}")
 
 
-@st.fragment(run_every=POLL_SECONDS if is_active else None)
+@st.fragment(run_every=POLL_SECONDS if follow else None)
 def debugger_view(name: str) -> None:
     job = be.runner.describe(name)
-    note = be.analysis.ensure_analysed(job).debugger
-    if note:
-        st.caption(note)
-    if is_active and job.status.is_terminal:
-        st.rerun()  # stop polling once the job ended
+    analysis = be.analysis.ensure_analysed(job)
+    if analysis.debugger:
+        st.caption(analysis.debugger)
+    if follow and job.status.is_terminal and not analysis.debugger_reading:
+        st.rerun()  # stop polling once the job ended and its trial is read
     trial = store.trial(name)
     c1, c2, c3 = st.columns(3)
     c1.metric("Job status", job.status.value)
@@ -148,7 +153,7 @@ def debugger_view(name: str) -> None:
                  query_params={JOB_QUERY_PARAM: name})
     if job.status is JobStatus.COMPLETED and job.model_uri:
         deploy_link(name, column=c2)
-    message = views.banner(trial, job_running=not job.status.is_terminal)
+    message = views.banner(trial, job_running=not job.status.is_terminal, reading=analysis.debugger_reading)
     if message:
         _LEVELS[message.level](message.text)
     _notifications(name)

@@ -41,7 +41,12 @@ if not jobs:
 
 selected = job_picker([j.name for j in jobs], key="profiler_job")
 store = _store(str(be.store.path))
-is_active = not be.runner.describe(selected).status.is_terminal
+try:
+    _job = be.runner.describe(selected)
+    follow = not _job.status.is_terminal or be.analysis.ensure_analysed(_job).profiler_reading
+except Exception as exc:  # noqa: BLE001 - shown to the user
+    show_error(exc)
+    st.stop()
 
 
 def _findings(view: ProfileView) -> None:
@@ -68,13 +73,13 @@ def _overview(view: ProfileView) -> None:
         st.caption(f"⚠ {error}")
 
 
-@st.fragment(run_every=POLL_SECONDS if is_active else None)
+@st.fragment(run_every=POLL_SECONDS if follow else None)
 def profile(name: str) -> None:
     job = be.runner.describe(name)
-    note = be.analysis.ensure_analysed(job).profiler
-    if note:
-        st.caption(note)
-    if is_active and job.status.is_terminal:
+    analysis = be.analysis.ensure_analysed(job)
+    if analysis.profiler:
+        st.caption(analysis.profiler)
+    if follow and job.status.is_terminal and not analysis.profiler_reading:
         st.rerun()  # a last full render with the final pass, then no more polling
     try:
         view, figures = _prepared(name, store.updated_at(name), store)
@@ -86,7 +91,7 @@ def profile(name: str) -> None:
                  query_params={JOB_QUERY_PARAM: name})
     if job.status is JobStatus.COMPLETED and job.model_uri:
         deploy_link(name, column=c2)
-    message = no_data_message(job, view)
+    message = no_data_message(job, view, reading=analysis.profiler_reading)
     if message or view is None:
         st.info(message, icon=":material/speed:")
         return

@@ -27,10 +27,15 @@ class AnalysisNotes:
     Attributes:
         debugger: a line for the Debugger page, or None when there is nothing to say.
         profiler: a line for the Profiler page, or None.
+        debugger_reading: the rule evaluator is reading the job's data now (the page keeps
+            refreshing until it concludes, even for a job that has ended).
+        profiler_reading: the same for the profiler analysis.
     """
 
     debugger: str | None = None
     profiler: str | None = None
+    debugger_reading: bool = False
+    profiler_reading: bool = False
 
 
 _RULES_RUN_HERE = ("Rules are evaluated on this machine by an evaluator that reads the trial in S3 and follows the "
@@ -49,6 +54,7 @@ _PROFILER_NOTES = {
     "running": _PROFILE_READ_HERE,
 }
 """What each page says for each state its analyser reports; nothing once the analysis has concluded."""
+_READING = ("started", "running")
 
 
 class JobAnalysis(ABC):
@@ -105,7 +111,8 @@ class SageMakerJobAnalysis(JobAnalysis):
 
         rules = SageMakerRuleEvaluators(self.settings, DebugStore(self.store)).ensure_running(job)
         profile = SageMakerProfilerAnalysers(self.settings, ProfilerStore(self.store)).ensure_running(job)
-        return AnalysisNotes(debugger=_DEBUGGER_NOTES.get(rules), profiler=_PROFILER_NOTES.get(profile))
+        return AnalysisNotes(debugger=_DEBUGGER_NOTES.get(rules), profiler=_PROFILER_NOTES.get(profile),
+                             debugger_reading=rules in _READING, profiler_reading=profile in _READING)
 
     def service_rule_results(self, job_name: str) -> list[RuleResult]:
         from core.debugger.sagemaker import sagemaker_rule_statuses

@@ -30,9 +30,14 @@ class Banner:
     text: str
 
 
-def banner(trial: DebugTrial | None, *, job_running: bool) -> Banner | None:
-    """Why there is nothing (or not yet anything) to show, in plain words; None when data exist."""
+def banner(trial: DebugTrial | None, *, job_running: bool, reading: bool = False) -> Banner | None:
+    """Why there is nothing (or not yet anything) to show, in plain words; None when data exist.
+
+    reading: an evaluator follows the job from this machine and has not concluded yet.
+    """
     if trial is None:
+        if reading and not job_running:
+            return Banner("info", "The rule evaluator is reading the job's trial.")
         if job_running:
             return Banner("info", "Waiting for the rule evaluator to start.")
         return Banner("info", "No debugger data for this job: it ran before the Debugger existed, or where no rule "

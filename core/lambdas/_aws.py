@@ -303,17 +303,14 @@ def _document(value: Any) -> dict[str, Any]:
 
 
 def _timestamp(text: str | None) -> float:
-    """Lambda's ``LastModified`` (``2026-11-29T17:00:00.000+0000``) as epoch seconds."""
+    """Lambda's ``LastModified`` (``2026-11-29T17:00:00.000+0000``; moto writes nanoseconds and ``Z``)
+    as epoch seconds; 0.0 when missing or unreadable."""
     from datetime import datetime
 
-    if not text:
+    try:
+        return datetime.fromisoformat(text).timestamp() if text else 0.0
+    except ValueError:
         return 0.0
-    for pattern in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
-        try:
-            return datetime.strptime(text, pattern).timestamp()
-        except ValueError:
-            continue
-    return 0.0
 
 
 def _tail_lines(log_result: str | None) -> list[str]:

@@ -94,14 +94,19 @@ def load_profile(store: ProfilerStore, job_name: str) -> ProfileView | None:
     )
 
 
-def no_data_message(job: TrainingJob, view: ProfileView | None) -> str | None:
-    """Why there is nothing to show for job, or None when there is profiler data."""
+def no_data_message(job: TrainingJob, view: ProfileView | None, *, reading: bool = False) -> str | None:
+    """Why there is nothing to show for job, or None when there is profiler data.
+
+    reading: an analysis follows the job from this machine and has not concluded yet.
+    """
     if view is not None and view.has_data:
         return None
     if view is not None and view.errors:
         return "No profiler data: " + " ".join(view.errors)
     if job.hyperparameters.get("profile", "true").lower() in ("false", "0", "no"):
         return "No profiler data: this job ran with profile=false."
+    if reading and job.status.is_terminal:
+        return "No profiler data yet: the profiler analysis is reading the job's output."
     if not job.status.is_terminal:
         return ("No profiler data yet: the first samples appear within a few seconds of the training "
                 "script's start, once the profiler analysis has made its first pass.")

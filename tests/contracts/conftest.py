@@ -1,9 +1,11 @@
 """One backend per parameter: every contract test runs once on ``local`` and once on ``aws``.
 
 aws means moto's server on 127.0.0.1 (one per session, its state reset before each test), with
-the SageMaker stand-in of :mod:`tests.standins.sagemaker` in front of it for the ``sagemaker``
-service: boto3 reads ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_SAGEMAKER``, so the backend
-runs its real code, unchanged, against them. Nothing reaches beyond loopback
+the loopback stand-ins of :mod:`tests.standins` in front of it for what moto cannot do: SageMaker
+(jobs that run, stop and end; endpoints), SageMaker Runtime (an image answered by the model
+server) and Lambda (Invoke runs the function's code as its role). boto3 reads
+``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``, so the backend runs its real code,
+unchanged, against them. Nothing reaches beyond loopback
 (``no_network`` is autouse here).
 """
 
@@ -28,6 +30,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (no_network registers on im
     clear_aws_environment,
     no_network_fixture,
 )
+from tests.standins.lambdas import LambdaStandIn
 from tests.standins.runtime import RuntimeStandIn
 from tests.standins.sagemaker import SageMakerStandIn
 
@@ -70,6 +73,13 @@ def runtime_stand_in(moto_url: str) -> Iterator[RuntimeStandIn]:
         yield stand_in
 
 
+@pytest.fixture(scope="session")
+def lambda_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn) -> Iterator[LambdaStandIn]:
+    """Lambda on loopback (moto runs no function code without Docker), for the whole session."""
+    with LambdaStandIn(moto_url, runtime_stand_in) as stand_in:
+        yield stand_in
+
+
 @pytest.fixture
 def local_job_python() -> Path:
     """The local backend's job interpreter: this one (the app environment), as contract tests of
@@ -92,21 +102,24 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
     else:
         stand_in = request.getfixturevalue("sagemaker_stand_in")
         runtime = request.getfixturevalue("runtime_stand_in")
+        lambdas = request.getfixturevalue("lambda_stand_in")
         runtime.reset()
-        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, tmp_path, workspace, monkeypatch)
+        lambdas.errors.clear()
+        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, lambdas, tmp_path, workspace,
+                             monkeypatch)
     try:
         yield built
     finally:
         if "runner" in vars(built):  # built by the test: leave nothing running
             _stop_running_jobs(built)
         if stand_in is not None:
-            assert not stand_in.errors, f"the SageMaker stand-in failed: {stand_in.errors}"
-            runtime_errors = request.getfixturevalue("runtime_stand_in").errors
-            assert not runtime_errors, f"the Runtime stand-in failed: {runtime_errors}"
+            for name, errors in (("SageMaker", stand_in.errors), ("Runtime", runtime.errors),
+                                 ("Lambda", lambdas.errors)):
+                assert not errors, f"the {name} stand-in failed: {errors}"
 
 
-def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStandIn, tmp_path: Path,
-                 workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStandIn, lambdas: LambdaStandIn,
+                 tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     import boto3
 
     stand_in.reset()
@@ -114,7 +127,7 @@ def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStan
     for name, value in {
         "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": stand_in.url,
-        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url,
+        "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url, "AWS_ENDPOINT_URL_LAMBDA": lambdas.url,
     }.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)

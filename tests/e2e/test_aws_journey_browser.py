@@ -1,15 +1,19 @@
 """Issue 14: the newcomer's journey on the aws backend, in a real browser, against AWS on loopback.
 
 AWS here is moto's server on 127.0.0.1, with the loopback stand-ins of ``tests/standins`` in
-front of it for what moto cannot do (a SageMaker job's lifecycle, stop calls). The app runs
-unchanged on the aws backend with ``AWS_ENDPOINT_URL`` pointing at them, as it would point at
-AWS: every object, job and resource the journey makes is read back from there.
+front of it for what moto cannot do: SageMaker runs each training job's container for real
+(the console's own source and ``entrypoints/train.py`` in the job environment, data from moto's
+S3, the model, debugger trial and profiler output back to it), SageMaker Runtime serves the
+deployed model with ``entrypoints/serve.py``, and Lambda runs the function's zip with its role's
+keys. The app runs unchanged on the aws backend with ``AWS_ENDPOINT_URL*`` pointing at them, as
+it would point at AWS: every object, job and resource the journey makes is read back from there.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -17,19 +21,40 @@ from typing import Any, Iterator
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import screenshot, serve_app
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
-from tests.e2e.test_journey_browser import heading, sidebar_next
+from core.config import DEFAULT_JOB_PYTHON
+from tests.e2e.conftest import click_when_idle, screenshot, serve_app
+from tests.e2e.test_data_and_training_browser import (
+    ingest_demo_by_drop,
+    metric_value,
+    upload_checked_dataset,
+    wait_for_metric,
+)
+from tests.e2e.test_journey_browser import (
+    heading,
+    invoke_lambda_allowed_then_denied,
+    predict_demo_digits,
+    sidebar_next,
+    tune_two_one_epoch_trials,
+)
+from tests.standins.containers import LocalContainers
+from tests.standins.lambdas import LambdaStandIn
+from tests.standins.runtime import RuntimeStandIn
 from tests.standins.sagemaker import SageMakerStandIn
 
-pytestmark = [pytest.mark.browser]
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REGION = "us-east-1"
+ACCOUNT = "123456789012"
+"""moto's account."""
 # moto keeps one state per process, shared with the contract suites' server: names of this test's own
 BUCKET = f"smc-journey-{uuid.uuid4().hex[:8]}"
 PREFIX = "sm-console"
 ACCESS_KEY = "AKIAFAKEKEYFORTESTS12"
 SECRET = "fake-secret-for-tests-only"
+SERVING_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sm-console-serving:1"
+MOTO_DLAMI = "Deep Learning AMI Ubuntu Linux*"
+"""moto has no Deep Learning AMI with PyTorch of today's name: the older one it has stands in (SMC_SPOT_AMI)."""
+JOB_TIMEOUT_MS = 600_000
 SAGEMAKER_TRUST_POLICY = (
     '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
     '"Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
@@ -60,23 +85,31 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
     moto.start()
     host, port = moto.get_host_and_port()
     moto_url = f"http://{host}:{port}"
+    containers = LocalContainers(job_python=DEFAULT_JOB_PYTHON, workdir=tmp_path / "containers")
     try:
-        with SageMakerStandIn(moto_url) as sagemaker:
+        with (SageMakerStandIn(moto_url, containers=containers) as sagemaker,
+              RuntimeStandIn(moto_url, region=REGION) as runtime,
+              LambdaStandIn(moto_url, runtime, region=REGION) as lambdas):
             app = AwsApp(url="", moto_url=moto_url)
             app.client("s3").create_bucket(Bucket=BUCKET)
             role = app.client("iam").create_role(RoleName=f"smc-training-{uuid.uuid4().hex[:8]}",
                                                  AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
+            dlami = app.client("ec2").describe_images(Owners=["898082745236"], Filters=[
+                {"Name": "name", "Values": [MOTO_DLAMI]}])["Images"][0]["ImageId"]
             (tmp_path / "aws-config").write_text("")
             environment = {
                 "SMC_BACKEND": "aws", "SMC_REGION": REGION, "SMC_BUCKET": BUCKET, "SMC_PREFIX": PREFIX,
-                "SMC_ROLE_ARN": role, "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET,
-                "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker.url,
+                "SMC_ROLE_ARN": role, "SMC_SERVING_IMAGE_URI": SERVING_IMAGE, "SMC_SPOT_AMI": dlami,
+                "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
+                "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker.url,
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url, "AWS_ENDPOINT_URL_LAMBDA": lambdas.url,
                 "AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-config"),
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
             with serve_app(tmp_path, **environment) as url:
                 yield AwsApp(url=url, moto_url=moto_url)
-            assert not sagemaker.errors, f"the SageMaker stand-in failed: {sagemaker.errors}"
+            for stand_in in (sagemaker, runtime, lambdas):
+                assert not stand_in.errors, f"a stand-in failed: {stand_in.errors}"
     finally:
         moto.stop()
 
@@ -87,24 +120,121 @@ def no_error_shown(page: Page) -> None:
     expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
 
 
-@pytest.mark.timeout(900)
+def keys_under(app: AwsApp, prefix: str) -> list[str]:
+    listed = app.client("s3").get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{PREFIX}/{prefix}")
+    return [o["Key"].removeprefix(f"{PREFIX}/") for listing in listed for o in listing.get("Contents", [])]
+
+
+def upload_the_demo(page: Page, app: AwsApp, tmp_path: Path) -> None:
+    ingest_demo_by_drop(page, app.url, tmp_path)
+    upload_checked_dataset(page)
+    expect(page.get_by_text(f"Dataset digits-demo is ready at s3://{BUCKET}/{PREFIX}/datasets/digits-demo")
+           ).to_be_visible()
+    no_error_shown(page)
+    images = [k for k in keys_under(app, "datasets/digits-demo/") if k.endswith(".jpg")]
+    assert len(images) == 1797, len(images)
+    assert {k.split("/")[2] for k in images} == {"train", "valid", "test"}
+    screenshot(page, "aws-journey-02-data")
+
+
+def train_one_epoch(page: Page, app: AwsApp) -> None:
+    """Starts a training job from the form; it runs in its container and its model becomes deployable."""
+    page.get_by_role("link", name=re.compile("Train a model")).click()
+    heading(page, "Training jobs")
+    form = page.locator('[data-testid="stForm"]')
+    form.get_by_label("Epochs", exact=True).fill("1")
+    form.get_by_label("Job name (empty: generated)").fill("aws-train")
+    form.get_by_role("button", name="Start training").click()
+    expect(page.get_by_text("Started aws-train")).to_be_visible(timeout=60_000)
+    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.5
+    expect(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/aws-train/output/model.tar.gz").first).to_be_visible()
+    expect(page.get_by_role("link", name="Deploy the model of aws-train")).to_be_visible()
+    expect(page.locator('[data-testid="stCode"]')).to_contain_text("epoch=1/1")  # its CloudWatch log
+    no_error_shown(page)
+    assert "jobs/aws-train/output/model.tar.gz" in keys_under(app, "jobs/aws-train/output/")
+    screenshot(page, "aws-journey-03-training")
+
+
+def read_the_debugger_and_profiler(page: Page, job: str) -> None:
+    """Both views of a SageMaker job: its trial and its system metrics are read from S3 and analysed."""
+    page.get_by_role("link", name=f"Debugger view of {job}").click()
+    heading(page, "Debugger")
+    expect(page.get_by_text(re.compile(r"^\d+ rules: ")).first).to_be_visible(timeout=180_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    no_error_shown(page)
+    screenshot(page, "aws-journey-05-debugger")
+
+    page.get_by_role("link", name=f"Profiler view of {job}").click()
+    heading(page, "Profiler")
+    wait_for_metric(page, "Analysis", "final", timeout=180_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    no_error_shown(page)
+    screenshot(page, "aws-journey-06-profiler")
+
+
+def spot_price_launch_terminate_cleanup(page: Page, app: AwsApp) -> None:
+    """EC2 Spot at moto: the price history, a launch, terminate, and the run's IAM and network clean-up."""
+    heading(page, "EC2 Spot")
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # the price history
+    expect(page.get_by_text(re.compile("These prices look synthetic"))).to_be_visible()  # moto's, and said so
+    page.get_by_label("Run name (empty: generated)").fill("aws-spot")
+    page.get_by_label("Run name (empty: generated)").press("Enter")
+    click_when_idle(page, page.get_by_role("button", name="Launch", exact=True), page.get_by_text("Launched aws-spot"))
+    wait_for_metric(page, "Status", "Running", timeout=120_000)
+    instances = app.client("ec2").describe_instances(
+        Filters=[{"Name": "tag:Name", "Values": ["smc-spot aws-spot"]}])["Reservations"][0]["Instances"]
+    assert instances[0]["InstanceLifecycle"] == "spot"
+    page.get_by_role("button", name="Terminate").click()
+    wait_for_metric(page, "Status", "Terminated", timeout=120_000)
+    assert app.client("ec2").describe_instances(InstanceIds=[instances[0]["InstanceId"]])[
+        "Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
+    page.get_by_role("button", name="Delete the run's role, instance profile and security group").click()
+    expect(page.get_by_text(re.compile(r"^Deleted sg-"))).to_be_visible(timeout=60_000)
+    assert not [r for r in app.client("iam").list_roles()["Roles"] if r["RoleName"].startswith("smc-spot-aws-spot")]
+    no_error_shown(page)
+    screenshot(page, "aws-journey-09-spot")
+
+
+@pytest.mark.timeout(1500)
 def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: Path) -> None:
     page.goto(aws_app.url)
     heading(page, "Data")
     expect(page.locator('[data-testid="stSidebar"]').get_by_text("AWS backend: account")).to_be_visible(
         timeout=60_000)
     sidebar_next(page, "Bring a dataset")
+    upload_the_demo(page, aws_app, tmp_path)
 
-    ingest_demo_by_drop(page, aws_app.url, tmp_path)
-    target = f"s3://{BUCKET}/{PREFIX}/datasets/digits-demo"
-    upload_checked_dataset(page)
-    expect(page.get_by_text(f"Dataset digits-demo is ready at {target}")).to_be_visible(timeout=120_000)
+    train_one_epoch(page, aws_app)
+
+    page.goto(f"{aws_app.url}/tuning")
+    best_job = tune_two_one_epoch_trials(page)
     no_error_shown(page)
-    listed = aws_app.client("s3").get_paginator("list_objects_v2").paginate(
-        Bucket=BUCKET, Prefix=f"{PREFIX}/datasets/digits-demo/")
-    keys = [o["Key"] for listing in listed for o in listing.get("Contents", [])]
-    images = [k for k in keys if k.endswith(".jpg")]
-    assert len(images) == 1797, len(images)
-    assert {re.match(rf"{PREFIX}/datasets/digits-demo/(\w+)/", k).group(1) for k in images} == {  # type: ignore[union-attr]
-        "train", "valid", "test"}
-    screenshot(page, "aws-journey-02-data")
+    read_the_debugger_and_profiler(page, best_job)
+
+    page.get_by_role("link", name=f"Deploy the model of {best_job}").click()
+    heading(page, "Deploy")
+    expect(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/{best_job}/output/model.tar.gz").first).to_be_visible(
+        timeout=30_000)
+    endpoint = page.get_by_label("Endpoint name (empty: generated)").get_attribute("placeholder")
+    assert endpoint
+    page.get_by_role("button", name="Deploy", exact=True).click()
+    with zipfile.ZipFile(tmp_path / "digits-demo.zip") as archive:
+        archive.extractall(tmp_path / "demo")
+    image = predict_demo_digits(page, tmp_path / "demo" / "test")  # answered by the Runtime stand-in
+    assert aws_app.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
+    no_error_shown(page)
+
+    page.get_by_role("link", name=f"Next: call {endpoint} from a Lambda function").click()
+    invoke_lambda_allowed_then_denied(page, endpoint, image, account=ACCOUNT, region=REGION)
+    assert aws_app.client("lambda").get_function(FunctionName=f"classify-{endpoint}")["Configuration"]["Role"]
+
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Next: Train for less on EC2 Spot").click()
+    spot_price_launch_terminate_cleanup(page, aws_app)
+
+    page.goto(f"{aws_app.url}/deploy")
+    heading(page, "Deploy")
+    page.get_by_role("button", name="Delete endpoint").click()
+    expect(page.get_by_text(f"Deleted {endpoint}")).to_be_visible(timeout=60_000)
+    assert aws_app.client("sagemaker").list_endpoints()["Endpoints"] == []
+    no_error_shown(page)

@@ -102,6 +102,8 @@ def _trial(state: TrialState, steps: int = 0, message: str | None = None) -> Deb
 def test_banner_explains_every_empty_state() -> None:
     assert views.banner(None, job_running=True).text.startswith("Waiting for the rule evaluator")  # type: ignore[union-attr]
     assert "No debugger data" in views.banner(None, job_running=False).text  # type: ignore[union-attr]
+    reading = views.banner(None, job_running=False, reading=True)  # a SageMaker job's evaluator, after the job
+    assert reading is not None and "reading the job's trial" in reading.text
     waiting = views.banner(_trial(TrialState.WAITING), job_running=True)
     assert waiting is not None and "/jobs/job/debug-output" in waiting.text
     ended = views.banner(_trial(TrialState.WAITING), job_running=False)  # the evaluator has not concluded yet

@@ -48,6 +48,7 @@ def test_no_data_messages_say_why() -> None:
     assert "profile=false" in no_data_message(job(profile="false"), None)
     assert "yet" in no_data_message(job(JobStatus.IN_PROGRESS), None)
     assert "not profiled" in no_data_message(job(), None)
+    assert "reading the job's output" in no_data_message(job(), None, reading=True)
     from core.profiler.views import ProfileView
 
     empty = ProfileView("job", {"state": "complete", "samples": 0, "steps": 0, "errors": ["no profiler data under /x"]})
