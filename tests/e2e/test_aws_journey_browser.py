@@ -12,6 +12,7 @@ it would point at AWS: every object, job and resource the journey makes is read 
 from __future__ import annotations
 
 import re
+import urllib.request
 import uuid
 import zipfile
 from dataclasses import dataclass
@@ -46,7 +47,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 """moto's account."""
-# moto keeps one state per process, shared with the contract suites' server: names of this test's own
 BUCKET = f"smc-journey-{uuid.uuid4().hex[:8]}"
 PREFIX = "sm-console"
 ACCESS_KEY = "AKIAFAKEKEYFORTESTS12"
@@ -85,6 +85,9 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
     moto.start()
     host, port = moto.get_host_and_port()
     moto_url = f"http://{host}:{port}"
+    # moto keeps its state per process: what an earlier test in this process made (training jobs, endpoints)
+    # would be listed here, so the journey starts from an empty account
+    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=30).close()
     containers = LocalContainers(job_python=DEFAULT_JOB_PYTHON, workdir=tmp_path / "containers")
     try:
         with (SageMakerStandIn(moto_url, containers=containers) as sagemaker,

@@ -57,8 +57,10 @@ def _wait_for_event(manager: LocalSpotManager, name: str, *kinds: str, after: st
 def test_persistent_run_survives_two_interruptions_and_is_deployable(manager: LocalSpotManager, dataset: str) -> None:
     """One interruption from the schedule (1 s after launch: during start-up, so possibly before
     any checkpoint) and one from the button once the second instance has checkpointed; a persistent
-    request relaunches each time."""
-    spec = SpotRunSpec(name="spot-twice", data_uri=dataset, hyperparameters=HPS, notice_s=3,
+    request relaunches each time. Eight epochs: the first instance can checkpoint an epoch before
+    its notice, and the second must still have several epochs to run when the button is pressed
+    (with two, it could finish before the notice reached it, and no second interruption came)."""
+    spec = SpotRunSpec(name="spot-twice", data_uri=dataset, hyperparameters={**HPS, "epochs": 8}, notice_s=3,
                        interrupt_after_s=(1.0,), relaunch_delay_s=0.2, spot_price_per_h=0.3,
                        on_demand_price_per_h=1.0)
     run = manager.launch(spec)
