@@ -22,10 +22,3 @@ def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> No
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("SMC_SETTINGS", str(tmp_path / "no-settings.toml"))
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that train a real model run one at a time on one worker (pytest-xdist ``--dist loadgroup``):
-    two trainings at once on two cores would each take twice as long; the rest runs beside them."""
-    for item in items:
-        if item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group("trains"))

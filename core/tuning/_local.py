@@ -22,6 +22,9 @@ from core.tuning.spec import TuningJobSpec
 from core.types import JobStatus
 
 SUPERVISOR_MODULE = "core.tuning._supervisor"
+STUDIES_FOLDER = "optuna"
+"""One SQLite file per tuning job's study, ``optuna/<name>.db``: Optuna advises one process per SQLite
+study, and supervisors started together on one fresh file raced to create its schema."""
 
 
 class LocalTuner(Tuner):
@@ -49,12 +52,14 @@ class LocalTuner(Tuner):
         if any(j.name.startswith(f"{spec.name}-") for j in self.runner.list_jobs(limit=10_000)):
             raise AlreadyExistsError(f"training jobs named {spec.name}-NNN exist already: choose another name")
         self.store.insert_tuning_job(spec, backend=self.backend_name, created_at=time.time())
+        studies = self.workspace / STUDIES_FOLDER
+        studies.mkdir(parents=True, exist_ok=True)
         self.runtime_path.write_text(json.dumps({
             "database": str(self.runner.store.path),
             "jobs_root": str(self.runner.jobs_root),
             "job_python": str(self.runner.job_python),
             "sidecars": self.runner.sidecars,
-            "study_database": str(self.workspace / "optuna.db"),
+            "studies": str(studies),
         }))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))

@@ -1,8 +1,8 @@
 """The detached process that runs one local tuning job with Optuna.
 
 Started by :class:`LocalTuner` as ``python -m core.tuning._supervisor WORKSPACE_DB NAME``;
-it forks away like the training supervisor. It owns the Optuna study (SQLite file beside
-the console database; Optuna advises one process per SQLite study), keeps up to
+it forks away like the training supervisor. It owns the Optuna study (its own SQLite file,
+``optuna/<name>.db`` in the workspace; Optuna advises one process per SQLite study), keeps up to
 max-parallel trials running as real local training jobs, reports each trial's per-epoch
 objective to the pruner, stops the trials the pruner rejects, and records every trial in
 the console database. SIGTERM stops the tuning job and its running trials.
@@ -57,7 +57,7 @@ class TuningSupervisor:
                                      sidecars=[Path(s) for s in runtime.get("sidecars", [])])
         self.name = name
         self.spec = self.store.spec(name)
-        self.study_url = f"sqlite:///{runtime['study_database']}"
+        self.study_url = f"sqlite:///{Path(runtime['studies']) / f'{name}.db'}"
         self.stop_requested = threading.Event()
 
     def run(self) -> None:

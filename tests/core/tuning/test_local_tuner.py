@@ -103,6 +103,22 @@ def test_bayesian_search_runs_every_trial_and_finds_the_best(tuner: LocalTuner, 
     assert job.counts == {"Completed": 5}
 
 
+def test_tuning_jobs_started_together_on_a_fresh_workspace_each_have_their_own_study(
+    tuner: LocalTuner, data_uri: str, tmp_path: Path
+) -> None:
+    """Supervisors started at once used to share one fresh SQLite file and race to create Optuna's
+    schema (``UNIQUE constraint failed: alembic_version``): one tuning job failed."""
+    names = [f"together-{i}" for i in range(4)]
+    for name in names:
+        tuner.start(TuningJobSpec(name=name, inputs={"training": data_uri}, max_jobs=1, max_parallel_jobs=1,
+                                  ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1}))
+
+    for name in names:
+        job = wait_terminal(tuner, name)
+        assert job.status is JobStatus.COMPLETED, job.failure_reason
+    assert sorted(p.name for p in (tmp_path / "ws" / "optuna").glob("*.db")) == [f"{name}.db" for name in names]
+
+
 def test_early_stopping_prunes_weak_trials(tuner: LocalTuner, data_uri: str, monkeypatch) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "0.6")
     spec = TuningJobSpec(
