@@ -8,8 +8,10 @@ import logging
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from core.analysis import AnalysisNotes
 from core.backend import Backend, get_backend
 from core.config import Settings, load_settings
+from core.entities import TrainingJob
 from core.errors import ConsoleError
 from core.journey import JourneyStep, Step, journey_steps
 
@@ -38,6 +40,18 @@ def show_error(exc: Exception) -> None:
         detail = str(exc) or "it gave no message; the app's log has the traceback"
         st.error(f"Unexpected error ({type(exc).__name__}): {detail}", icon=":material/report:")
         logging.getLogger(__name__).error("unexpected error shown on a page", exc_info=exc)
+
+
+def job_and_analysis(name: str) -> tuple[TrainingJob, AnalysisNotes]:
+    """The job as described now, with its Debugger and Profiler analysis started where it must be;
+    on an error, says it and stops the page."""
+    be = backend()
+    try:
+        job = be.runner.describe(name)
+        return job, be.analysis.ensure_analysed(job)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+        st.stop()
 
 
 JOB_QUERY_PARAM = "job"

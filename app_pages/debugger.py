@@ -9,7 +9,7 @@ from core.debugger import DebugStore, RuleStatus
 from core.debugger import charts, views
 from core.entities import TrainingJob
 from core.types import JobStatus
-from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_picker, show_error
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 
 POLL_SECONDS = 3
 _LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
@@ -46,12 +46,8 @@ if not jobs:
     st.stop()
 
 selected = job_picker([j.name for j in jobs], key="debug_job")
-try:
-    _job = be.runner.describe(selected)
-    follow = not _job.status.is_terminal or be.analysis.ensure_analysed(_job).debugger_reading
-except Exception as exc:  # noqa: BLE001 - shown to the user
-    show_error(exc)
-    st.stop()
+_job, _analysis = job_and_analysis(selected)
+follow = not _job.status.is_terminal or _analysis.debugger_reading
 
 
 def _rules(name: str, job: TrainingJob) -> None:

@@ -9,7 +9,7 @@ from core.profiler import ProfilerStore
 from core.profiler.charts import build_figures
 from core.profiler.views import ProfileView, load_profile, no_data_message
 from core.types import JobStatus
-from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_picker, show_error
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 
 POLL_SECONDS = 5
 
@@ -41,12 +41,8 @@ if not jobs:
 
 selected = job_picker([j.name for j in jobs], key="profiler_job")
 store = _store(str(be.store.path))
-try:
-    _job = be.runner.describe(selected)
-    follow = not _job.status.is_terminal or be.analysis.ensure_analysed(_job).profiler_reading
-except Exception as exc:  # noqa: BLE001 - shown to the user
-    show_error(exc)
-    st.stop()
+_job, _analysis = job_and_analysis(selected)
+follow = not _job.status.is_terminal or _analysis.profiler_reading
 
 
 def _findings(view: ProfileView) -> None:

@@ -136,3 +136,18 @@ def test_a_link_with_a_job_parameter_opens_that_job_once(local_backend: Backend)
     assert "job" not in at.query_params  # read once: the user's own choice sticks afterwards
     at.selectbox(key="debug_job").select("newer-job").run()
     assert at.selectbox(key="debug_job").value == "newer-job"
+
+
+def test_an_ended_job_whose_evaluator_still_reads_is_followed(local_backend: Backend, monkeypatch) -> None:
+    """A SageMaker job analysed after it ended: the page says the trial is being read and keeps refreshing."""
+    from core.analysis import AnalysisNotes, BesideJobAnalysis
+
+    monkeypatch.setattr(BesideJobAnalysis, "ensure_analysed",
+                        lambda self, job: AnalysisNotes(debugger="Rules are evaluated on this machine.",
+                                                        debugger_reading=True))
+    _job(local_backend, "ended-job")
+    at = open_page("debugger")
+    assert not at.exception, at.exception
+    assert any("reading the job's trial" in i.value for i in at.info)
+    assert not any("No debugger data" in i.value for i in at.info)
+    assert at.session_state["debug_job"] == "ended-job"

@@ -120,3 +120,17 @@ def test_a_running_job_is_shown_live(local_backend: Backend) -> None:
     at.button(key="profiler_stop_running").click().run()
     assert not at.exception
     assert local_backend.runner.describe("running").status is JobStatus.STOPPED
+
+
+def test_an_ended_job_whose_analysis_still_reads_is_followed(local_backend: Backend, monkeypatch) -> None:
+    """A SageMaker job analysed after it ended: the page says its output is being read, not that it was not profiled."""
+    from core.analysis import AnalysisNotes, BesideJobAnalysis
+
+    monkeypatch.setattr(BesideJobAnalysis, "ensure_analysed",
+                        lambda self, job: AnalysisNotes(profiler="The profiler analysis runs on this machine.",
+                                                        profiler_reading=True))
+    add_job(local_backend, "ended-job")
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    assert any("reading the job's output" in i.value for i in at.info)
+    assert not any("not profiled" in i.value for i in at.info)
