@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import urllib.request
-import uuid
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 """moto's account."""
-BUCKET = f"smc-journey-{uuid.uuid4().hex[:8]}"
+BUCKET = "smc-journey"
 PREFIX = "sm-console"
 ACCESS_KEY = "AKIAFAKEKEYFORTESTS12"
 SECRET = "fake-secret-for-tests-only"
@@ -95,7 +94,7 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
               LambdaStandIn(moto_url, runtime, region=REGION) as lambdas):
             app = AwsApp(url="", moto_url=moto_url)
             app.client("s3").create_bucket(Bucket=BUCKET)
-            role = app.client("iam").create_role(RoleName=f"smc-training-{uuid.uuid4().hex[:8]}",
+            role = app.client("iam").create_role(RoleName="smc-training",
                                                  AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
             dlami = app.client("ec2").describe_images(Owners=["898082745236"], Filters=[
                 {"Name": "name", "Values": [MOTO_DLAMI]}])["Images"][0]["ImageId"]

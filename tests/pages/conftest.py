@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 from streamlit.testing.v1 import AppTest
 
+from core.analysis import AnalysisNotes, BesideJobAnalysis
 from core.backend import Backend, get_backend
 from core.config import REPO_ROOT, load_settings
 
@@ -31,3 +33,13 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def local_backend(workspace: Path) -> Backend:
     return get_backend(load_settings())
+
+
+@pytest.fixture
+def analysis_says(monkeypatch: pytest.MonkeyPatch) -> Callable[[AnalysisNotes], None]:
+    """Makes the local backend's job analysis answer these notes, as a SageMaker job's would."""
+
+    def say(notes: AnalysisNotes) -> None:
+        monkeypatch.setattr(BesideJobAnalysis, "ensure_analysed", lambda self, job: notes)
+
+    return say

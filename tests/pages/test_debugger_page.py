@@ -6,6 +6,7 @@ import time
 
 from streamlit.testing.v1 import AppTest
 
+from core.analysis import AnalysisNotes
 from core.backend import Backend
 from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState
 from core.entities import TrainingJob
@@ -138,13 +139,9 @@ def test_a_link_with_a_job_parameter_opens_that_job_once(local_backend: Backend)
     assert at.selectbox(key="debug_job").value == "newer-job"
 
 
-def test_an_ended_job_whose_evaluator_still_reads_is_followed(local_backend: Backend, monkeypatch) -> None:
+def test_an_ended_job_whose_evaluator_still_reads_is_followed(local_backend: Backend, analysis_says) -> None:
     """A SageMaker job analysed after it ended: the page says the trial is being read and keeps refreshing."""
-    from core.analysis import AnalysisNotes, BesideJobAnalysis
-
-    monkeypatch.setattr(BesideJobAnalysis, "ensure_analysed",
-                        lambda self, job: AnalysisNotes(debugger="Rules are evaluated on this machine.",
-                                                        debugger_reading=True))
+    analysis_says(AnalysisNotes(debugger="Rules are evaluated on this machine.", debugger_reading=True))
     _job(local_backend, "ended-job")
     at = open_page("debugger")
     assert not at.exception, at.exception

@@ -6,6 +6,7 @@ import time
 
 import numpy as np
 
+from core.analysis import AnalysisNotes
 from core.backend import Backend
 from core.entities import TrainingJob
 from core.profiler import ProfilerStore
@@ -122,13 +123,9 @@ def test_a_running_job_is_shown_live(local_backend: Backend) -> None:
     assert local_backend.runner.describe("running").status is JobStatus.STOPPED
 
 
-def test_an_ended_job_whose_analysis_still_reads_is_followed(local_backend: Backend, monkeypatch) -> None:
+def test_an_ended_job_whose_analysis_still_reads_is_followed(local_backend: Backend, analysis_says) -> None:
     """A SageMaker job analysed after it ended: the page says its output is being read, not that it was not profiled."""
-    from core.analysis import AnalysisNotes, BesideJobAnalysis
-
-    monkeypatch.setattr(BesideJobAnalysis, "ensure_analysed",
-                        lambda self, job: AnalysisNotes(profiler="The profiler analysis runs on this machine.",
-                                                        profiler_reading=True))
+    analysis_says(AnalysisNotes(profiler="The profiler analysis runs on this machine.", profiler_reading=True))
     add_job(local_backend, "ended-job")
     at = open_page("profiler")
     assert not at.exception, at.exception
