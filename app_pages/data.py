@@ -10,6 +10,7 @@ import streamlit as st
 
 from core.catalog import check_dataset, list_datasets, register_dataset
 from core.datasets import (
+    EXCLUDED_MANIFEST,
     DemoSource,
     FolderSource,
     PreparedDataset,
@@ -17,6 +18,7 @@ from core.datasets import (
     ZipUpload,
     sample_images,
     staged_datasets,
+    upload_plan,
 )
 from core.progress import run_with_progress
 from app_pages._shared import backend, journey, journey_checklist, show_error
@@ -92,7 +94,8 @@ if prepared is not None:
     cols = st.columns(3 + len(split_totals))
     cols[0].metric("Classes", len(report.classes))
     cols[1].metric("Images", report.total_images)
-    cols[2].metric("Bad files", len(report.bad_files))
+    _, excluded = upload_plan(prepared.root, report.bad_files)
+    cols[2].metric("Left out", len(excluded), help="Files the upload leaves behind, listed in excluded.json")
     for col, (split, total) in zip(cols[3:], split_totals.items()):
         col.metric(split, total)
     for error in report.errors:
@@ -112,8 +115,10 @@ if prepared is not None:
             px.scatter(sizes, x="width", y="height", title="Image sizes (width × height, pixels)"),
             key="data_sizes_chart",
         )
-    if report.bad_files:
-        st.dataframe(pd.DataFrame(report.bad_files, columns=["file", "problem"]), hide_index=True, key="data_bad")
+    if excluded:
+        st.markdown(f"**{len(excluded):,} file(s) left out of the upload** (training never sees them; "
+                    f"the list is stored with the dataset as `{EXCLUDED_MANIFEST}`)")
+        st.dataframe(pd.DataFrame(excluded, columns=["file", "reason"]), hide_index=True, key="data_bad")
     samples = sample_images(prepared.root, per_class=1, limit=12)
     if samples:
         st.markdown("**Samples**")
@@ -157,6 +162,7 @@ else:
                 "name": d.name,
                 "images": d.report.get("total_images"),
                 "classes": len(d.report.get("classes", [])),  # type: ignore[arg-type]
+                "left out": len(d.report.get("excluded", d.report.get("bad_files", []))),  # type: ignore[arg-type]
                 "uri": d.uri,
                 "source": d.source,
                 "created": pd.Timestamp(d.created_at, unit="s").strftime("%Y-%m-%d %H:%M"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -18,6 +19,7 @@ from core.datasets import (
     ZipUpload,
     prepare_dataset,
 )
+from core.datasets.manifest import EXCLUDED_MANIFEST, manifest_json, upload_plan
 from core.entities import DatasetRecord
 from core.errors import AlreadyExistsError, InvalidInputError
 from core.storage import ProgressCallback
@@ -51,9 +53,11 @@ def register_dataset(
     report: dict[str, object],
     progress: ProgressCallback | None = None,
 ) -> DatasetRecord:
-    """Uploads the dataset folder to ``datasets/<name>`` and adds it to the catalog.
+    """Uploads the usable images of a checked folder to ``datasets/<name>`` and adds it to the catalog.
 
-    All or nothing: if the upload fails, what was uploaded is deleted again.
+    What the check refused, and whatever lies outside the splits, stays behind, listed with its
+    reason in ``datasets/<name>/excluded.json`` (see :mod:`core.datasets.manifest`). All or
+    nothing: if the upload fails, what was uploaded is deleted again.
 
     Raises:
         InvalidInputError: an invalid name, or a report that says the dataset is unusable.
@@ -68,8 +72,13 @@ def register_dataset(
     prefix = f"{DATASETS_PREFIX}/{name}"
     if backend.storage.list(prefix + "/"):
         raise AlreadyExistsError(f"storage already holds data under {backend.storage.uri(prefix)}")
-    uri = backend.storage.put_folder(root, prefix, progress)
-    record = DatasetRecord(name=name, uri=uri, source=source, created_at=time.time(), report=report)
+    included, excluded = upload_plan(root, report.get("bad_files", []))  # type: ignore[arg-type]
+    with tempfile.TemporaryDirectory(prefix="smc-manifest-") as scratch:
+        manifest = Path(scratch, EXCLUDED_MANIFEST)
+        manifest.write_text(manifest_json(excluded))
+        uri = backend.storage.put_files([*included, (manifest, EXCLUDED_MANIFEST)], prefix, progress)
+    record = DatasetRecord(name=name, uri=uri, source=source, created_at=time.time(),
+                           report={**report, "excluded": [list(bad) for bad in excluded]})
     try:
         backend.store.put_dataset(record)
     except BaseException:

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.datasets.extraction import ExtractionLimits, is_junk_name, safe_extract_zip
 from core.datasets.fetch import DownloadProgress, download_url
+from core.datasets.manifest import EXCLUDED_MANIFEST, read_manifest, upload_plan
 from core.datasets.prepare import (
     DatasetSource,
     DemoSource,
@@ -36,6 +37,7 @@ from core.datasets.report import (
 )
 
 __all__ = [
+    "EXCLUDED_MANIFEST",
     "IMAGE_EXTENSIONS",
     "SPLITS",
     "BadFile",
@@ -55,10 +57,12 @@ __all__ = [
     "find_dataset_root",
     "is_junk_name",
     "prepare_dataset",
+    "read_manifest",
     "safe_extract_zip",
     "sample_images",
     "staged_datasets",
     "suggest_dataset_name",
+    "upload_plan",
     "validate_imagefolder",
     "write_demo_folder",
 ]

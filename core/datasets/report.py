@@ -183,7 +183,7 @@ def find_dataset_root(folder: Path, *, max_depth: int = 3) -> Path:
     for _ in range(max_depth + 1):
         if any((root / name).is_dir() for name in (*SPLITS, *SPLIT_ALIASES)):
             return root
-        subfolders = [c for c in root.iterdir() if c.is_dir() and not _is_hidden(c.name)]
+        subfolders = [c for c in root.iterdir() if c.is_dir() and not is_hidden_name(c.name)]
         if len(subfolders) != 1:
             break
         root = subfolders[0]
@@ -265,9 +265,9 @@ def sample_images(root: Path, split: str = "train", per_class: int = 1, limit: i
     if not split_dir.is_dir():
         raise NotFoundError(f"the dataset has no {split}/ folder")
     per_class_files = {
-        cls.name: sorted(p for p in cls.iterdir() if p.is_file() and _is_image_name(p.name))[:per_class]
+        cls.name: sorted(p for p in cls.iterdir() if p.is_file() and is_image_name(p.name))[:per_class]
         for cls in sorted(split_dir.iterdir(), key=lambda p: p.name)
-        if cls.is_dir() and not _is_hidden(cls.name)
+        if cls.is_dir() and not is_hidden_name(cls.name)
     }
     picked: list[tuple[str, Path]] = []
     for rank in range(per_class):
@@ -279,12 +279,14 @@ def sample_images(root: Path, split: str = "train", per_class: int = 1, limit: i
     return picked
 
 
-def _is_hidden(name: str) -> bool:
+def is_hidden_name(name: str) -> bool:
+    """Dot files and the ``__MACOSX`` folder that macOS's zip adds: never data."""
     return name.startswith(".") or name == "__MACOSX"
 
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not _is_hidden(name)
+def is_image_name(name: str) -> bool:
+    """A file name with an image extension (not whether the file is an image)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not is_hidden_name(name)
 
 
 def _scan_layout(
@@ -292,7 +294,7 @@ def _scan_layout(
 ) -> dict[str, dict[str, list[Path]]]:
     """Lists image files per split per class; records layout problems and non-image files."""
     for name in sorted(p.name for p in root.iterdir()):
-        if name not in SPLITS and not _is_hidden(name):
+        if name not in SPLITS and not is_hidden_name(name):
             hint = f": rename it to {SPLIT_ALIASES[name]}/" if name in SPLIT_ALIASES else ""
             warns.append(f"ignored {name} at the top level{hint}")
     for split in ("train", "valid"):
@@ -310,19 +312,19 @@ def _scan_layout(
             continue
         tree[split] = {}
         for entry in sorted(split_dir.iterdir(), key=lambda p: p.name):
-            if _is_hidden(entry.name):
+            if is_hidden_name(entry.name):
                 continue
             if not entry.is_dir():
                 bad.append(BadFile(entry.relative_to(root).as_posix(), "not inside a class folder"))
                 continue
             images = tree[split][entry.name] = []
             for folder, dirnames, filenames in os.walk(entry):
-                dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+                dirnames[:] = sorted(d for d in dirnames if not is_hidden_name(d))
                 for filename in sorted(filenames):
                     path = Path(folder, filename)
-                    if _is_image_name(filename):
+                    if is_image_name(filename):
                         images.append(path)
-                    elif not _is_hidden(filename):
+                    elif not is_hidden_name(filename):
                         suffix = os.path.splitext(filename)[1] or "no extension"
                         bad.append(BadFile(path.relative_to(root).as_posix(), f"not an image file ({suffix})"))
     return tree

@@ -8,7 +8,7 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Sequence
 
 from core.errors import ConsoleError, InvalidInputError
 
@@ -122,26 +122,30 @@ class Storage(ABC):
         """Deletes the object ``prefix`` and every object under ``prefix/``; returns how many."""
 
     def put_folder(self, folder: Path, prefix: str, progress: ProgressCallback | None = None) -> str:
-        """Uploads every file below folder under prefix and returns the prefix's URI.
+        """Uploads every file below folder under prefix and returns the prefix's URI (see :meth:`put_files`)."""
+        folder = Path(folder)
+        files = [(p, p.relative_to(folder).as_posix()) for p in sorted(folder.rglob("*")) if p.is_file()]
+        return self.put_files(files, prefix, progress)
+
+    def put_files(self, files: Sequence[tuple[Path, str]], prefix: str, progress: ProgressCallback | None = None) -> str:
+        """Uploads each (local file, relative key) under prefix and returns the prefix's URI.
 
         On failure, what was already uploaded under prefix is deleted again (if that fails too, the
         error says what is left). Files go one after another, so each file's reports (``n`` bytes
         of it, from whichever thread) add to a fixed ``base``: the bytes of the files before it.
         """
         prefix = validate_key(prefix)
-        files = sorted(p for p in Path(folder).rglob("*") if p.is_file())
-        total = sum(p.stat().st_size for p in files)
+        total = sum(path.stat().st_size for path, _ in files)
         report = SafeProgress(progress)
         done = 0
         try:
-            for path in files:
+            for path, relative in files:
                 base = done
 
                 def file_progress(n: int, _t: int, base: int = base) -> None:
                     report(base + n, total)
 
-                key = f"{prefix}/{path.relative_to(folder).as_posix()}"
-                self.put_file(path, key, file_progress)
+                self.put_file(path, f"{prefix}/{validate_key(relative)}", file_progress)
                 done = base + path.stat().st_size
         except BaseException as exc:
             try:

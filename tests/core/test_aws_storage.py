@@ -258,7 +258,7 @@ class _OwnerBoundProgress:
 
 def _dataset_folder(root: Path) -> dict[str, int]:
     """A folder of several files, one of them large enough for a three-part multipart upload."""
-    sizes = {"train/a/1.jpg": 70_000, "train/b/2.jpg": 3_000, "valid/a/big.bin": 2 * 8 * MB + 1_000, "test/b/4.jpg": 1}
+    sizes = {"train/a/1.jpg": 70_000, "train/b/2.jpg": 3_000, "valid/a/big.jpg": 2 * 8 * MB + 1_000, "test/b/4.jpg": 1}
     for name, size in sizes.items():
         _file(root / name, size)
     return sizes
@@ -280,7 +280,7 @@ def test_an_upload_through_the_relay_reports_progress_on_the_calling_thread_only
     aws: AwsSession, aws_settings: Settings, tmp_path: Path
 ) -> None:
     sizes = _dataset_folder(tmp_path / "ds")
-    total = sum(sizes.values())
+    total = sum(sizes.values()) + len("[]")  # and excluded.json
     progress = _OwnerBoundProgress()
     reporters: set[int] = set()
     backend = get_backend(aws_settings, aws_session=aws)
@@ -300,8 +300,9 @@ def test_an_upload_through_the_relay_reports_progress_on_the_calling_thread_only
     assert record.uri == f"s3://{BUCKET}/{PREFIX}/datasets/digits"
     assert [d.name for d in backend.store.list_datasets()] == ["digits"]
     objects = {o.key: o.size for o in backend.storage.list("datasets/digits/")}
+    assert objects.pop("datasets/digits/excluded.json") == 2  # "[]": nothing left out
     assert objects == {f"datasets/digits/{k}": v for k, v in sizes.items()}
-    big = aws.client("s3").head_object(Bucket=BUCKET, Key=f"{PREFIX}/datasets/digits/valid/a/big.bin")
+    big = aws.client("s3").head_object(Bucket=BUCKET, Key=f"{PREFIX}/datasets/digits/valid/a/big.jpg")
     assert big["ETag"].strip('"').endswith("-3")  # multipart: its parts went up from several threads
 
 

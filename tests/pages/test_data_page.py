@@ -7,6 +7,7 @@ from pathlib import Path
 from PIL import Image
 
 from core.backend import Backend
+from tests.contracts.test_datasets_contract import BAD, GOOD, dataset_with_bad_files
 from tests.pages.conftest import open_page
 
 
@@ -25,7 +26,7 @@ def test_demo_is_checked_uploaded_and_listed(local_backend: Backend) -> None:
     assert any("Dataset digits-demo is ready at file://" in s.value for s in at.success)
     [record] = local_backend.store.list_datasets()
     assert record.report["total_images"] == 1797
-    assert len(local_backend.storage.list("datasets/digits-demo/")) == 1797
+    assert len(local_backend.storage.list("datasets/digits-demo/")) == 1797 + 1  # and excluded.json, empty
     assert not any((local_backend.settings.workspace / "staging").iterdir())  # staged copy discarded
 
 
@@ -41,7 +42,7 @@ def test_folder_with_missing_split_shows_errors_and_no_upload(local_backend: Bac
     at.button(key="data_check").click().run()
     assert not at.exception
     assert any("valid" in e.value for e in at.error)
-    assert {m.label: m.value for m in at.metric}["Bad files"] == "1"
+    assert {m.label: m.value for m in at.metric}["Left out"] == "1"
     assert not [b for b in at.button if b.key == "data_upload"]
 
 
@@ -84,3 +85,22 @@ def test_a_checked_dataset_survives_a_reload_and_can_be_resumed_or_discarded(loc
     next(b for b in other.button if b.label == "Discard").click().run()
     assert not any("Checked earlier" in i.value for i in other.info)
     assert not any((local_backend.settings.workspace / "staging").iterdir())
+
+
+def test_bad_files_are_counted_listed_and_left_out_of_the_upload(local_backend: Backend, tmp_path: Path) -> None:
+    folder = dataset_with_bad_files(tmp_path / "dogs")
+    at = open_page("data")
+    at.radio(key="data_source").set_value("Folder on this machine").run()
+    at.text_input(key="data_folder").input(str(folder)).run()
+    at.button(key="data_check").click().run()
+    assert not at.exception and not at.error
+    assert {m.label: m.value for m in at.metric}["Left out"] == str(len(BAD))
+    assert any(f"{len(BAD)} file(s) left out of the upload" in m.value for m in at.markdown)
+    [left_out] = [d.value for d in at.dataframe if "reason" in d.value.columns]
+    assert sorted(left_out["file"]) == sorted(BAD)
+    at.button(key="data_upload").click().run()
+    assert not at.exception
+    stored = {o.key.removeprefix("datasets/dogs/") for o in local_backend.storage.list("datasets/dogs/")}
+    assert stored == {*GOOD, "excluded.json"}
+    [catalog] = [d.value for d in at.dataframe if "left out" in d.value.columns]
+    assert catalog["left out"].tolist() == [len(BAD)]
