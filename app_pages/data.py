@@ -1,4 +1,4 @@
-"""Data: bring a dataset (zip, URL or the bundled demo), check it, and upload it to storage."""
+"""Data: bring a dataset (zip, URL, folder, S3 prefix or the bundled demo), check it, and upload or register it."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from core.catalog import check_dataset, list_datasets, register_dataset
+from core.catalog import check_dataset, check_in_place, list_datasets, register_dataset, register_in_place
 from core.datasets import (
     EXCLUDED_MANIFEST,
+    BadFile,
+    DatasetReport,
     DemoSource,
     FolderSource,
     PreparedDataset,
@@ -18,15 +20,18 @@ from core.datasets import (
     ZipUpload,
     sample_images,
     staged_datasets,
+    suggest_dataset_name,
     upload_plan,
 )
+from core.datasets.in_place import InPlaceDataset
 from core.progress import run_with_progress
 from app_pages._shared import backend, journey, journey_checklist, show_error
 
 st.title("Data")
 st.caption(
     "An ImageFolder dataset: `train/`, `valid/` and `test/`, each with one folder per class "
-    "holding its images. Drop a zip, give a URL, or use the bundled demo (scikit-learn's digits)."
+    "holding its images. Drop a zip, give a URL or a folder, register an S3 prefix where it lies, or use the "
+    "bundled demo (scikit-learn's digits)."
 )
 be = backend()
 datasets = list_datasets(be)
@@ -54,10 +59,11 @@ if "prepared" not in st.session_state:  # a reload or a new tab: offer the check
             st.rerun()
 
 source_kind = st.radio(
-    "Source", ["Upload a zip", "From a URL", "Folder on this machine", "Bundled demo"], horizontal=True,
-    key="data_source",
+    "Source", ["Upload a zip", "From a URL", "Folder on this machine", "S3 prefix (in place)", "Bundled demo"],
+    horizontal=True, key="data_source",
 )
 source = None
+prefix_uri = ""
 if source_kind == "Upload a zip":
     upload = st.file_uploader("Dataset zip", type=["zip"], key="data_zip")
     if upload is not None:
@@ -70,32 +76,42 @@ elif source_kind == "Folder on this machine":
     folder = st.text_input("Folder holding train/ valid/ test/", key="data_folder")
     if folder:
         source = FolderSource(path=Path(folder.strip()).expanduser())
+elif source_kind == "S3 prefix (in place)":
+    st.caption("An ImageFolder already in S3 is checked where it lies (its listing and a sample of its images) "
+               "and registered without copying: training jobs read it from there.")
+    prefix_uri = st.text_input("S3 prefix holding train/ valid/ test/", key="data_s3",
+                               placeholder="s3://my-bucket/datasets/dogImages/").strip()
 else:
     st.write("1,797 real handwritten digits from scikit-learn, 10 classes, rendered as 64 px JPEGs.")
     source = DemoSource()
 
-if st.button("Check dataset", type="primary", disabled=source is None, key="data_check"):
+in_place = source_kind == "S3 prefix (in place)"
+if st.button("Check dataset", type="primary", disabled=not (prefix_uri or source), key="data_check"):
     _forget_prepared()
+    st.session_state.pop("in_place", None)
     bar = st.progress(0.0, text="Starting…")
     try:
-        st.session_state["prepared"] = check_dataset(
-            source, staging, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
-        )
+        if in_place:
+            st.session_state["in_place"] = check_in_place(
+                be, prefix_uri, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+        else:
+            st.session_state["prepared"] = check_dataset(
+                source, staging, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
+            )
     except Exception as exc:  # noqa: BLE001 - every failure is shown to the user; nothing is left staged
         show_error(exc)
     finally:
         bar.empty()
 
-prepared: PreparedDataset | None = st.session_state.get("prepared")
-if prepared is not None:
-    report = prepared.report
+
+def show_report(report: DatasetReport, excluded: list[BadFile], left_out_help: str) -> None:
+    """The validation report: counts, problems, charts and the files left out."""
     st.subheader("Validation report")
     split_totals = report.split_totals
     cols = st.columns(3 + len(split_totals))
     cols[0].metric("Classes", len(report.classes))
     cols[1].metric("Images", report.total_images)
-    _, excluded = upload_plan(prepared.root, report.bad_files)
-    cols[2].metric("Left out", len(excluded), help="Files the upload leaves behind, listed in excluded.json")
+    cols[2].metric("Left out", len(excluded), help=left_out_help)
     for col, (split, total) in zip(cols[3:], split_totals.items()):
         col.metric(split, total)
     for error in report.errors:
@@ -116,10 +132,17 @@ if prepared is not None:
             key="data_sizes_chart",
         )
     if excluded:
-        st.markdown(f"**{len(excluded):,} file(s) left out of the upload** (training never sees them; "
-                    f"the list is stored with the dataset as `{EXCLUDED_MANIFEST}`)")
+        st.markdown(f"**{len(excluded):,} file(s) left out** (training never sees them)")
         st.dataframe(pd.DataFrame(excluded, columns=["file", "reason"]), hide_index=True, key="data_bad")
-    samples = sample_images(prepared.root, per_class=1, limit=12)
+
+
+prepared: PreparedDataset | None = st.session_state.get("prepared")
+checked: InPlaceDataset | None = st.session_state.get("in_place")
+if prepared is not None:
+    report = prepared.report
+    _, excluded = upload_plan(prepared.root, report.bad_files)
+    show_report(report, excluded, f"Files the upload leaves behind, listed with the dataset in {EXCLUDED_MANIFEST}")
+    samples = sample_images(prepared.root, per_class=1, limit=12, exclude={bad.path for bad in excluded})
     if samples:
         st.markdown("**Samples**")
         grid = st.columns(min(len(samples), 6))
@@ -150,6 +173,20 @@ if prepared is not None:
                 show_error(exc)
             finally:
                 bar.empty()
+elif checked is not None:
+    st.caption(f"{checked.uri}: {checked.report.total_images + len(checked.report.bad_files):,} images listed, "
+               f"{checked.total_bytes / 1e6:,.1f} MB, {checked.sampled:,} of them read")
+    show_report(checked.report, list(checked.report.bad_files),
+                "Unreadable files found in the sample; the training script skips them")
+    if checked.report.is_usable:
+        name = st.text_input("Dataset name", value=suggest_dataset_name(checked.uri), key="data_name")
+        if st.button(f"Register {checked.uri} (no copy)", key="data_register"):
+            try:
+                record = register_in_place(be, checked, name=name)
+                st.session_state.pop("in_place", None)
+                st.success(f"Dataset {record.name} is ready at {record.uri}")
+            except Exception as exc:  # noqa: BLE001
+                show_error(exc)
 
 st.subheader("Datasets")
 datasets = list_datasets(be)

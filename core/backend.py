@@ -24,6 +24,7 @@ from core.types import BackendKind
 
 if TYPE_CHECKING:
     from core.aws import AwsSession
+    from core.datasets.in_place import ObjectPrefixes
     from core.endpoints import EndpointManager
     from core.lambdas import FunctionManager
     from core.spot import SpotManager
@@ -75,6 +76,8 @@ class Backend(ABC):
     """Spot training runs."""
     analysis: JobAnalysis
     """Starts the Debugger's and Profiler's analysis of the jobs that need it started."""
+    object_prefixes: ObjectPrefixes
+    """Data that already lies in an object store (``s3://``), checked and trained on where it is."""
 
 
 class LocalBackend(Backend):
@@ -126,6 +129,12 @@ class LocalBackend(Backend):
     @cached_property
     def analysis(self) -> JobAnalysis:  # type: ignore[override]
         return BesideJobAnalysis()
+
+    @cached_property
+    def object_prefixes(self) -> ObjectPrefixes:  # type: ignore[override]
+        from core.datasets.in_place import NoObjectPrefixes
+
+        return NoObjectPrefixes()
 
 
 class AwsBackend(Backend):
@@ -194,6 +203,12 @@ class AwsBackend(Backend):
         from core.analysis import SageMakerJobAnalysis
 
         return SageMakerJobAnalysis(self.settings, self.session, self.store)
+
+    @cached_property
+    def object_prefixes(self) -> ObjectPrefixes:  # type: ignore[override]
+        from core.storage._s3 import S3Prefixes
+
+        return S3Prefixes(self.session.client("s3"))
 
 
 _REGISTRY: dict[BackendKind, Callable[[Settings, "AwsSession | None"], Backend]] = {

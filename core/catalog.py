@@ -19,6 +19,8 @@ from core.datasets import (
     ZipUpload,
     prepare_dataset,
 )
+from core.datasets.in_place import CheckProgress, InPlaceDataset
+from core.datasets.in_place import check_in_place as check_prefix
 from core.datasets.manifest import EXCLUDED_MANIFEST, manifest_json, upload_plan
 from core.entities import DatasetRecord
 from core.errors import AlreadyExistsError, InvalidInputError
@@ -84,6 +86,36 @@ def register_dataset(
     except BaseException:
         backend.storage.delete(prefix)
         raise
+    return record
+
+
+def check_in_place(backend: Backend, uri: str, *, progress: CheckProgress | None = None) -> InPlaceDataset:
+    """Checks the ImageFolder under an ``s3://`` prefix where it lies (see :mod:`core.datasets.in_place`).
+
+    Raises:
+        InvalidInputError: not a URI the backend reads (any ``s3://`` on the local backend), or
+            nothing under it.
+        NotFoundError, CredentialsError, BackendError: no such bucket, access denied, ...
+    """
+    return check_prefix(backend.object_prefixes.open(uri), progress=progress)
+
+
+def register_in_place(backend: Backend, checked: InPlaceDataset, *, name: str) -> DatasetRecord:
+    """Adds a dataset checked in place to the catalog; nothing is copied, jobs read it where it lies.
+
+    Raises:
+        InvalidInputError: an invalid name, or a check that found the dataset unusable.
+        AlreadyExistsError: the name is taken.
+    """
+    validate_dataset_name(name)
+    if not checked.report.is_usable:
+        raise InvalidInputError("this dataset has errors (see the report): fix them before registering it")
+    if any(d.name == name for d in backend.store.list_datasets()):
+        raise AlreadyExistsError(f"a dataset named {name!r} already exists: choose another name")
+    report = checked.report.to_dict()
+    record = DatasetRecord(name=name, uri=checked.uri, source=f"in place: {checked.uri}", created_at=time.time(),
+                           report={**report, "excluded": report["bad_files"]})
+    backend.store.put_dataset(record)
     return record
 
 

@@ -22,7 +22,7 @@ import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Collection, Mapping, NamedTuple, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -224,7 +224,7 @@ def validate_imagefolder(
     with warnings.catch_warnings():  # process-wide filters: restored on exit
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         for index, (split, cls, path) in enumerate(files):
-            found = _inspect_image(path, max_pixels)
+            found = inspect_image(path, max_pixels)
             if isinstance(found, str):
                 bad.append(BadFile(path.relative_to(root).as_posix(), found))
             else:
@@ -236,7 +236,7 @@ def validate_imagefolder(
     if progress:
         progress(1.0)
 
-    missing = _check_classes(classes, counts, errors, warns)
+    missing = check_classes(classes, counts, errors, warns)
     return DatasetReport(
         classes=classes,
         counts=counts,
@@ -250,10 +250,12 @@ def validate_imagefolder(
     )
 
 
-def sample_images(root: Path, split: str = "train", per_class: int = 1, limit: int = 20) -> list[tuple[str, Path]]:
+def sample_images(root: Path, split: str = "train", per_class: int = 1, limit: int = 20,
+                  exclude: Collection[str] = ()) -> list[tuple[str, Path]]:
     """Picks image files for a preview grid: round-robin over sorted classes, first files first.
 
-    Files are chosen by extension and not opened; pair it with a validated dataset.
+    Files are chosen by extension and not opened; pair it with a validated dataset, and pass the
+    paths (relative to root) of its bad files as exclude.
 
     Raises:
         InvalidInputError: per_class < 1 or limit < 0.
@@ -265,7 +267,8 @@ def sample_images(root: Path, split: str = "train", per_class: int = 1, limit: i
     if not split_dir.is_dir():
         raise NotFoundError(f"the dataset has no {split}/ folder")
     per_class_files = {
-        cls.name: sorted(p for p in cls.iterdir() if p.is_file() and is_image_name(p.name))[:per_class]
+        cls.name: sorted(p for p in cls.iterdir() if p.is_file() and is_image_name(p.name)
+                         and p.relative_to(root).as_posix() not in exclude)[:per_class]
         for cls in sorted(split_dir.iterdir(), key=lambda p: p.name)
         if cls.is_dir() and not is_hidden_name(cls.name)
     }
@@ -330,7 +333,7 @@ def _scan_layout(
     return tree
 
 
-def _inspect_image(path: Path, max_pixels: int) -> tuple[tuple[int, int], str] | str:
+def inspect_image(path: Path, max_pixels: int) -> tuple[tuple[int, int], str] | str:
     """Returns ((width, height), mode) of a readable image, or why it is unreadable."""
     try:
         with Image.open(path) as image:
@@ -356,7 +359,7 @@ def _has_jpeg_end(path: Path) -> bool:
         return b"\xff\xd9" in stream.read()
 
 
-def _check_classes(
+def check_classes(
     classes: tuple[str, ...], counts: dict[str, dict[str, int]], errors: list[str], warns: list[str]
 ) -> dict[str, tuple[str, ...]]:
     """Adds the class-level errors and warnings; returns train classes missing per split."""

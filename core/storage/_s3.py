@@ -11,10 +11,11 @@ from __future__ import annotations
 import threading
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlparse
 
 from core.aws import aws_errors, is_aws_error, translate_client_error
+from core.datasets.in_place import ListedObject, ObjectPrefix, ObjectPrefixes
 from core.errors import BackendError, InvalidInputError, NotFoundError
 from core.storage._base import (
     ProgressCallback,
@@ -183,3 +184,49 @@ class S3Storage(Storage):
                     f"for example {first.get('Key')}: {first.get('Code')} {first.get('Message', '')}"
                 )
         return len(keys)
+
+
+class S3Prefixes(ObjectPrefixes):
+    """Opens any ``s3://bucket/prefix/`` the session's credentials may read."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def open(self, uri: str) -> ObjectPrefix:
+        parsed = urlparse(uri.strip())
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise InvalidInputError(f"{uri!r} is not an S3 URI: write s3://bucket/prefix/")
+        prefix = parsed.path.lstrip("/")
+        if prefix and not prefix.endswith("/"):
+            prefix += "/"  # data/dogs names the folder, never data/dogs-old/
+        return S3Prefix(self.client, parsed.netloc, validate_prefix(prefix))
+
+
+class S3Prefix(ObjectPrefix):
+    """The objects below ``s3://bucket/prefix``, listed and read in place."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix
+        self.uri = f"s3://{bucket}/{prefix}"
+
+    def list(self, progress: Callable[[int], None] | None = None) -> list[ListedObject]:
+        found: list[ListedObject] = []
+        try:
+            with aws_errors(f"listing {self.uri}"):
+                for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                                  Prefix=self.prefix):
+                    found.extend(ListedObject(o["Key"][len(self.prefix):], int(o["Size"]))
+                                 for o in page.get("Contents", []))
+                    if progress:
+                        progress(len(found))
+        except BackendError as exc:
+            if getattr(exc.__cause__, "response", {}).get("Error", {}).get("Code") == "NoSuchBucket":
+                raise NotFoundError(f"{self.uri}: there is no bucket {self.bucket!r}: check the URI") from exc
+            raise
+        return sorted((o for o in found if o.key), key=lambda o: o.key)
+
+    def read(self, key: str) -> bytes:
+        with aws_errors(f"reading {self.uri}{key}"):
+            return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()

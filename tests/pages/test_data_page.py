@@ -95,7 +95,7 @@ def test_bad_files_are_counted_listed_and_left_out_of_the_upload(local_backend: 
     at.button(key="data_check").click().run()
     assert not at.exception and not at.error
     assert {m.label: m.value for m in at.metric}["Left out"] == str(len(BAD))
-    assert any(f"{len(BAD)} file(s) left out of the upload" in m.value for m in at.markdown)
+    assert any(f"{len(BAD)} file(s) left out" in m.value for m in at.markdown)
     [left_out] = [d.value for d in at.dataframe if "reason" in d.value.columns]
     assert sorted(left_out["file"]) == sorted(BAD)
     at.button(key="data_upload").click().run()
@@ -104,3 +104,13 @@ def test_bad_files_are_counted_listed_and_left_out_of_the_upload(local_backend: 
     assert stored == {*GOOD, "excluded.json"}
     [catalog] = [d.value for d in at.dataframe if "left out" in d.value.columns]
     assert catalog["left out"].tolist() == [len(BAD)]
+
+
+def test_an_s3_prefix_on_the_local_backend_is_refused_in_words(local_backend: Backend) -> None:
+    at = open_page("data")
+    at.radio(key="data_source").set_value("S3 prefix (in place)").run()
+    at.text_input(key="data_s3").input("s3://my-bucket/dogs/").run()
+    at.button(key="data_check").click().run()
+    assert not at.exception
+    assert any("the local backend reads no data in place" in e.value for e in at.error)
+    assert local_backend.store.list_datasets() == []
