@@ -25,7 +25,9 @@ from core.datasets import (
 )
 from core.datasets.in_place import InPlaceDataset
 from core.progress import run_with_progress
+from core.uploads import UploadSpool
 from app_pages._shared import backend, journey, journey_checklist, show_error
+from app_pages._zip_drop import zip_drop
 
 st.title("Data")
 st.caption(
@@ -46,6 +48,7 @@ def _forget_prepared() -> None:
 
 
 staging = be.settings.workspace / "staging"
+spool = UploadSpool(be.settings.workspace)
 if "prepared" not in st.session_state:  # a reload or a new tab: offer the checks not uploaded yet
     for earlier in staged_datasets(staging)[:3]:
         c1, c2, c3 = st.columns([4, 1, 1], vertical_alignment="center")
@@ -64,10 +67,12 @@ source_kind = st.radio(
 )
 source = None
 prefix_uri = ""
+received = None
 if source_kind == "Upload a zip":
-    upload = st.file_uploader("Dataset zip", type=["zip"], key="data_zip")
-    if upload is not None:
-        source = ZipUpload(filename=upload.name, data=upload.getvalue())
+    received = zip_drop(key="data_zip")
+    spooled = spool.finished(received["id"]) if received and spool.exists(received["id"]) else None
+    if spooled is not None:
+        source = ZipUpload(filename=spooled.filename, data=spooled.path)
 elif source_kind == "From a URL":
     url = st.text_input("URL of a zip (http or https)", key="data_url", placeholder="https://…/dogImages.zip")
     if url:
@@ -102,6 +107,8 @@ if st.button("Check dataset", type="primary", disabled=not (prefix_uri or source
         show_error(exc)
     finally:
         bar.empty()
+        if isinstance(source, ZipUpload) and received:
+            spool.discard(received["id"])  # extracted into the staged copy, or refused: the zip is not needed
 
 
 def show_report(report: DatasetReport, excluded: list[BadFile], left_out_help: str) -> None:

@@ -65,9 +65,16 @@ __all__ = [
     "upload_plan",
     "validate_imagefolder",
     "write_demo_folder",
+    "write_standin_folder",
+    "write_standin_zip",
 ]
 
-_LAZY = {"build_demo_zip": "core.datasets.demo", "write_demo_folder": "core.datasets.demo"}
+_LAZY = {
+    "build_demo_zip": "core.datasets.demo",
+    "write_demo_folder": "core.datasets.demo",
+    "write_standin_folder": "core.datasets.standin",
+    "write_standin_zip": "core.datasets.standin",
+}
 
 
 def __getattr__(name: str) -> Any:

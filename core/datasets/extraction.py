@@ -46,7 +46,7 @@ class ExtractionLimits:
             check: a few KiB of text legitimately compress several hundred times.
     """
 
-    max_total_bytes: int = 2 * GiB
+    max_total_bytes: int = 16 * GiB
     max_files: int = 100_000
     max_ratio: float = 200.0
     max_member_bytes: int = 512 * MiB

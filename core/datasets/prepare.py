@@ -27,7 +27,7 @@ from core.errors import BackendError, InvalidInputError
 PrepareProgress = Callable[[str, float], None]
 """Called as ``progress(stage, fraction)``; stages: download, extract, copy, render, validate."""
 
-DEFAULT_MAX_DOWNLOAD_BYTES = 2 * 1024**3
+DEFAULT_MAX_DOWNLOAD_BYTES = 16 * 1024**3
 MAX_NAME_LENGTH = 40
 DEMO_NAME = "digits-demo"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")

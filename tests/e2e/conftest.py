@@ -43,7 +43,7 @@ def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
     env = dict(os.environ, SMC_WORKSPACE=str(tmp_path / "workspace"), **environment)
     log = open(tmp_path / "streamlit.log", "w")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.address", "127.0.0.1",
+        [sys.executable, "-m", "streamlit", "run", "server.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
         cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
