@@ -3,7 +3,8 @@
 This machine may have no internet: every network failure becomes an
 :class:`~core.errors.InvalidInputError` whose message says what to check, and nothing is
 left on disk. The body is written to a hidden temporary file beside the destination and
-renamed into place once complete.
+renamed into place once complete; a connection that breaks off is resumed from where it stopped
+when the server allows byte ranges.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import BinaryIO, Callable
 from urllib.parse import urlparse
 
 import requests
@@ -21,7 +22,9 @@ from core.errors import AlreadyExistsError, BackendError, InvalidInputError
 DownloadProgress = Callable[[int, int | None], None]
 """Called as ``progress(bytes_done, bytes_total)``; bytes_total is None when unknown."""
 
-_CHUNK = 1024 * 1024
+_CHUNK = 64 * 1024
+"""Bytes read at a time: what a broken connection had delivered of its last read is fetched again."""
+MAX_RESUMES = 5
 _SCHEMES = ("http", "https")
 
 
@@ -48,7 +51,7 @@ def download_url(
 
     Raises:
         InvalidInputError: not an http(s) URL, host unreachable, timeout, HTTP error status,
-            or the body is larger than max_bytes.
+            the body is larger than max_bytes, or it broke off and could not be resumed.
         AlreadyExistsError: dest exists already.
         BackendError: dest could not be written.
     """
@@ -63,24 +66,58 @@ def download_url(
         raise BackendError(f"could not create {dest}: {exc.strerror or exc}") from exc
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, _get(url, host, timeout_s) as response:
-            total = _declared_length(response, url, max_bytes)
-            done = 0
-            for chunk in _iter_body(response, host):
-                done += len(chunk)
-                if done > max_bytes:
-                    raise InvalidInputError(f"{url} is larger than the limit of {_mb(max_bytes)}: download stopped")
-                try:
-                    out.write(chunk)
-                except OSError as exc:
-                    raise BackendError(f"could not write {dest}: {exc.strerror or exc}") from exc
-                if progress:
-                    progress(done, total)
+        with os.fdopen(fd, "wb") as out:
+            _fetch_into(out, url, host, dest, max_bytes=max_bytes, timeout_s=timeout_s, progress=progress)
         os.rename(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return dest
+
+
+def _fetch_into(out: BinaryIO, url: str, host: str, dest: Path, *, max_bytes: int, timeout_s: float,
+                progress: DownloadProgress | None) -> None:
+    """Writes the body to out; a broken connection is resumed with a Range request where the server
+    allows byte ranges (``Accept-Ranges: bytes``), at most :data:`MAX_RESUMES` times."""
+    done, total, resumes, ranges = 0, None, 0, False
+    while True:
+        with _get(url, host, timeout_s, {"Range": f"bytes={done}-"} if done else {}) as response:
+            if done:
+                _check_resumed(response, host, done)
+            else:
+                total = _declared_length(response, url, max_bytes)
+                ranges = response.headers.get("Accept-Ranges", "").lower() == "bytes"
+            try:
+                for chunk in response.iter_content(chunk_size=_CHUNK):
+                    done += len(chunk)
+                    if done > max_bytes:
+                        raise InvalidInputError(f"{url} is larger than the limit of {_mb(max_bytes)}: download stopped")
+                    try:
+                        out.write(chunk)
+                    except OSError as exc:
+                        raise BackendError(f"could not write {dest}: {exc.strerror or exc}") from exc
+                    if progress:
+                        progress(done, total)
+            except requests.exceptions.RequestException as exc:
+                resumes += 1
+                if not ranges or resumes > MAX_RESUMES:
+                    why = "the server cannot resume it" if not ranges else f"{MAX_RESUMES} resumes failed"
+                    raise InvalidInputError(f"the download from {host} broke off after {_mb(done)}"
+                                            f"{f' of {_mb(total)}' if total else ''} and {why}: {_reason(exc)}"
+                                            ) from None
+                continue
+        if total is not None and done < total:
+            raise InvalidInputError(f"the download from {host} ended after {_mb(done)} of {_mb(total)}")
+        return
+
+
+def _check_resumed(response: requests.Response, host: str, done: int) -> None:
+    """A resumed answer must carry the rest of the body, from byte done on."""
+    content_range = response.headers.get("Content-Range", "")
+    if response.status_code != 206 or not content_range.startswith(f"bytes {done}-"):
+        response.close()
+        raise InvalidInputError(f"the download from {host} broke off after {_mb(done)} and resuming it failed "
+                                f"(HTTP {response.status_code}, Content-Range {content_range or 'missing'})")
 
 
 def _check_url(url: str) -> str:
@@ -95,9 +132,9 @@ def _check_url(url: str) -> str:
     return parsed.hostname
 
 
-def _get(url: str, host: str, timeout_s: float) -> requests.Response:
+def _get(url: str, host: str, timeout_s: float, headers: dict[str, str]) -> requests.Response:
     try:
-        response = requests.get(url, stream=True, timeout=timeout_s)
+        response = requests.get(url, stream=True, timeout=timeout_s, headers=headers)
     except requests.exceptions.Timeout:
         raise InvalidInputError(f"{host} did not answer within {timeout_s:g} s") from None
     except requests.exceptions.ConnectionError as exc:
@@ -121,13 +158,6 @@ def _declared_length(response: requests.Response, url: str, max_bytes: int) -> i
     if length > max_bytes:
         raise InvalidInputError(f"{url} is {_mb(length)}, larger than the limit of {_mb(max_bytes)}")
     return length
-
-
-def _iter_body(response: requests.Response, host: str) -> Iterator[bytes]:
-    try:
-        yield from response.iter_content(chunk_size=_CHUNK)
-    except requests.exceptions.RequestException as exc:
-        raise InvalidInputError(f"the download from {host} broke off: {_reason(exc)}") from None
 
 
 def _reason(exc: BaseException) -> str:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -83,3 +85,63 @@ def test_refuses_existing_destination(tmp_path: Path, http_server: Serve) -> Non
     with pytest.raises(AlreadyExistsError):
         download_url(url, tmp_path / "x.zip", max_bytes=10**6)
     assert (tmp_path / "x.zip").read_bytes() == b"mine"
+
+
+class _Flaky(http.server.BaseHTTPRequestHandler):
+    """Serves BODY but breaks off each answer after CUT bytes; honours Range when RANGES is set."""
+
+    ranges = True
+    cut = 100_000
+    requests_seen: list[str] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+        asked = self.headers.get("Range", "")
+        self.requests_seen.append(asked)
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and self.ranges else 0
+        self.send_response(206 if start else 200)
+        if self.ranges:
+            self.send_header("Accept-Ranges", "bytes")
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{len(BODY) - 1}/{len(BODY)}")
+        self.send_header("Content-Length", str(len(BODY) - start))
+        self.end_headers()
+        self.wfile.write(BODY[start:start + self.cut])  # then the connection closes: the body is short
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base
+        pass
+
+
+@pytest.fixture
+def flaky_url(request: pytest.FixtureRequest) -> Iterator[tuple[str, type[_Flaky]]]:
+    handler = type("Flaky", (_Flaky,), {"ranges": request.param, "requests_seen": []})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/dogImages.zip", handler
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+@pytest.mark.parametrize("flaky_url", [True], indirect=True)
+def test_a_download_that_breaks_off_is_resumed_where_ranges_are_allowed(
+        tmp_path: Path, flaky_url: tuple[str, type[_Flaky]]) -> None:
+    url, handler = flaky_url
+    seen: list[tuple[int, int | None]] = []
+    download_url(url, tmp_path / "d.zip", max_bytes=10**6, progress=lambda d, t: seen.append((d, t)))
+    assert (tmp_path / "d.zip").read_bytes() == BODY
+    first, *resumed = handler.requests_seen
+    assert first == "" and len(resumed) >= 2  # each answer breaks off after 100 kB
+    offsets = [int(r.removeprefix("bytes=").rstrip("-")) for r in resumed]
+    assert offsets == sorted(offsets) and offsets[-1] < len(BODY)
+    assert seen[-1] == (len(BODY), len(BODY))
+
+
+@pytest.mark.parametrize("flaky_url", [False], indirect=True)
+def test_a_download_that_stops_half_way_without_ranges_is_a_clear_error_and_leaves_nothing(
+        tmp_path: Path, flaky_url: tuple[str, type[_Flaky]]) -> None:
+    url, _ = flaky_url
+    with pytest.raises(InvalidInputError, match=r"^the download from 127.0.0.1 broke off after 0.1 MB of 0.3 MB "
+                                                r"and the server cannot resume it: "):
+        download_url(url, tmp_path / "d.zip", max_bytes=10**6)
+    assert list(tmp_path.iterdir()) == []
