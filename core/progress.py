@@ -23,17 +23,43 @@ POLL_INTERVAL_S = 0.15
 """How often the calling thread wakes to pass on progress while it waits."""
 
 
+class Cancelled(BaseException):
+    """Raised inside a call whose caller stopped waiting, at its next progress report on its own thread.
+
+    A BaseException, like KeyboardInterrupt: it passes through ``except Exception`` and through
+    :class:`core.storage.SafeProgress`, so the work stops and its own clean-up runs (an upload
+    deletes what it had uploaded).
+    """
+
+
 class LatestReport(Generic[P]):
     """The newest progress report from any thread, taken at most once.
 
     Reporting is callable from any number of threads at once; a report replaces an untaken one.
+    Once :meth:`cancel` is called, a report made on the owner thread raises :class:`Cancelled`
+    (reports from other threads, such as s3transfer's, are dropped: raising there would not stop
+    the work, only break a transfer thread).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._pending: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self._owner: int | None = None
+        self._cancelled = False
+
+    def own(self) -> None:
+        """Makes the calling thread the one that :meth:`cancel` stops."""
+        self._owner = threading.get_ident()
+
+    def cancel(self) -> None:
+        """The owner's next report raises Cancelled."""
+        self._cancelled = True
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        if self._cancelled:
+            if threading.get_ident() == self._owner:
+                raise Cancelled()
+            return
         with self._lock:
             self._pending = (args, kwargs)
 
@@ -59,11 +85,13 @@ def run_with_progress(
     the last report is passed on before this function returns or raises.
 
     If this thread is interrupted while it waits (KeyboardInterrupt, Streamlit's StopException or
-    RerunException, or an exception from ``on_progress``), that exception propagates at once and
-    the call is left to finish in its thread: Python cannot stop a thread, and stopping an upload
-    midway would skip its own clean-up (``register_dataset`` deletes what it uploaded when it
-    fails, in the worker). The abandonment is logged as a warning, and the call's outcome (its
-    exception with traceback, if it failed) is logged when it ends. The worker is not a daemon
+    RerunException when the user clicks elsewhere or leaves, or an exception from ``on_progress``),
+    that exception propagates at once and the call is cancelled: Python cannot stop a thread, so
+    the call's next progress report on its own thread raises :class:`Cancelled`, and the call
+    cleans up after itself as after any failure (``register_dataset`` deletes what it uploaded).
+    A call that reports only from other threads runs to its end. The abandonment is logged as a
+    warning, and the call's outcome (its exception with traceback, if it failed) is logged when it
+    ends. The worker is not a daemon
     thread (Streamlit's script threads are, and the threads they start inherit that): at
     interpreter exit Python waits for the call to end, so an upload completes or cleans up after
     itself rather than being cut off halfway.
@@ -87,6 +115,7 @@ def run_with_progress(
     future: Future[T] = Future()
 
     def work() -> None:
+        latest.own()
         future.set_running_or_notify_cancel()
         try:
             result = call(latest)
@@ -107,7 +136,8 @@ def run_with_progress(
                 on_progress(*args, **kwargs)
     except BaseException as exc:
         if not future.done():
-            logger.warning("%s: stopped waiting (%s); the call goes on in its thread until it ends",
+            latest.cancel()
+            logger.warning("%s: stopped waiting (%s); the call stops at its next progress report",
                            name, type(exc).__name__)
         future.add_done_callback(lambda done: _log_outcome(name, done))
         raise
@@ -117,7 +147,9 @@ def run_with_progress(
 def _log_outcome(name: str, future: Future[Any]) -> None:
     """Logs how a call whose caller stopped waiting ended: nobody else will hear of it."""
     error = future.exception()
-    if error is None:
+    if isinstance(error, Cancelled):
+        logger.info("%s: the call was cancelled; its caller had stopped waiting", name)
+    elif error is None:
         logger.info("%s: the call finished; its caller had stopped waiting", name)
     else:
         logger.error("%s: the call failed; its caller had stopped waiting", name, exc_info=error)

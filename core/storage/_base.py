@@ -130,8 +130,9 @@ class Storage(ABC):
     def put_files(self, files: Sequence[tuple[Path, str]], prefix: str, progress: ProgressCallback | None = None) -> str:
         """Uploads each (local file, relative key) under prefix and returns the prefix's URI.
 
-        On failure, what was already uploaded under prefix is deleted again (if that fails too, the
-        error says what is left). Files go one after another, so each file's reports (``n`` bytes
+        On failure or when stopped on purpose (a progress callback that raises a BaseException, such
+        as :class:`core.progress.Cancelled`), what was already uploaded under prefix is deleted again
+        (if that fails too, the error says what is left). Files go one after another, so each file's reports (``n`` bytes
         of it, from whichever thread) add to a fixed ``base``: the bytes of the files before it.
         """
         prefix = validate_key(prefix)
@@ -141,7 +142,7 @@ class Storage(ABC):
         try:
             for path, relative in files:
                 base = done
-
+                report(base, total)  # on this thread: a caller that gave up stops the upload here
                 def file_progress(n: int, _t: int, base: int = base) -> None:
                     report(base + n, total)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from core.backend import Backend, get_backend
 from core.catalog import check_dataset, check_in_place, register_dataset, register_in_place
 from core.datasets import EXCLUDED_MANIFEST, FolderSource, read_manifest
 from core.errors import ConsoleError, InvalidInputError, NotFoundError
+from core.progress import run_with_progress
 from core.types import BackendKind
 from tests.core.aws_faults import Fault, faults_fixture  # noqa: F401  (the faults fixture)
 
@@ -132,3 +135,31 @@ def test_a_missing_bucket_and_a_denied_one_are_said_in_words(backend: Backend, t
 def test_a_uri_that_is_not_s3_is_refused(backend: Backend) -> None:
     with pytest.raises(InvalidInputError, match="s3://"):
         check_in_place(backend, "https://example.com/dogs/")
+
+
+class _UserLeft(BaseException):
+    """What Streamlit raises in the script thread when the user clicks elsewhere or leaves the page."""
+
+
+def test_an_upload_the_user_walks_away_from_stops_and_leaves_nothing(backend: Backend, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    prepared = check_dataset(FolderSource(dataset_with_bad_files(tmp_path / "dogs")), tmp_path / "staging")
+    put_file = backend.storage.put_file
+
+    def slow_put_file(*args: Any, **kwargs: Any) -> str:
+        time.sleep(0.05)  # a real dataset takes minutes: the user leaves while files are still going up
+        return put_file(*args, **kwargs)
+
+    monkeypatch.setattr(backend.storage, "put_file", slow_put_file)
+
+    def on_progress(done: int, total: int) -> None:
+        raise _UserLeft()
+
+    with pytest.raises(_UserLeft):
+        run_with_progress(lambda progress: register_dataset(backend, prepared.root, name="dogs", source="folder",
+                                                            report=prepared.report.to_dict(), progress=progress),
+                          on_progress, poll_interval_s=0.01, name="upload-walked-away")
+    for worker in [t for t in threading.enumerate() if t.name == "upload-walked-away"]:
+        worker.join(60)
+    assert backend.storage.list() == []
+    assert backend.store.list_datasets() == []

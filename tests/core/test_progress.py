@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from core.progress import LatestReport, run_with_progress
+from core.progress import Cancelled, LatestReport, run_with_progress
 
 WAIT_S = 30  # how long a test waits for a thread before calling it stuck (never reached when it passes)
 NEVER_WAKE_S = 3600  # a poll interval the test never sees elapse: the caller wakes only when the call ends
@@ -146,7 +146,7 @@ def test_a_stopped_caller_leaves_the_call_to_finish_and_logs_it(caplog: pytest.L
     _abandon(lambda: finished.append(True), caplog)
     assert finished == [True]
     messages = [(r.levelno, r.getMessage()) for r in caplog.records]
-    warning = "upload-cats: stopped waiting (_Stop); the call goes on in its thread until it ends"
+    warning = "upload-cats: stopped waiting (_Stop); the call stops at its next progress report"
     assert (logging.WARNING, warning) in messages
     assert (logging.INFO, "upload-cats: the call finished; its caller had stopped waiting") in messages
 
@@ -161,6 +161,44 @@ def test_a_call_that_fails_after_its_caller_stopped_is_logged_with_its_traceback
     [failure] = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert failure.getMessage() == "upload-cats: the call failed; its caller had stopped waiting"
     assert failure.exc_info and isinstance(failure.exc_info[1], RuntimeError)
+
+
+def test_a_stopped_caller_cancels_the_call_at_its_next_report_on_its_own_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    release = threading.Event()
+    seen: list[str] = []
+
+    def call(report: Callable[[int], None]) -> object:
+        report(1)
+        assert release.wait(WAIT_S), "the caller never gave up"
+
+        def other_thread() -> None:
+            report(2)  # an s3transfer thread's report: dropped, never raised there
+            seen.append("other thread went on")
+
+        helper = threading.Thread(target=other_thread)
+        helper.start()
+        helper.join(WAIT_S)
+        try:
+            report(3)
+        except Cancelled:
+            seen.append("cancelled")
+            raise
+        return "not reached"
+
+    def on_progress(_: int) -> None:
+        raise _Stop()
+
+    with caplog.at_level(logging.INFO, logger="core.progress"):
+        with pytest.raises(_Stop):
+            run_with_progress(call, on_progress, poll_interval_s=0.01, name="upload-dogs")
+        [worker] = [t for t in threading.enumerate() if t.name == "upload-dogs"]
+        release.set()
+        worker.join(WAIT_S)
+    assert seen == ["other thread went on", "cancelled"]
+    assert (logging.INFO, "upload-dogs: the call was cancelled; its caller had stopped waiting") in [
+        (r.levelno, r.getMessage()) for r in caplog.records]
 
 
 def test_the_poll_interval_must_be_positive() -> None:
