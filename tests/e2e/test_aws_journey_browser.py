@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from core.config import DEFAULT_JOB_PYTHON
-from tests.e2e.conftest import click_when_idle, screenshot, serve_app
+from tests.e2e.conftest import choose_option, click_when_idle, screenshot, serve_app
 from tests.e2e.test_data_and_training_browser import (
     ingest_demo_by_drop,
     metric_value,
@@ -54,6 +54,8 @@ SERVING_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sm-console-serving:1"
 MOTO_DLAMI = "Deep Learning AMI Ubuntu Linux*"
 """moto has no Deep Learning AMI with PyTorch of today's name: the older one it has stands in (SMC_SPOT_AMI)."""
 JOB_TIMEOUT_MS = 600_000
+USER_BUCKET = "user-data"
+IN_PLACE_URI = f"s3://{USER_BUCKET}/scans/digits-demo/"
 SAGEMAKER_TRUST_POLICY = (
     '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", '
     '"Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}'
@@ -139,8 +141,31 @@ def upload_the_demo(page: Page, app: AwsApp, tmp_path: Path) -> None:
     screenshot(page, "aws-journey-02-data")
 
 
+def register_in_place(page: Page, app: AwsApp) -> None:
+    """The demo, put in another bucket by hand, is checked where it lies and registered without a copy."""
+    s3 = app.client("s3")
+    s3.create_bucket(Bucket=USER_BUCKET)
+    for key in keys_under(app, "datasets/digits-demo/"):
+        if key.endswith(".jpg"):
+            s3.copy_object(Bucket=USER_BUCKET, Key=f"scans/{key.removeprefix('datasets/')}",
+                           CopySource={"Bucket": BUCKET, "Key": f"{PREFIX}/{key}"})
+    page.get_by_text("S3 prefix (in place)").click()
+    page.get_by_label("S3 prefix holding train/ valid/ test/").fill(IN_PLACE_URI)
+    page.get_by_label("S3 prefix holding train/ valid/ test/").press("Enter")
+    click_when_idle(page, page.get_by_role("button", name="Check dataset"), page.get_by_text("Validation report"))
+    wait_for_metric(page, "Images", "1797", timeout=120_000)
+    page.get_by_label("Dataset name").fill("digits-in-place")
+    page.get_by_label("Dataset name").press("Enter")
+    page.get_by_role("button", name=f"Register {IN_PLACE_URI} (no copy)").click()
+    expect(page.get_by_text(f"Dataset digits-in-place is ready at {IN_PLACE_URI}")).to_be_visible(timeout=60_000)
+    no_error_shown(page)
+    assert not keys_under(app, "datasets/digits-in-place")  # nothing copied into the console's bucket
+    screenshot(page, "aws-journey-02b-in-place")
+
+
 def train_one_epoch(page: Page, app: AwsApp) -> None:
-    """Starts a training job from the form; it runs in its container and its model becomes deployable."""
+    """Starts a training job from the form on the dataset registered in place (the newest): it runs in its
+    container, reading the data from the user's bucket, and its model becomes deployable."""
     page.get_by_role("link", name=re.compile("Train a model")).click()
     heading(page, "Training jobs")
     form = page.locator('[data-testid="stForm"]')
@@ -180,6 +205,8 @@ def spot_price_launch_terminate_cleanup(page: Page, app: AwsApp) -> None:
     heading(page, "EC2 Spot")
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # the price history
     expect(page.get_by_text(re.compile("These prices look synthetic"))).to_be_visible()  # moto's, and said so
+    # a spot run reads its data from the console's bucket: the uploaded copy, not the one registered in place
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset"), "digits-demo")
     page.get_by_label("Run name (empty: generated)").fill("aws-spot")
     page.get_by_label("Run name (empty: generated)").press("Enter")
     click_when_idle(page, page.get_by_role("button", name="Launch", exact=True), page.get_by_text("Launched aws-spot"))
@@ -206,8 +233,10 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
         timeout=60_000)
     sidebar_next(page, "Bring a dataset")
     upload_the_demo(page, aws_app, tmp_path)
-
+    register_in_place(page, aws_app)
     train_one_epoch(page, aws_app)
+    training = aws_app.client("sagemaker").describe_training_job(TrainingJobName="aws-train")
+    assert training["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == IN_PLACE_URI
 
     page.goto(f"{aws_app.url}/tuning")
     best_job = tune_two_one_epoch_trials(page)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+import time
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -185,3 +186,22 @@ def test_a_zip_above_200_mb_is_dropped_and_ingested_without_the_server_holding_i
     assert not any((workspace / "uploads").iterdir())  # the received zip is gone once extracted
     stored = workspace / "storage" / "datasets" / "dogs-big"
     assert (stored / "excluded.json").exists() and not (stored / "raw").exists()
+
+
+def test_a_zip_upload_cancelled_half_way_leaves_nothing(page: Page, app_url: str, tmp_path: Path) -> None:
+    big = tmp_path / "cancel-me.zip"
+    with open(big, "wb") as out:
+        for _ in range(PADDING_MB):
+            out.write(os.urandom(1024 * 1024))
+    page.goto(app_url)
+    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
+    page.locator(".smc-drop input[type=file]").set_input_files(big)
+    expect(page.get_by_text(re.compile(r"^cancel-me\.zip: \S+ MB of 220\.2 MB"))).to_be_visible(timeout=60_000)
+    page.get_by_role("button", name="Cancel upload").click()
+    expect(page.get_by_text("Cancelled: nothing was kept.")).to_be_visible(timeout=30_000)
+    expect(page.get_by_role("button", name="Check dataset")).to_be_disabled()
+    uploads = tmp_path / "workspace" / "uploads"
+    deadline = time.time() + 30  # a piece in flight when the user cancelled ends on the server first
+    while any(uploads.iterdir()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert list(uploads.iterdir()) == []

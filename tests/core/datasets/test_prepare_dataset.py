@@ -230,3 +230,19 @@ def test_a_saved_check_is_found_again_and_a_failed_save_leaves_nothing(
     with pytest.raises(BackendError, match="could not record the checked dataset: No space left on device"):
         check_dataset(FolderSource(tmp_path / "pets"), staging)
     assert sorted(p.name for p in staging.iterdir()) == sorted(["killed-check", prepared.folder.name])
+
+
+class _UserLeft(BaseException):
+    """What Streamlit raises in the script thread when the user clicks elsewhere or leaves the page."""
+
+
+@pytest.mark.parametrize("stage", ["extract", "validate"])
+def test_a_check_the_user_walks_away_from_half_way_leaves_nothing(good_zip: Path, staging: Path, stage: str) -> None:
+    def progress(at: str, fraction: float) -> None:
+        if at == stage and 0 < fraction < 1:
+            raise _UserLeft()
+
+    with pytest.raises(_UserLeft):
+        check_dataset(ZipUpload("cats.zip", good_zip), staging, progress=progress)
+    assert list(staging.iterdir()) == []
+    assert good_zip.exists()  # the dropped zip is the page's to discard
