@@ -1,16 +1,32 @@
-"""Deploy: serve a trained model as a real-time endpoint, test it with dropped images, delete it."""
+"""Deploy: serve a trained model as a real-time endpoint, test it with dropped images, evaluate it on
+labelled images (against another one, side by side), delete it."""
 
 from __future__ import annotations
+
+import base64
+import json
 
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from core.catalog import list_datasets
 from core.endpoints import DEFAULT_SERVING, Endpoint, EndpointStatus, InvocationResult
 from core.endpoints.invoke import image_request
 from core.entities import TrainingJob
 from core.errors import ConsoleError
+from core.evaluation import (
+    Comparison,
+    DatasetTestSplit,
+    EvaluationProgress,
+    EvaluationResult,
+    EvaluationSource,
+    LabelledZip,
+    compare_results,
+    run_evaluation,
+)
+from core.evaluation.charts import confusion_heatmap, failure_rows, per_class_rows, top_confusion_rows
 from core.spot import completed_runs_as_jobs
 from core.training.launch import new_job_name
 from core.tuning import TuningJob
@@ -240,8 +256,162 @@ def test_panel() -> None:
                  icon=":material/functions:", query_params={ENDPOINT_QUERY_PARAM: endpoint.name})
 
 
+EVALUATION_SOURCES = {"dataset": "A registered dataset's test split", "zip": "A labelled zip"}
+
+
+def _evaluation_source() -> EvaluationSource | None:
+    if st.radio("Images", list(EVALUATION_SOURCES), format_func=EVALUATION_SOURCES.__getitem__, horizontal=True,
+                key="eval_source") == "zip":
+        upload = st.file_uploader("Labelled zip: one folder of images per class, possibly inside train/ valid/ "
+                                  "test/ (then test/ is evaluated)", type=["zip"], key="eval_zip")
+        return LabelledZip(upload.name, upload.getvalue()) if upload is not None else None
+    datasets = {d.name: d for d in list_datasets(be)}
+    if not datasets:
+        st.info("No registered dataset yet: upload one on Data, or drop a labelled zip.")
+        st.page_link("app_pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        return None
+    return DatasetTestSplit(datasets[st.selectbox("Dataset", list(datasets), key="eval_dataset")])
+
+
+def _mark_cancelled() -> None:
+    st.session_state["eval_cancelled"] = True
+
+
+def _evaluate(names: list[str], source: EvaluationSource) -> None:
+    """Runs the evaluation with a progress bar and a Cancel button (a click reruns the page, which
+    cancels the evaluation); keeps the results in the session."""
+    bar = st.progress(0.0, text="Preparing the images…")
+    cancel_slot = st.empty()
+    cancel_slot.button("Cancel", key="eval_cancel", on_click=_mark_cancelled)
+
+    def show(state: EvaluationProgress) -> None:
+        bar.progress(state.fraction, text=state.message)
+
+    try:
+        results = run_evaluation(be.endpoints, names, source, storage=be.storage, object_prefixes=be.object_prefixes,
+                                 scratch_dir=be.settings.workspace / "evaluations", on_progress=show)
+    except Exception as exc:  # noqa: BLE001 - shown to the user
+        show_error(exc)
+    else:
+        st.session_state["eval_results"] = results
+    finally:
+        bar.empty()
+        cancel_slot.empty()
+
+
+def _summary(result: EvaluationResult, against: Comparison | None) -> None:
+    """The result's headline numbers; ``against``: its comparison with the first endpoint (deltas shown)."""
+    metrics = result.metrics
+    st.markdown(f"**{result.endpoint}** on {result.source}")
+    help_text = "Difference with the first endpoint, on the images both answered" if against else None
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Accuracy", f"{metrics.accuracy:.1%}", f"{against.accuracy_delta:+.1%}" if against else None,
+              help=help_text)
+    c2.metric("Top-5 accuracy", f"{metrics.top_k_accuracy:.1%}", f"{against.top_k_delta:+.1%}" if against else None,
+              help=help_text)
+    c3.metric("Images", f"{metrics.images:,}")
+    c1.metric("Latency p50", f"{metrics.latency.p50_ms:.0f} ms",
+              f"{against.p50_delta_ms:+.0f} ms" if against else None, delta_color="inverse")
+    c2.metric("Latency p95", f"{metrics.latency.p95_ms:.0f} ms")
+    c3.metric("Images/s", f"{result.images_per_s:.1f}")
+    st.caption(f"{metrics.latency.requests:,} requests of up to {result.images_per_request} images, "
+               f"{result.concurrency} at a time; latency is each request's round trip.")
+    for note in [result.note, *result.classes.notes]:
+        if note:
+            st.warning(note, icon=":material/info:")
+    if result.failures:
+        st.error(f"{len(result.failures)} images got no answer (not counted)")
+
+
+def _details(result: EvaluationResult, index: int) -> None:
+    metrics = result.metrics
+    if result.failures:
+        with st.expander(f"Images without an answer ({len(result.failures)})"):
+            st.dataframe(pd.DataFrame(failure_rows(result)), hide_index=True, key=f"eval_failures_{index}")
+    st.markdown("**Confusion matrix** — each row is a true class; hover a cell for its count")
+    st.plotly_chart(confusion_heatmap(metrics), key=f"eval_confusion_{index}")
+    c1, c2 = st.columns(2)
+    c1.markdown("**Top confusions**")
+    if metrics.top_confusions:
+        c1.dataframe(pd.DataFrame(top_confusion_rows(metrics)), hide_index=True, key=f"eval_top_confusions_{index}",
+                     column_config={"share of the class": st.column_config.NumberColumn(format="percent")})
+    else:
+        c1.success("No mistake.")
+    c2.markdown("**Per class**")
+    c2.dataframe(pd.DataFrame(per_class_rows(metrics)), hide_index=True, key=f"eval_classes_{index}", column_config={
+        "precision": st.column_config.NumberColumn(
+            format="percent", help="Right among the images answered as this class (None: never answered)"),
+        "recall": st.column_config.NumberColumn(
+            format="percent", help="Right among the images of this class (None: no image of it)"),
+    })
+    if metrics.worst:
+        st.markdown("**Worst mistakes** — answered with the most confidence over the true class")
+        grid = st.columns(6)
+        for position, mistake in enumerate(metrics.worst):
+            true_score = f"{mistake.true_score:.1%}" if mistake.true_score is not None else "not in the top 5"
+            caption = (f"{mistake.path}: {mistake.predicted_label} {mistake.predicted_score:.1%}, "
+                       f"true {mistake.true_label} {true_score}")
+            thumbnail = result.thumbnails.get(mistake.path)
+            cell = grid[position % len(grid)]
+            if thumbnail:
+                cell.image(base64.b64decode(thumbnail), caption=caption, width="stretch")
+            else:
+                cell.caption(caption)
+
+
+def _show_results(results: list[EvaluationResult]) -> None:
+    comparison = None
+    if len(results) == 2:
+        try:
+            comparison = compare_results(*results)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(exc)
+    for position, (column, result) in enumerate(zip(st.columns(len(results)), results, strict=True)):
+        with column:
+            _summary(result, comparison if position == 1 else None)
+    if comparison:
+        st.caption(f"On the {comparison.images:,} images both answered: both right {comparison.both_right:,}, "
+                   f"only {comparison.first} right {comparison.only_first_right:,}, only {comparison.second} right "
+                   f"{comparison.only_second_right:,}, both wrong {comparison.both_wrong:,}.")
+    tabs = st.tabs([r.endpoint for r in results]) if len(results) > 1 else [st.container()]
+    for index, (tab, result) in enumerate(zip(tabs, results, strict=True)):
+        with tab:
+            _details(result, index)
+    st.download_button("Download the results (JSON)", json.dumps([r.to_dict() for r in results]),
+                       file_name="evaluation.json", mime="application/json", key="eval_download")
+
+
+def evaluation_panel() -> None:
+    st.subheader("Evaluate on labelled images")
+    serving = [e.name for e in endpoints if e.status is EndpointStatus.IN_SERVICE]
+    if not serving:
+        st.info("An endpoint can be evaluated once it is InService.")
+        return
+    st.caption("Every image goes to the endpoint; its class folder is the truth, matched to the model's labels "
+               "by name.")
+    if st.session_state.get("eval_endpoint") not in serving:
+        st.session_state["eval_endpoint"] = serving[0]
+    c1, c2 = st.columns(2)
+    first = c1.selectbox("Endpoint", serving, key="eval_endpoint")
+    others = [name for name in serving if name != first]
+    if st.session_state.get("eval_compare") not in others:
+        st.session_state["eval_compare"] = None
+    second = c2.selectbox("Compare with (optional)", others, index=None, key="eval_compare",
+                          placeholder="another InService endpoint" if others else "no other InService endpoint",
+                          disabled=not others)
+    source = _evaluation_source()
+    if st.button("Evaluate", type="primary", key="eval_button", disabled=source is None) and source is not None:
+        _evaluate([first, second] if second else [first], source)
+    if st.session_state.pop("eval_cancelled", False):
+        st.warning("Evaluation cancelled.")
+    results = st.session_state.get("eval_results")
+    if results:
+        _show_results(results)
+
+
 endpoints_panel()
 test_panel()
+evaluation_panel()
 # Cleared only once the run got this far: an endpoint that settles at once makes endpoints_panel
 # rerun the script before this line, and the notice must survive that rerun.
 st.session_state.pop("deploy_message", None)

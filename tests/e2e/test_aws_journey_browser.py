@@ -32,6 +32,7 @@ from tests.e2e.test_data_and_training_browser import (
 from tests.e2e.test_journey_browser import (
     heading,
     invoke_lambda_allowed_then_denied,
+    evaluate_the_test_split,
     predict_demo_digits,
     sidebar_next,
     tune_two_one_epoch_trials,
@@ -253,6 +254,8 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
     with zipfile.ZipFile(tmp_path / "digits-demo.zip") as archive:
         archive.extractall(tmp_path / "demo")
     image = predict_demo_digits(page, tmp_path / "demo" / "test")  # answered by the Runtime stand-in
+    # the test split registered in place, read from the user's bucket where it lies
+    evaluate_the_test_split(page, "digits-in-place", len(list((tmp_path / "demo" / "test").rglob("*.jpg"))))
     assert aws_app.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointStatus"] == "InService"
     no_error_shown(page)
 

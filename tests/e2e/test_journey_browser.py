@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import choose_option, screenshot
+from tests.e2e.conftest import choose_option, click_when_idle, screenshot
 from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
 from tests.e2e.test_spot_browser import stop_spot_runs  # noqa: F401  (fixture)
 
@@ -68,6 +68,22 @@ def predict_demo_digits(page: Page, test_split: Path) -> Path:
     assert all(metric_value(page, "Latency").nth(i).inner_text().endswith(" ms") for i in range(len(DIGITS)))
     screenshot(page, "journey-06-deploy")
     return right[0]
+
+
+def evaluate_the_test_split(page: Page, dataset: str, images: int) -> None:
+    """Issue 15: the endpoint answers every image of a registered dataset's test split; accuracy, top-5,
+    latency and a confusion matrix are shown."""
+    page.get_by_text("Evaluate on labelled images").scroll_into_view_if_needed()
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset"), dataset)
+    confusion = page.get_by_text(re.compile(r"^Confusion matrix"))
+    click_when_idle(page, page.get_by_role("button", name="Evaluate", exact=True),
+                    confusion.or_(page.get_by_text(re.compile(r"Preparing the images|images answered|left"))))
+    expect(confusion).to_be_visible(timeout=300_000)
+    wait_for_metric(page, "Images", f"{images:,}", timeout=30_000)
+    assert metric_value(page, "Accuracy").inner_text().endswith("%")
+    assert metric_value(page, "Latency p95").inner_text().endswith(" ms")
+    expect(page.locator(".js-plotly-plot").last).to_be_visible()
+    screenshot(page, "journey-06b-evaluation")
 
 
 def invoke_lambda_allowed_then_denied(page: Page, endpoint: str, image: Path, *, account: str = "000000000000",
@@ -149,7 +165,9 @@ def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp
     endpoint = page.get_by_label("Endpoint name (empty: generated)").get_attribute("placeholder")
     assert endpoint
     page.get_by_role("button", name="Deploy", exact=True).click()
-    image = predict_demo_digits(page, tmp_path / "workspace" / "storage" / "datasets" / "digits-demo" / "test")
+    test_split = tmp_path / "workspace" / "storage" / "datasets" / "digits-demo" / "test"
+    image = predict_demo_digits(page, test_split)
+    evaluate_the_test_split(page, "digits-demo", len(list(test_split.rglob("*.jpg"))))
 
     page.get_by_role("link", name=f"Next: call {endpoint} from a Lambda function").click()
     invoke_lambda_allowed_then_denied(page, endpoint, image)

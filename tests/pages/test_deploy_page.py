@@ -1,25 +1,31 @@
 """The Deploy page against the real local backend: a real endpoint server deployed from a seeded
 training job, images dropped on it (good ones and a broken one), deleted; a model that cannot
-load shows its reason; the best trial of a tuning job is offered; empty states link onwards."""
+load shows its reason; the best trial of a tuning job is offered; empty states link onwards.
+Labelled evaluation against two real endpoints of a tiny model: a dropped zip, a registered
+dataset's test split, two endpoints side by side, a bad zip and classes the model does not know."""
 
 from __future__ import annotations
 
 import io
+import json
 import time
 from pathlib import Path
 from typing import Iterator
 
+import pandas as pd
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
 from core.backend import Backend, get_backend
-from core.config import load_settings
+from core.config import Settings, load_settings
 from core.endpoints import EndpointStatus, LocalEndpointManager
-from core.entities import TrainingJob
+from core.entities import DatasetRecord, TrainingJob
 from core.tuning import ContinuousRange, Scaling, Trial, TrialStatus, TuningJobSpec
 from core.tuning._store import TuningStore
 from core.types import JobStatus
 from tests.core.endpoints.conftest import CLASS_NAMES, broken_model_tar, model_tar  # noqa: F401  (fixtures)
+from tests.core.evaluation.images import write_image_folder, zip_folder
 from tests.pages.conftest import open_page
 
 TIMEOUT = 60
@@ -134,3 +140,133 @@ def test_the_best_trial_of_a_tuning_job_is_offered(local_backend: Backend, tmp_p
     at.button(key="deploy_button").click().run()  # its model file is gone: the local manager says so
     assert not at.exception
     assert any("missing-1" in e.value and "does not exist" in e.value for e in at.error)
+
+
+# --- evaluation on labelled images -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def evaluation_workspace(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[Path]:  # noqa: F811
+    """A workspace with two InService endpoints of the tiny 3-class model, shared by the evaluation tests."""
+    folder = tmp_path_factory.mktemp("evaluation") / "workspace"
+    endpoints = get_backend(Settings(workspace=folder)).endpoints
+    try:
+        for name in ("shapes-a", "shapes-b"):
+            endpoints.deploy(name, model_tar.as_uri())
+        for name in ("shapes-a", "shapes-b"):
+            assert endpoints.wait(name, timeout_s=120, poll_s=0.2).status is EndpointStatus.IN_SERVICE
+        yield folder
+    finally:
+        for endpoint in endpoints.list_endpoints():
+            endpoints.delete(endpoint.name)
+
+
+@pytest.fixture
+def evaluation_backend(evaluation_workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+    monkeypatch.setenv("SMC_WORKSPACE", str(evaluation_workspace))
+    return get_backend(load_settings())
+
+
+def shapes_zip(tmp_path: Path, classes: tuple[str, ...] = CLASS_NAMES) -> bytes:
+    """A zip of ``shapes/train`` and ``shapes/test``, 3 images per class in test/."""
+    write_image_folder(tmp_path / "shapes" / "train", dict.fromkeys(classes, 1))
+    write_image_folder(tmp_path / "shapes" / "test", dict.fromkeys(classes, 3), fmt="JPEG")
+    return zip_folder(tmp_path)
+
+
+def evaluate_zip(data: bytes, *, compare: str | None = None) -> AppTest:
+    at = open_page("deploy", timeout=TIMEOUT)
+    assert not at.exception
+    at.radio(key="eval_source").set_value("zip").run()
+    if compare:
+        at.selectbox(key="eval_compare").select(compare)
+    at.file_uploader(key="eval_zip").set_value(("shapes.zip", data, "application/zip"))
+    at.run()
+    at.button(key="eval_button").click().run()
+    assert not at.exception
+    return at
+
+
+def metric(at: AppTest, label: str) -> list[str]:
+    return [m.value for m in at.metric if m.label == label]
+
+
+def table(at: AppTest, first_column: str) -> pd.DataFrame:
+    """The one dataframe whose first column is first_column (AppTest does not give a dataframe's key)."""
+    (found,) = [d.value for d in at.dataframe if d.value.columns[0] == first_column]
+    return found
+
+
+def test_evaluate_a_labelled_zip_shows_metrics_confusions_and_mistakes(evaluation_backend: Backend,
+                                                                       tmp_path: Path) -> None:
+    at = evaluate_zip(shapes_zip(tmp_path))
+
+    assert not at.error
+    assert at.selectbox(key="eval_endpoint").value == "shapes-b"  # the newest endpoint first
+    assert metric(at, "Images") == ["9"]
+    assert metric(at, "Top-5 accuracy") == ["100.0%"]  # 3 classes: always in the top 5
+    (accuracy,) = metric(at, "Accuracy")
+    assert accuracy.endswith("%") and 0 <= float(accuracy[:-1]) <= 100
+    assert metric(at, "Latency p50")[0].endswith(" ms") and metric(at, "Latency p95")[0].endswith(" ms")
+    assert any("**shapes-b** on zip shapes.zip, test/" in m.value for m in at.markdown)
+    (heatmap,) = [chart for chart in at.get("plotly_chart") if "eval_confusion_0" in chart.proto.id]
+    figure = json.loads(heatmap.proto.spec)
+    assert figure["data"][0]["type"] == "heatmap" and figure["data"][0]["y"] == list(CLASS_NAMES)
+    classes = table(at, "class")
+    assert classes["class"].tolist() == list(CLASS_NAMES) and classes["images"].tolist() == [3, 3, 3]
+    wrong = 9 - round(float(accuracy[:-1]) * 9 / 100)
+    if wrong:  # an untrained model: usually wrong, but the test does not depend on it
+        confusions = table(at, "true")
+        assert confusions["images"].sum() == wrong
+        assert len(at.get("image")) == min(wrong, 12)  # the worst mistakes as thumbnails
+    assert at.get("download_button")
+
+
+def test_two_endpoints_side_by_side_with_the_difference_in_accuracy(evaluation_backend: Backend,
+                                                                   tmp_path: Path) -> None:
+    at = evaluate_zip(shapes_zip(tmp_path), compare="shapes-a")
+
+    assert not at.error
+    assert metric(at, "Images") == ["9", "9"]
+    first, second = [m for m in at.metric if m.label == "Accuracy"]
+    assert first.value == second.value  # the same model
+    assert second.proto.delta == "+0.0%" and not first.proto.delta
+    assert any(c.value.startswith("On the 9 images both answered: both right ") for c in at.caption)
+    assert [tab.label for tab in at.tabs] == ["shapes-b", "shapes-a"]
+    assert len([c for c in at.get("plotly_chart") if "eval_confusion_" in c.proto.id]) == 2
+
+
+def test_a_registered_datasets_test_split_is_evaluated(evaluation_backend: Backend, tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "ds" / "train", dict.fromkeys(CLASS_NAMES, 1))
+    write_image_folder(tmp_path / "ds" / "test", {"circle": 2, "square": 2})
+    uri = evaluation_backend.storage.put_folder(tmp_path / "ds", "datasets/shapes-ds")
+    evaluation_backend.store.put_dataset(DatasetRecord("shapes-ds", uri, "test", time.time()))
+    try:
+        at = open_page("deploy", timeout=TIMEOUT)
+        assert at.radio(key="eval_source").value == "dataset"
+        assert at.selectbox(key="eval_dataset").value == "shapes-ds"
+        at.button(key="eval_button").click().run()
+        assert not at.exception and not at.error
+        assert metric(at, "Images") == ["4"]
+        assert any("on dataset shapes-ds, test/" in m.value for m in at.markdown)
+        assert any("the endpoint knows 1 labels that no class folder has (cross)" in w.value for w in at.warning)
+        assert list((evaluation_backend.settings.workspace / "evaluations").iterdir()) == []  # images removed
+    finally:
+        evaluation_backend.storage.delete("datasets/shapes-ds")
+
+
+def test_a_bad_zip_says_why(evaluation_backend: Backend) -> None:
+    at = evaluate_zip(b"these bytes are not a zip archive")
+
+    (error,) = [e.value for e in at.error]
+    assert "shapes.zip" in error and "zip" in error.lower()
+    assert not metric(at, "Accuracy")
+
+
+def test_classes_the_model_does_not_know_say_so(evaluation_backend: Backend, tmp_path: Path) -> None:
+    at = evaluate_zip(shapes_zip(tmp_path, classes=("apple", "pear")))
+
+    assert [e.value for e in at.error] == [
+        "none of the 2 class folders (apple, pear) is a label of endpoint 'shapes-b', whose model knows 3 labels "
+        "(circle, cross, square): it was trained on other classes, or the folders are named differently"]
+    assert not metric(at, "Accuracy")
