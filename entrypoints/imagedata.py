@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision import transforms
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -26,6 +26,15 @@ IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 AUGMENTATIONS: tuple[str, ...] = ("none", "light", "heavy")
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 
+UNREADABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # PIL.UnidentifiedImageError, "image file is truncated", a file gone since indexing
+    SyntaxError,  # PIL's parsers report some malformed headers (PNG chunks) this way
+    ValueError,
+    EOFError,
+    Image.DecompressionBombError,
+)
+"""What decoding a bad file raises; anything else (a bug in a transform) still stops the job."""
+
 Transform = Callable[[Image.Image], torch.Tensor]
 
 
@@ -33,19 +42,87 @@ class DataError(ValueError):
     """The data folder is not a usable ImageFolder tree (missing split, no classes, empty)."""
 
 
-class ImageSamples(Dataset[tuple[torch.Tensor, int]]):
-    """A list of ``(path, label)`` pairs; images are opened as RGB and transformed."""
+@dataclass(frozen=True)
+class Unreadable:
+    """What ``ImageSamples`` returns for a file it cannot decode; ``collate_readable`` drops it.
 
-    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Transform) -> None:
+    ``path`` is relative to the data folder (``train/b/x.jpg``); ``reason`` is the decoder's error.
+    """
+
+    path: str
+    reason: str
+
+
+Sample = tuple[torch.Tensor, int] | Unreadable
+"""What ``ImageSamples`` gives for one index."""
+
+
+class Batch(tuple):  # type: ignore[type-arg]
+    """A batch as ``(images, labels)`` of its readable samples; ``skipped`` lists the others.
+
+    A 2-tuple, so ``images, labels = batch`` works as with the default collate. ``images`` and
+    ``labels`` are empty when no sample of the batch was readable.
+    """
+
+    skipped: tuple[Unreadable, ...]
+
+    def __new__(cls, images: torch.Tensor, labels: torch.Tensor, skipped: Sequence[Unreadable] = ()) -> Batch:
+        batch = super().__new__(cls, (images, labels))
+        batch.skipped = tuple(skipped)
+        return batch
+
+    def __reduce__(self) -> tuple[type[Batch], tuple[torch.Tensor, torch.Tensor, tuple[Unreadable, ...]]]:
+        return Batch, (self[0], self[1], self.skipped)  # from a worker process to the main one
+
+    def pin_memory(self) -> Batch:
+        """Called by the DataLoader's pin-memory thread (CUDA): pins the tensors, keeps ``skipped``."""
+        return Batch(self[0].pin_memory(), self[1].pin_memory(), self.skipped)
+
+
+class ImageSamples(Dataset[Sample]):
+    """A list of ``(path, label)`` pairs; images are opened as RGB and transformed.
+
+    A file that cannot be decoded gives an ``Unreadable`` marker instead of a sample; its path
+    is shown relative to ``root`` (the data folder) when given.
+    """
+
+    def __init__(self, samples: Sequence[tuple[Path, int]], transform: Transform, *, root: Path | None = None) -> None:
         self.samples = list(samples)
         self.transform = transform
+        self.root = root
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> Sample:
         path, label = self.samples[index]
-        return self.transform(load_rgb(path)), label
+        try:
+            image = load_rgb(path)
+        except UNREADABLE_ERRORS as exc:
+            shown = self.shown_path(path)
+            reason = f"{type(exc).__name__}: {exc}".replace(str(path), shown)
+            return Unreadable(shown, reason)
+        return self.transform(image), label
+
+    def shown_path(self, path: Path) -> str:
+        """``path`` relative to the data folder (as logged), else as it is."""
+        if self.root is not None:
+            try:
+                return path.relative_to(self.root).as_posix()
+            except ValueError:
+                pass
+        return str(path)
+
+
+def collate_readable(samples: list[Sample]) -> Batch:
+    """The loaders' ``collate_fn``: stacks the readable samples and lists the unreadable ones."""
+    readable = [s for s in samples if not isinstance(s, Unreadable)]
+    skipped = [s for s in samples if isinstance(s, Unreadable)]
+    if readable:
+        images, labels = default_collate(readable)
+    else:
+        images, labels = torch.empty(0), torch.empty(0, dtype=torch.long)
+    return Batch(images, labels, skipped)
 
 
 @dataclass(frozen=True)
@@ -59,7 +136,12 @@ class Splits:
 
 
 def load_rgb(path: Path) -> Image.Image:
-    """Open an image file as 3-channel RGB (grayscale and palette images included)."""
+    """Open an image file as 3-channel RGB (grayscale and palette images included).
+
+    Raises:
+        OSError, SyntaxError, ValueError, EOFError: the file is not a decodable image
+            (``UNREADABLE_ERRORS``).
+    """
     with Image.open(path) as image:
         return image.convert("RGB")
 
@@ -180,11 +262,15 @@ def load_splits(data_dir: Path, image_size: int, augment: str) -> Splits:
         raise DataError(f"train/ classes without images: {', '.join(empty)}")
     evaluation = eval_transform(image_size)
     test_dir = data_dir / "test"
+
+    def split(name: str, transform: Transform) -> ImageSamples:
+        return ImageSamples(_samples(data_dir / name, class_names), transform, root=data_dir)
+
     return Splits(
         class_names=class_names,
-        train=ImageSamples(_samples(data_dir / "train", class_names), train_transform(image_size, augment)),
-        valid=ImageSamples(_samples(data_dir / "valid", class_names), evaluation),
-        test=ImageSamples(_samples(test_dir, class_names), evaluation) if test_dir.is_dir() else None,
+        train=split("train", train_transform(image_size, augment)),
+        valid=split("valid", evaluation),
+        test=split("test", evaluation) if test_dir.is_dir() else None,
     )
 
 
@@ -206,7 +292,9 @@ def seed_worker(worker_id: int) -> None:
     """DataLoader ``worker_init_fn``: seed python/numpy from torch's per-worker seed.
 
     Workers also ignore SIGTERM: the main process owns shutdown (finish the batch, write a
-    checkpoint) even when the signal is sent to the whole process group.
+    checkpoint) even when the signal is sent to the whole process group. So neither torch's
+    ``terminate()`` nor multiprocessing's exit handler can stop a worker: after a fatal error the
+    training script ends leftover workers itself (``shutdown.end_children``).
     """
     seed = torch.initial_seed() % 2**32
     random.seed(seed)
@@ -222,8 +310,12 @@ def make_loader(
     seed: int,
     batches: list[list[int]] | None = None,
     pin_memory: bool = False,
-) -> DataLoader[tuple[torch.Tensor, int]]:
-    """A seeded loader: over ``batches`` when given (training), else in order (evaluation)."""
+) -> DataLoader[Sample]:
+    """A seeded loader: over ``batches`` when given (training), else in order (evaluation).
+
+    It yields ``Batch`` objects: ``(images, labels)`` of the readable samples, ``.skipped`` the
+    unreadable ones.
+    """
     generator = torch.Generator().manual_seed(seed)
     if batches is not None:
         return DataLoader(
@@ -233,6 +325,7 @@ def make_loader(
             worker_init_fn=seed_worker,
             generator=generator,
             pin_memory=pin_memory,
+            collate_fn=collate_readable,
         )
     return DataLoader(
         dataset,
@@ -242,4 +335,5 @@ def make_loader(
         worker_init_fn=seed_worker,
         generator=generator,
         pin_memory=pin_memory,
+        collate_fn=collate_readable,
     )

@@ -11,7 +11,15 @@ Outputs: ``$SM_MODEL_DIR/model.pth`` (a plain dict, see ``imagemodels.make_artif
 ``$SM_OUTPUT_DATA_DIR/metrics.json``. After every epoch ``checkpoint.pt`` is written
 atomically to the checkpoint folder and a restarted job resumes from it. SIGTERM (a spot
 interruption, a stop) finishes the current batch, writes a checkpoint and exits with 143.
-Exit code 1 comes with a last line ``ERROR: <message>``.
+Exit code 1 comes with a last line ``ERROR: <message>`` and the message in
+``$SM_OUTPUT_DIR/failure`` (SageMaker's FailureReason); whatever failed, the process ends within
+seconds, its DataLoader workers with it (``shutdown.py``).
+
+An image file that cannot be decoded is skipped and logged once (``skipped unreadable image
+train/b/x.jpg: <reason>``); more than ``--max-bad-fraction`` of a split's files unreadable ends
+the job. When any were met, each epoch line is followed by ``unreadable images train=2/300
+valid=0/60`` (unreadable/files per split), the end of the run says the same, and
+``metrics.json`` has ``unreadable_images`` (counts per split).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from typing import Any, Sequence
 import debugging
 import numpy as np
 import profiling
+import shutdown
 import torch
 from checkpoints import (
     CHECKPOINT_FILE,
@@ -56,12 +65,14 @@ from imagedata import (
 from imagemodels import ARCHS, WeightsError, build_model, freeze_backbone, make_artifact
 from torch import nn
 from torch.utils.data import DataLoader
+from unreadable import DEFAULT_MAX_FRACTION, UnreadableImages, summary
 
 LOG = logging.getLogger("train")
 MODEL_FILE = "model.pth"
 METRICS_FILE = "metrics.json"
 PROGRESS_EVERY = 10
 EXIT_SIGTERM = 143
+MIN_TRAIN_BATCH = 2  # batch norm cannot train on one image
 
 
 class StopRequest:
@@ -116,6 +127,7 @@ class Job:
     device: torch.device
     steps_per_epoch: int
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
+    unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
 
     @property
     def checkpoint_path(self) -> Path:
@@ -144,6 +156,13 @@ def _int_at_least(minimum: int) -> Any:
 
     parse.__name__ = "int"
     return parse
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0.0 <= number <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
+    return number
 
 
 def _env_path(name: str, fallback: str | None) -> Path | None:
@@ -177,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weights-path", type=Path, default=None, help="weights file; unset: the packaged or hub-cached one")
     add("--freeze-backbone", type=parse_bool, default=False, help="train only the classifier")
     add("--max-steps-per-epoch", type=_int_at_least(0), default=0, help="step cap; 0 = all")
+    add(
+        "--max-bad-fraction",
+        type=_fraction,
+        default=DEFAULT_MAX_FRACTION,
+        help="unreadable image files are skipped; fail when more than this share of a split is unreadable",
+    )
     add(
         "--data-dir",
         type=Path,
@@ -221,13 +246,37 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 debugging.close()
     except (DataError, WeightsError, CheckpointError) as exc:
-        LOG.error("ERROR: %s", exc)
-    except Exception as exc:  # whatever happened, the job's last line says so
+        reason = str(exc)
+    except (Exception, KeyboardInterrupt) as exc:  # whatever happened, the job's last line says so
         traceback.print_exc()
-        LOG.error("ERROR: %s: %s", type(exc).__name__, exc)
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     finally:
         signal.signal(signal.SIGTERM, previous)
+    return fail(reason)
+
+
+def fail(reason: str) -> int:
+    """The error path: end leftover worker processes, then say why in one line (the log's last
+    line, the failure file); returns 1."""
+    reason = one_line(reason)
+    for pid, name in shutdown.signalled_children().items():  # what broke a DataLoader, said plainly
+        if str(pid) not in reason:
+            reason += f" (worker process {pid} was killed by {name})"
+    killed = shutdown.end_children()
+    if killed:
+        LOG.info("killed %d leftover worker process(es): %s", len(killed), " ".join(map(str, killed)))
+    LOG.error("ERROR: %s", reason)
+    shutdown.write_failure(reason)
     return 1
+
+
+def one_line(message: str) -> str:
+    """A message on one line: an error re-raised from a DataLoader worker carries the worker's
+    whole traceback; its first line and its last (the original error) say what happened."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return message.strip()
+    return f"{lines[0].rstrip('.')}: {lines[-1]}"
 
 
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
@@ -279,6 +328,11 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.data_dir is None:
         raise DataError("no data folder: pass --data-dir or set SM_CHANNEL_TRAINING")
     splits = load_splits(args.data_dir, args.image_size, args.augment)
+    unreadable = {
+        name: UnreadableImages(name, len(dataset), args.max_bad_fraction)
+        for name, dataset in (("train", splits.train), ("valid", splits.valid), ("test", splits.test))
+        if dataset is not None
+    }
     LOG.info(
         "data classes=%d train=%d valid=%d test=%d",
         len(splits.class_names),
@@ -301,7 +355,7 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
-    return Job(args, splits, model, optimizer, scheduler, device, steps)
+    return Job(args, splits, model, optimizer, scheduler, device, steps, unreadable=unreadable)
 
 
 def make_optimizer(
@@ -352,10 +406,13 @@ def run_epoch(
             epoch=state.epoch + 1,
             steps=job.steps_per_epoch,
             stop=stop,
+            unreadable=job.unreadable.get("train"),
         )
     if stop.requested:
         return None
-    valid = evaluate(job.model, valid_loader, job.criterion, job.device, stop=stop)
+    valid = evaluate(
+        job.model, valid_loader, job.criterion, job.device, stop=stop, unreadable=job.unreadable.get("valid")
+    )
     if valid is None:
         return None
     record = {
@@ -379,7 +436,14 @@ def run_epoch(
         record["images_per_s"],
         record["epoch_time_s"],
     )
+    _report_unreadable(job)
     return record
+
+
+def _report_unreadable(job: Job) -> None:
+    """``unreadable images train=2/300 valid=0/60``, when any file was unreadable so far."""
+    if any(tally.count for tally in job.unreadable.values()):
+        LOG.info("unreadable images %s", summary(job.unreadable.values()))
 
 
 def train_one_epoch(
@@ -394,32 +458,56 @@ def train_one_epoch(
     epoch: int,
     steps: int,
     stop: StopRequest | None = None,
+    unreadable: UnreadableImages | None = None,
 ) -> None:
     """Train over ``loader``, adding to ``meter``; returns early after a batch once stopped.
 
     Logs ``progress epoch=E batch=B/N loss=L`` every ``PROGRESS_EVERY`` batches (on purpose
     without any ``train_loss=``-style key, so metric regexes only see the epoch lines).
+    A batch's unreadable files go to ``unreadable``; a batch left with fewer than
+    ``MIN_TRAIN_BATCH`` images is passed over (it still counts in ``meter.batches``, the
+    position a resumed run starts from).
+
+    Raises:
+        TooManyUnreadable: the split holds more unreadable files than allowed.
     """
     model.train()
     start = time.perf_counter()
-    for images, labels in profiling.steps(loader, epoch=epoch):
-        images = images.to(device, non_blocking=True)
-        labels = labels.to(device, non_blocking=True)
-        logits = model(images)
-        loss = criterion(logits, labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+    for batch in profiling.steps(loader, epoch=epoch):
+        images, labels = batch
+        if unreadable is not None:
+            unreadable.add(getattr(batch, "skipped", ()))
         meter.batches += 1
-        meter.seen += labels.numel()
-        meter.correct += int((logits.argmax(dim=1) == labels).sum())
-        meter.loss_sum += float(loss.detach()) * labels.numel()
+        if labels.numel() >= MIN_TRAIN_BATCH:
+            _train_step(model, images, labels, criterion, optimizer, scheduler, device, meter)
         if meter.batches % PROGRESS_EVERY == 0:
             LOG.info("progress epoch=%d batch=%d/%d loss=%.4f", epoch, meter.batches, steps, meter.loss)
         if stop is not None and stop.requested:
             break
     meter.seconds += time.perf_counter() - start
+
+
+def _train_step(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    device: torch.device,
+    meter: EpochMeter,
+) -> None:
+    images = images.to(device, non_blocking=True)
+    labels = labels.to(device, non_blocking=True)
+    logits = model(images)
+    loss = criterion(logits, labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    scheduler.step()
+    meter.seen += labels.numel()
+    meter.correct += int((logits.argmax(dim=1) == labels).sum())
+    meter.loss_sum += float(loss.detach()) * labels.numel()
 
 
 @torch.inference_mode()
@@ -430,17 +518,27 @@ def evaluate(
     device: torch.device,
     *,
     stop: StopRequest | None = None,
+    unreadable: UnreadableImages | None = None,
 ) -> dict[str, float] | None:
-    """Mean loss and accuracy over ``loader`` (``loss``, ``acc``, ``count``, ``seconds``).
+    """Mean loss and accuracy over ``loader``'s readable images (``loss``, ``acc``, ``count``,
+    ``seconds``); its unreadable files go to ``unreadable``.
 
     Returns None when a stop was requested before it finished.
+
+    Raises:
+        TooManyUnreadable: the split holds more unreadable files than allowed.
     """
     model.eval()
     start = time.perf_counter()
     seen, correct, loss_sum = 0, 0, 0.0
-    for images, labels in profiling.evaluation(loader):
+    for batch in profiling.evaluation(loader):
         if stop is not None and stop.requested:
             return None
+        images, labels = batch
+        if unreadable is not None:
+            unreadable.add(getattr(batch, "skipped", ()))
+        if labels.numel() == 0:
+            continue
         images, labels = images.to(device), labels.to(device)
         logits = model(images)
         loss_sum += float(criterion(logits, labels)) * labels.numel()
@@ -475,12 +573,21 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
         LOG.info("no test/ split: skipping test evaluation")
     else:
         debugging.start_test()
-        test = evaluate(job.model, _eval_loader(job, job.splits.test), job.criterion, job.device, stop=stop)
+        test = evaluate(
+            job.model,
+            _eval_loader(job, job.splits.test),
+            job.criterion,
+            job.device,
+            stop=stop,
+            unreadable=job.unreadable.get("test"),
+        )
         if test is None:  # the checkpoint of the last epoch is already on disk
             LOG.info("stopped by SIGTERM")
             return EXIT_SIGTERM
         LOG.info("test_loss=%.4f test_acc=%.4f", test["loss"], test["acc"])
         metrics.update(test_loss=test["loss"], test_acc=test["acc"])
+    metrics["unreadable_images"] = {name: tally.count for name, tally in job.unreadable.items()}
+    _report_unreadable(job)
     output_dir = Path(args.output_data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -522,6 +629,7 @@ def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
         "history": state.history,
         "meter": asdict(state.meter),
         "rng": capture_rng(),
+        "unreadable": {name: tally.state() for name, tally in job.unreadable.items()},
         "hyperparameters": {k: str(v) for k, v in vars(job.args).items()},
     }
 
@@ -551,6 +659,9 @@ def resume(job: Job) -> RunState:
     scheduler_state = {k: v for k, v in checkpoint["scheduler"].items() if k != "T_max"}
     job.scheduler.load_state_dict(scheduler_state)
     restore_rng(checkpoint["rng"])
+    for name, reasons in checkpoint.get("unreadable", {}).items():  # absent in older checkpoints
+        if name in job.unreadable:
+            job.unreadable[name].restore(reasons)
     return RunState(
         epoch=int(checkpoint["epoch"]),
         best_valid_acc=float(checkpoint["best_valid_acc"]),
@@ -560,4 +671,4 @@ def resume(job: Job) -> RunState:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    shutdown.exit_with(main())
