@@ -49,6 +49,7 @@ from urllib.parse import unquote, urlparse
 
 import debugging
 import profiling
+import shutdown
 import train
 from checkpoints import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, remove_stale_temps
 from imagedata import DataError
@@ -428,4 +429,4 @@ def _upload_quietly(output: Location, path: Path, name: str) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    shutdown.exit_with(main())
