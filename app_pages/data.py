@@ -24,7 +24,7 @@ from core.datasets import (
     upload_plan,
 )
 from core.datasets.in_place import InPlaceDataset
-from core.progress import run_with_progress
+from core.progress import TimeLeft, run_with_progress
 from core.uploads import UploadSpool
 from app_pages._shared import backend, journey, journey_checklist, show_error
 from app_pages._zip_drop import zip_drop
@@ -95,14 +95,17 @@ if st.button("Check dataset", type="primary", disabled=not (prefix_uri or source
     _forget_prepared()
     st.session_state.pop("in_place", None)
     bar = st.progress(0.0, text="Starting…")
+    stage_clocks: dict[str, TimeLeft] = {}
+
+    def show_check(stage: str, fraction: float) -> None:
+        clock = stage_clocks.setdefault(stage, TimeLeft())
+        bar.progress(min(fraction, 1.0), text=f"{stage.capitalize()}: {clock.text(fraction)}")
+
     try:
         if in_place:
-            st.session_state["in_place"] = check_in_place(
-                be, prefix_uri, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage))
+            st.session_state["in_place"] = check_in_place(be, prefix_uri, progress=show_check)
         else:
-            st.session_state["prepared"] = check_dataset(
-                source, staging, progress=lambda stage, f: bar.progress(min(f, 1.0), text=stage)
-            )
+            st.session_state["prepared"] = check_dataset(source, staging, progress=show_check)
     except Exception as exc:  # noqa: BLE001 - every failure is shown to the user; nothing is left staged
         show_error(exc)
     finally:
@@ -161,9 +164,12 @@ if prepared is not None:
         target = be.storage.uri(f"datasets/{name or '…'}")
         if st.button(f"Upload to {target}", key="data_upload"):
             bar = st.progress(0.0, text="Uploading…")
+            upload_clock = TimeLeft()
 
             def show_progress(done: int, total: int) -> None:
-                bar.progress(done / total if total else 1.0, text=f"Uploading… {done / 1e6:.1f} / {total / 1e6:.1f} MB")
+                fraction = done / total if total else 1.0
+                bar.progress(fraction, text=f"Uploading… {done / 1e6:.1f} / {total / 1e6:.1f} MB, "
+                                            f"{upload_clock.text(fraction)}")
 
             try:
                 # S3 reports progress from its transfer threads, and a widget may only be touched from this

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, wait
 from typing import Any, Callable, Generic, ParamSpec, TypeVar
 
@@ -153,3 +154,20 @@ def _log_outcome(name: str, future: Future[Any]) -> None:
         logger.info("%s: the call finished; its caller had stopped waiting", name)
     else:
         logger.error("%s: the call failed; its caller had stopped waiting", name, exc_info=error)
+
+
+class TimeLeft:
+    """Estimates the time left of work that reports the fraction it has done, from its pace so far."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started = clock()
+
+    def text(self, fraction: float) -> str:
+        """``"42%, about 1 min 05 s left"``; just the percentage until the pace is known."""
+        done = f"{min(max(fraction, 0.0), 1.0):.0%}"
+        elapsed = self._clock() - self._started
+        if not 0.01 <= fraction < 1 or elapsed < 1:
+            return done
+        minutes, seconds = divmod(round(elapsed * (1 - fraction) / fraction), 60)
+        return f"{done}, about {minutes} min {seconds:02d} s left" if minutes else f"{done}, about {seconds} s left"

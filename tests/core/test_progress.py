@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from core.progress import Cancelled, LatestReport, run_with_progress
+from core.progress import Cancelled, LatestReport, TimeLeft, run_with_progress
 
 WAIT_S = 30  # how long a test waits for a thread before calling it stuck (never reached when it passes)
 NEVER_WAKE_S = 3600  # a poll interval the test never sees elapse: the caller wakes only when the call ends
@@ -213,3 +213,16 @@ def test_latest_report_is_taken_once() -> None:
     latest(2)
     assert latest.take() == ((2,), {})
     assert latest.take() is None
+
+
+def test_time_left_follows_the_pace_so_far() -> None:
+    now = [100.0]
+    clock = TimeLeft(lambda: now[0])
+    assert clock.text(0.0) == "0%"
+    now[0] = 100.5
+    assert clock.text(0.2) == "20%"  # under a second in: no pace yet
+    now[0] = 110.0
+    assert clock.text(0.25) == "25%, about 30 s left"
+    now[0] = 130.0
+    assert clock.text(0.25) == "25%, about 1 min 30 s left"
+    assert clock.text(1.0) == "100%"
