@@ -22,12 +22,12 @@ from PIL import Image
 
 from core.datasets.report import (
     DEFAULT_MAX_PIXELS,
-    SPLIT_ALIASES,
     SPLITS,
     BadFile,
     DatasetReport,
     ImageSizeStats,
     check_classes,
+    check_top_level,
     inspect_image,
     is_hidden_name,
     is_image_name,
@@ -173,19 +173,9 @@ def check_in_place(
 def _layout(objects: list[ListedObject], errors: list[str], warns: list[str],
             bad: list[BadFile]) -> dict[str, dict[str, list[str]]]:
     """Image keys per split per class, as :func:`core.datasets.report.validate_imagefolder` reads a folder."""
-    tops = sorted({o.key.split("/", 1)[0] for o in objects if "/" in o.key})
-    for name in tops:
-        if name not in SPLITS and not is_hidden_name(name):
-            hint = f": rename it to {SPLIT_ALIASES[name]}/" if name in SPLIT_ALIASES else ""
-            warns.append(f"ignored {name}/ at the top level{hint}")
-    for split in ("train", "valid"):
-        if split not in tops:
-            aliases = [a for a, target in SPLIT_ALIASES.items() if target == split and a in tops]
-            hint = f" (found {aliases[0]}/: rename it to {split}/)" if aliases else ""
-            errors.append(f"missing the {split} split: expected {split}/<class>/<images>{hint}")
-    if "test" not in tops:
-        warns.append("no test split: the final evaluation will use the valid split only")
-    tree: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS if split in tops}
+    folders = {o.key.split("/", 1)[0] for o in objects if "/" in o.key}
+    check_top_level({o.key.split("/", 1)[0] for o in objects}, folders, errors, warns)
+    tree: dict[str, dict[str, list[str]]] = {split: {} for split in SPLITS if split in folders}
     for obj in objects:
         parts = obj.key.split("/")
         if parts[0] not in tree or obj.key.endswith("/") or any(is_hidden_name(p) for p in parts):

@@ -22,7 +22,7 @@ import statistics
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -292,21 +292,28 @@ def is_image_name(name: str) -> bool:
     return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and not is_hidden_name(name)
 
 
-def _scan_layout(
-    root: Path, errors: list[str], warns: list[str], bad: list[BadFile]
-) -> dict[str, dict[str, list[Path]]]:
-    """Lists image files per split per class; records layout problems and non-image files."""
-    for name in sorted(p.name for p in root.iterdir()):
+def check_top_level(names: Iterable[str], folders: Collection[str], errors: list[str], warns: list[str]) -> None:
+    """Records what the top level of a dataset gets wrong: entries beside the splits (with a hint for a
+    misnamed split) and missing splits. names: every entry there; folders: those of them that are folders."""
+    for name in sorted(names):
         if name not in SPLITS and not is_hidden_name(name):
             hint = f": rename it to {SPLIT_ALIASES[name]}/" if name in SPLIT_ALIASES else ""
             warns.append(f"ignored {name} at the top level{hint}")
     for split in ("train", "valid"):
-        if not (root / split).is_dir():
-            aliases = [a for a, target in SPLIT_ALIASES.items() if target == split and (root / a).is_dir()]
+        if split not in folders:
+            aliases = [a for a, target in SPLIT_ALIASES.items() if target == split and a in folders]
             hint = f" (found {aliases[0]}/: rename it to {split}/)" if aliases else ""
             errors.append(f"missing the {split} split: expected {split}/<class>/<images>{hint}")
-    if not (root / "test").is_dir():
+    if "test" not in folders:
         warns.append("no test split: the final evaluation will use the valid split only")
+
+
+def _scan_layout(
+    root: Path, errors: list[str], warns: list[str], bad: list[BadFile]
+) -> dict[str, dict[str, list[Path]]]:
+    """Lists image files per split per class; records layout problems and non-image files."""
+    entries = list(root.iterdir())
+    check_top_level([p.name for p in entries], {p.name for p in entries if p.is_dir()}, errors, warns)
 
     tree: dict[str, dict[str, list[Path]]] = {}
     for split in SPLITS:
