@@ -19,6 +19,9 @@ from core.errors import InvalidInputError, NotFoundError
 from core.uploads import UPLOADS_ROUTE, UploadSpool
 
 
+WRITE_BYTES = 1024 * 1024
+
+
 def _spool() -> UploadSpool:
     return UploadSpool(load_settings().workspace)
 
@@ -47,11 +50,16 @@ async def piece(request: Request) -> Response:
     """``PUT ?offset=n`` with the bytes from n on: answers ``{"received"}``."""
     upload_id = request.path_params["upload_id"]
     spool = _spool()
+    pending = bytearray()  # the server's small reads, gathered: one disk write per WRITE_BYTES, not per read
     try:
         received = int(request.query_params["offset"])
         async for chunk in request.stream():
-            if chunk:
-                received = await run_in_threadpool(spool.append, upload_id, received, chunk)
+            pending += chunk
+            if len(pending) >= WRITE_BYTES:
+                received = await run_in_threadpool(spool.append, upload_id, received, bytes(pending))
+                pending.clear()
+        if pending:
+            received = await run_in_threadpool(spool.append, upload_id, received, bytes(pending))
     except NotFoundError as exc:
         return _error(exc, 404)
     except (InvalidInputError, ValueError, KeyError) as exc:
