@@ -112,9 +112,8 @@ def register_in_place(backend: Backend, checked: InPlaceDataset, *, name: str) -
         raise InvalidInputError("this dataset has errors (see the report): fix them before registering it")
     if any(d.name == name for d in backend.store.list_datasets()):
         raise AlreadyExistsError(f"a dataset named {name!r} already exists: choose another name")
-    report = checked.report.to_dict()
     record = DatasetRecord(name=name, uri=checked.uri, source=f"in place: {checked.uri}", created_at=time.time(),
-                           report={**report, "excluded": report["bad_files"]})
+                           report=checked.report.to_dict())
     backend.store.put_dataset(record)
     return record
 
