@@ -9,6 +9,7 @@ import streamlit as st
 from core.backend import Backend
 from core.errors import ConsoleError
 from core.health import BackendHealth
+from core.job_environment import JobEnvironmentPhase, read_state
 from core.journey import next_step
 from app_pages._shared import backend, forget_backend, journey, next_step_link
 
@@ -22,6 +23,38 @@ st.set_page_config(page_title="SageMaker image-classifier console", page_icon=st
 def _health(key: str, _backend: Backend) -> BackendHealth:
     """The backend's health, checked at most once a minute (on AWS it is an STS call)."""
     return _backend.health()
+
+
+# Session State: the phase the sidebar last showed (a change reruns the page, so its buttons follow),
+# and whether this session saw the install (it then says when it is ready).
+JOB_ENVIRONMENT_PHASE = "job_environment_phase"
+JOB_ENVIRONMENT_WATCHED = "job_environment_watched"
+JOB_ENVIRONMENT_POLL = "3s"
+
+
+def _job_environment(job_python: Path) -> None:
+    """The job environment's install while it runs or after it failed (scripts/start builds it in
+    the background); when it ends the whole app reruns, so pages enable their job-side actions."""
+    state = read_state(job_python)
+    seen = st.session_state.get(JOB_ENVIRONMENT_PHASE)
+    st.session_state[JOB_ENVIRONMENT_PHASE] = state.phase.value
+    if seen is not None and seen != state.phase.value:
+        _health.clear()  # its "Job environment" line too
+        st.rerun()
+    if state.phase is not JobEnvironmentPhase.READY:
+        st.session_state[JOB_ENVIRONMENT_WATCHED] = True
+    if state.phase is JobEnvironmentPhase.READY and st.session_state.get(JOB_ENVIRONMENT_WATCHED):
+        st.success(f"Job environment ready (installed in {state.elapsed()}).", icon=":material/check_circle:")
+    elif state.phase is JobEnvironmentPhase.INSTALLING:
+        st.info(f"Job environment installing ({state.elapsed()} so far): training, tuning, spot runs, "
+                "endpoints and functions wait for it.", icon=":material/downloading:")
+        st.caption(state.log_tail(1))
+    elif state.phase is JobEnvironmentPhase.FAILED:
+        st.error(f"Job environment failed to install: {state.reason}. Run `scripts/setup` to retry.",
+                 icon=":material/error:")
+        with st.expander("Installer log"):
+            st.code(state.log_tail(), language=None)
+            st.caption(str(state.log))
 
 
 navigation = st.navigation(
@@ -49,6 +82,8 @@ with st.sidebar:
     (st.success if health.ok else st.error)(health.title)
     for line in health.details:
         st.caption(line)
+    installing = read_state(settings.job_python).phase is JobEnvironmentPhase.INSTALLING
+    st.fragment(_job_environment, run_every=JOB_ENVIRONMENT_POLL if installing else None)(settings.job_python)
     if health.ok:
         try:
             step = next_step(journey())

@@ -16,6 +16,7 @@ from core.endpoints import DEFAULT_SERVING, Endpoint, EndpointStatus, Invocation
 from core.endpoints.invoke import image_request
 from core.entities import TrainingJob
 from core.errors import ConsoleError
+from core.job_environment import waiting_notice
 from core.evaluation import (
     Comparison,
     DatasetTestSplit,
@@ -117,7 +118,10 @@ def _deploy_form() -> None:
                                key="deploy_max_wait_ms",
                                help="Longest a forming batch waits for the next request (4 times that in all)")
     workers = c3.number_input("Workers (connections)", 1, 256, DEFAULT_SERVING.workers, key="deploy_workers")
-    if st.button("Deploy", type="primary", key="deploy_button", disabled=not model_uri) and model_uri:
+    waiting = waiting_notice(be.endpoints)
+    if waiting:
+        st.caption(waiting)
+    if st.button("Deploy", type="primary", key="deploy_button", disabled=not model_uri or bool(waiting)) and model_uri:
         endpoint_name = name.strip() or default_name
         try:
             endpoint = be.endpoints.deploy(endpoint_name, model_uri, instance_type=str(instance_type),

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from core.endpoints import EndpointStatus
+from core.job_environment import waiting_notice
 from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain
 from core.lambdas.events import image_event, parse_event
 from core.lambdas.iam import evaluate
@@ -158,8 +159,11 @@ def _show(result: FunctionInvocation) -> None:
 _details(function)
 function = _policy_panel(function)
 event_text = _event_editor()
+waiting = waiting_notice(functions)  # the local runtime is the job environment's Python
+if waiting:
+    st.caption(waiting)
 c1, c2 = st.columns([1, 5])
-if c1.button("Invoke", type="primary", key="lambda_invoke"):
+if c1.button("Invoke", type="primary", key="lambda_invoke", disabled=bool(waiting)):
     try:
         with st.spinner(f"Invoking {function.name}…"):
             st.session_state["lambda_result"] = (function.name, functions.invoke(function.name, parse_event(event_text)))

@@ -9,6 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core.catalog import list_datasets
+from core.job_environment import waiting_notice
 from core.spot import (
     AWS_NOTICE_S,
     SpotManager,
@@ -124,7 +125,10 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
             st.caption(f"Shortened notice: {notice_s:g} s instead of EC2's two minutes; the script polls the "
                        f"notice every {min(5.0, notice_s / 4):g} s (EC2: every 5 s).")
     name = st.text_input("Run name (empty: generated)", key="spot_name", max_chars=63)
-    if not st.button("Launch", type="primary", key="spot_launch"):
+    waiting = waiting_notice(spot)
+    if waiting:
+        st.caption(waiting)
+    if not st.button("Launch", type="primary", key="spot_launch", disabled=bool(waiting)):
         return
     record = next(d for d in datasets if d.name == dataset)
     hps = {**DEFAULT_HYPERPARAMETERS, "model": model, "epochs": int(epochs), "image-size": int(image_size),

@@ -9,6 +9,7 @@ import streamlit as st
 from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
+from core.job_environment import waiting_notice
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
 from core.types import JobStatus
 from app_pages._shared import backend, job_views_links, show_error
@@ -47,7 +48,10 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                                                 key="job_debug_interval")
                 activations = d2.checkbox("Save activations (DeadRelu, SaturatedActivation, PoorWeightInitialization)",
                                           key="job_debug_activations")
-            if st.form_submit_button("Start training", type="primary"):
+            waiting = waiting_notice(be.runner)
+            if waiting:
+                st.caption(waiting)
+            if st.form_submit_button("Start training", type="primary", disabled=bool(waiting)):
                 dataset = next(d for d in datasets if d.name == dataset_name)
                 hps = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size), "lr": float(lr),
                        "image-size": int(image_size), "seed": int(seed)}

@@ -9,25 +9,22 @@ import streamlit as st
 
 from core.catalog import list_datasets
 from core.entities import DatasetRecord
+from core.job_environment import waiting_notice
 from core.training import JobRunner
 from core.training.launch import MODELS, new_job_name, start_training
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS
 from core.tuning import EarlyStopping, ObjectiveType, Strategy, Trial, TrialStatus, TuningJob, TuningJobSpec
-from core.tuning.analysis import (
+from core.tuning.charts import importance_bar, learning_curves_figure, objective_over_time, parallel_coordinates
+from core.tuning.form import (
     DEFAULT_RANGE_ROWS,
     RANGE_TYPES,
     build_ranges,
     fixed_hyperparameters,
     full_training_hyperparameters,
-    importance_bar,
-    leaderboard,
-    learning_curves,
-    learning_curves_figure,
-    objective_over_time,
-    parallel_coordinates,
-    parameter_importance,
 )
+from core.tuning.importance import parameter_importance
 from core.tuning.spec import TUNABLE_HYPERPARAMETERS, Scaling
+from core.tuning.views import leaderboard, learning_curves
 from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, show_error
 
 POLL_SECONDS = 2
@@ -104,7 +101,10 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
         image_size = c2.selectbox("Image size (px)", IMAGE_SIZES, IMAGE_SIZES.index(64), key="tune_image_size")
         epochs = c3.number_input("Epochs", 1, 200, 2, key="tune_epochs")
         max_steps = c4.number_input("Max steps per epoch (0: all)", 0, 100_000, 0, key="tune_max_steps")
-        if st.form_submit_button("Launch tuning job", type="primary"):
+        waiting = waiting_notice(be.runner)  # the trials are training jobs
+        if waiting:
+            st.caption(waiting)
+        if st.form_submit_button("Launch tuning job", type="primary", disabled=bool(waiting)):
             dataset = next(d for d in datasets if d.name == dataset_name)
             try:
                 ranges = build_ranges(rows)
@@ -225,7 +225,9 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
     c1, c2, c3 = st.columns([1, 2, 2], vertical_alignment="bottom")
     epochs = c1.number_input("Epochs for the full run", 1, 200, int(best.hyperparameters.get("epochs", 2)),
                              key="tune_full_epochs", help="The full run also drops the trials' max steps per epoch")
-    if c2.button("Train the best configuration in full", type="primary", key="tune_train_best"):
+    waiting = waiting_notice(be.runner)
+    if c2.button("Train the best configuration in full", type="primary", key="tune_train_best",
+                 disabled=bool(waiting), help=waiting):
         try:
             dataset = _dataset_of(spec)
             if dataset is None:

@@ -4,7 +4,7 @@
 
 - ``training`` (job environment): images/s of the training step (forward, backward,
   AdamW) of two copies of the same pretrained EfficientNet-Lite0 on the same decoded demo
-  batches, one with the default hook (``debugging.attach``: losses, labels and predictions
+  batches, one with the default hook (``debug_hook.attach``: losses, labels and predictions
   every step, reductions of weights, biases and gradients every 20 steps) and one without.
   The two alternate step by step, so a busy machine slows both alike; each setting's
   ``--steps`` x ``--rounds`` steps are cut into rounds (every round holds the same number of
@@ -56,7 +56,7 @@ def training(args: argparse.Namespace, scratch: Path) -> list[tuple[str, float]]
     import logging
 
     sys.path.insert(0, str(REPO_ROOT / "entrypoints"))
-    import debugging
+    import debug_hook
     import torch
     import train
     from imagedata import epoch_batches, load_splits, make_loader
@@ -81,7 +81,7 @@ def training(args: argparse.Namespace, scratch: Path) -> list[tuple[str, float]]
         criterion = torch.nn.CrossEntropyLoss()
         if hooked:
             hp = train.build_parser().parse_args(["--debug-out-dir", str(scratch / "trial")])
-            if debugging.attach(model, criterion, hp) is None:
+            if debug_hook.attach(model, criterion, hp) is None:
                 raise SystemExit("error: the hook did not start (see the log above)")
         model.train()
         settings[name] = (model, optimizer, criterion)
@@ -127,16 +127,17 @@ def write_and_collect(args: argparse.Namespace, scratch: Path) -> None:
     import numpy as np
 
     sys.path[:0] = [str(REPO_ROOT / "entrypoints"), str(REPO_ROOT / "tests" / "entrypoints"), str(REPO_ROOT)]
-    import debug_sidecar
-    import debugging
+    import debug_hook
     import synthetic_trials as st
     from smdebug.analysis.utils import no_refresh
     from smdebug.trials import create_trial
 
+    from analysers.debug_sidecar import Collector
+
     from core.debugger import DebugStore
     from core.jobstore import JobStore
 
-    debugging.patch_tensor_writer()  # the training script's writer: smdebug's own is several times slower
+    debug_hook.patch_tensor_writer()  # the training script's writer: smdebug's own is several times slower
     rng = np.random.default_rng(0)
     train_steps = args.trial_steps
     losses = 2.3 * np.exp(-np.arange(train_steps) / 1500) + rng.normal(0, 0.05, train_steps)
@@ -151,7 +152,7 @@ def write_and_collect(args: argparse.Namespace, scratch: Path) -> None:
     started = time.perf_counter()
     trial = create_trial(str(trial_dir))
     trial.maybe_refresh()
-    collector = debug_sidecar.Collector(store, JOB_NAME, trial, [])
+    collector = Collector(store, JOB_NAME, trial, [])
     with no_refresh(trial):
         rows = collector.ingest(trial.steps())
     collected = time.perf_counter() - started

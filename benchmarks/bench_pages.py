@@ -197,16 +197,17 @@ def write_debug_trial(database: Path, trial_dir: Path, train_steps: int, layers:
     import numpy as np
 
     sys.path[:0] = [str(REPO_ROOT / "entrypoints"), str(REPO_ROOT / "tests" / "entrypoints")]
-    import debug_sidecar
-    import debugging
+    import debug_hook
     import synthetic_trials
     from smdebug.analysis.utils import no_refresh
     from smdebug.trials import create_trial
 
+    from analysers.debug_sidecar import Collector
+
     from core.debugger import DebugStore, TrialState
     from core.jobstore import JobStore
 
-    debugging.patch_tensor_writer()
+    debug_hook.patch_tensor_writer()
     rng = np.random.default_rng(0)
     every = min(250, max(train_steps // 4, 1))
     losses = 2.3 * np.exp(-np.arange(train_steps) / 1500) + rng.normal(0, 0.05, train_steps)
@@ -218,7 +219,7 @@ def write_debug_trial(database: Path, trial_dir: Path, train_steps: int, layers:
     store = DebugStore(JobStore(database))
     trial = create_trial(str(trial_dir))
     trial.maybe_refresh()
-    collector = debug_sidecar.Collector(store, BIG_JOB, trial, [])
+    collector = Collector(store, BIG_JOB, trial, [])
     with no_refresh(trial):
         collector.ingest(trial.steps())
     store.set_trial(BIG_JOB, path=str(trial_dir), state=TrialState.COMPLETE, steps=len(steps), last_step=len(steps) - 1)
@@ -231,9 +232,10 @@ def _profile(backend: Backend, job_dir: Path, start: float, seconds: float) -> i
     start = float(int(start))
     write_synthetic_hour(job_dir / "output" / "data" / "profiler-output", start, seconds)
     result = subprocess.run(
-        [str(JOB_PYTHON), str(REPO_ROOT / "entrypoints" / "profiler_sidecar.py"), "--job-dir", str(job_dir),
+        [str(JOB_PYTHON), "-m", "analysers.profiler_sidecar", "--job-dir", str(job_dir),
          "--database", str(backend.store.path), "--job-name", BIG_JOB, "--training-pid", "0"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     if result.returncode != 0:
         raise RuntimeError(f"the profiler sidecar failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}")
     return int(seconds / INTERVAL_S)

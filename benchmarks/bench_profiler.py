@@ -241,9 +241,10 @@ def page_part(scratch: Path) -> list[tuple[str, float, str]]:
     written = time.perf_counter() - began
     began = time.perf_counter()
     result = subprocess.run(
-        [str(JOB_PYTHON), str(ENTRYPOINTS_DIR / "profiler_sidecar.py"), "--job-dir", str(scratch / "job"),
+        [str(JOB_PYTHON), "-m", "analysers.profiler_sidecar", "--job-dir", str(scratch / "job"),
          "--database", str(backend.store.path), "--job-name", "synthetic-hour", "--training-pid", "0"],
-        capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
     sidecar_s = time.perf_counter() - began
     if result.returncode != 0:
         raise SystemExit(f"error: the sidecar failed:\n{result.stdout[-3000:]}")

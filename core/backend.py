@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Callable
 
 from core.analysis import BesideJobAnalysis, JobAnalysis
-from core.config import ENTRYPOINTS_DIR, Settings
+from core.config import Settings
 from core.errors import ConfigError
 from core.health import BackendHealth, check_aws, check_local
 from core.jobstore import JobStore
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from core.training import JobRunner
     from core.tuning import Tuner
 
-LOCAL_SIDECARS = (ENTRYPOINTS_DIR / "debug_sidecar.py", ENTRYPOINTS_DIR / "profiler_sidecar.py")
-"""Job-side analysers run beside every local training job and spot instance (see
-core.training._supervisor): the Debugger's collector and rule evaluator, and the Profiler's analysis."""
 DEFAULT_LOCAL_REGION = "us-east-1"
 """The region local Lambda functions and their policies name when the settings give none."""
 
@@ -98,8 +95,7 @@ class LocalBackend(Backend):
     def runner(self) -> JobRunner:  # type: ignore[override]
         from core.training import LocalJobRunner
 
-        return LocalJobRunner(self.store, self.settings.workspace / "jobs", self.settings.job_python,
-                              sidecars=LOCAL_SIDECARS)
+        return LocalJobRunner(self.store, self.settings.workspace / "jobs", self.settings.job_python)
 
     @cached_property
     def tuner(self) -> Tuner:  # type: ignore[override]
@@ -124,7 +120,7 @@ class LocalBackend(Backend):
     def spot(self) -> SpotManager:  # type: ignore[override]
         from core.spot import LocalSpotManager
 
-        return LocalSpotManager(self.store, self.settings.workspace / "jobs", self.settings.job_python, LOCAL_SIDECARS)
+        return LocalSpotManager(self.store, self.settings.workspace / "jobs", self.settings.job_python)
 
     @cached_property
     def analysis(self) -> JobAnalysis:  # type: ignore[override]

@@ -48,6 +48,9 @@ class Settings:
         serving_image_uri: ECR image of our serving container (docker/serving) for endpoints.
         spot_ami: AMI id that EC2 Spot instances boot (one with Python 3 and PyTorch); None takes
             the region's newest Deep Learning AMI with PyTorch.
+        analysis_poll_s: seconds between the polls of the analysers that follow a SageMaker job
+            from this machine (Debugger rules, Profiler): each poll lists the job's S3 prefix and
+            calls DescribeTrainingJob, so the default is gentle on the APIs; tests shorten it.
     """
 
     backend: BackendKind = BackendKind.LOCAL
@@ -60,6 +63,7 @@ class Settings:
     role_arn: str | None = None
     serving_image_uri: str | None = None
     spot_ami: str | None = None
+    analysis_poll_s: float = 15.0
 
     def __post_init__(self) -> None:
         try:
@@ -79,6 +83,12 @@ class Settings:
             raise ConfigError(f"serving_image_uri: {self.serving_image_uri!r} is not an ECR image URI")
         if self.spot_ami is not None and not _AMI_RE.match(self.spot_ami):
             raise ConfigError(f"spot_ami: {self.spot_ami!r} is not an AMI id (ami- and 8 or 17 hex digits)")
+        try:
+            object.__setattr__(self, "analysis_poll_s", float(self.analysis_poll_s))
+        except (TypeError, ValueError):
+            raise ConfigError(f"analysis_poll_s: {self.analysis_poll_s!r} is not a number of seconds") from None
+        if not self.analysis_poll_s > 0:
+            raise ConfigError(f"analysis_poll_s: must be above 0, got {self.analysis_poll_s}")
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"prefix: {self.prefix!r} must be a relative key prefix")
 

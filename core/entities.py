@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Mapping
 
@@ -38,12 +39,14 @@ class TrainingJob:
 
     @property
     def duration_s(self) -> float | None:
-        """Seconds from start to end (or to now while it runs); None before it starts."""
-        import time
+        return running_time(self.started_at, self.ended_at)
 
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
+
+def running_time(started_at: float | None, ended_at: float | None) -> float | None:
+    """Seconds from start to end (or to now while it runs); None before it starts."""
+    if started_at is None:
+        return None
+    return (ended_at or time.time()) - started_at
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Sidecar processes on this machine for training jobs that run elsewhere: at most one per job and kind.
 
 A SageMaker job's Debugger trial and profiler output land in S3, and the console's own
-analysers (``entrypoints/*_sidecar.py``, run with the job environment's interpreter) follow
+analysers (``python -m analysers.<kind>_sidecar``, run with the job environment's interpreter) follow
 the job from here. Each runs detached from the app (its own session, so it outlives an app
 restart) in ``<workspace>/<folder>/<job>``, which holds its pid file and its log. The pid file
 records the process's start time too, so a pid reused by another process is not mistaken for
@@ -13,13 +13,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import subprocess
-import threading
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from core.config import REPO_ROOT, Settings
 from core.errors import BackendError
+from core.processes import start_detached, start_time
 
 PID_FILE = "sidecar.pid"
 LOG_FILE = "sidecar.log"
@@ -63,7 +62,7 @@ class SidecarProcesses:
         """Whether the process the job's pid file names still runs (the same process: pid and start time)."""
         try:
             pid, started = (self.folder(job_name) / PID_FILE).read_text().split()
-            return _start_time(int(pid)) == started
+            return start_time(int(pid)) == started
         except (OSError, ValueError):
             return False
 
@@ -76,26 +75,23 @@ class SidecarProcesses:
             BackendError: the process could not be started.
         """
         folder = self.folder(job_name)
-        what = f"{Path(arguments[0]).name} for {job_name}"
+        program = arguments[1] if arguments[0] == "-m" else Path(arguments[0]).name
+        what = f"{program} for {job_name}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            with open(folder / LOG_FILE, "ab") as log:
-                process = subprocess.Popen(
-                    [str(self.settings.job_python), *arguments], cwd=folder, env=self.environment(),
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                )
+            pid = start_detached([str(self.settings.job_python), *arguments], log=folder / LOG_FILE, cwd=folder,
+                                 env=self.environment())
         except OSError as exc:
             raise BackendError(f"could not start {what}: {exc}") from None
-        threading.Thread(target=process.wait, name=f"reap-{process.pid}", daemon=True).start()
         try:
-            started = _start_time(process.pid)
+            started = start_time(pid)
         except OSError:  # a zombie, or reaped already
             raise BackendError(f"{what} exited at once: see {folder / LOG_FILE}") from None
         try:
-            (folder / PID_FILE).write_text(f"{process.pid} {started}")
+            (folder / PID_FILE).write_text(f"{pid} {started}")
         except OSError as exc:
             raise BackendError(f"could not record {what}: {exc}") from None
-        return process.pid
+        return pid
 
     def log_tail(self, job_name: str, max_lines: int = 50) -> list[str]:
         """The last lines of the job's sidecar log ([] before it ever ran)."""
@@ -106,7 +102,7 @@ class SidecarProcesses:
 
     def environment(self) -> dict[str, str]:
         """The app's environment without the job variables, with the backend's AWS profile and region,
-        and the repository on the path (the sidecars use ``core``)."""
+        and the repository on the path (the analysers are a package there and use ``core``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
         if self.settings.aws_profile:
             env["AWS_PROFILE"] = self.settings.aws_profile
@@ -114,15 +110,3 @@ class SidecarProcesses:
             env["AWS_DEFAULT_REGION"] = self.settings.region
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
         return env
-
-
-def _start_time(pid: int) -> str:
-    """The process's start time in clock ticks since boot (``/proc/PID/stat`` field 22).
-
-    Raises:
-        OSError: no such process, or it has exited (a zombie counts as gone).
-    """
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
-    if fields[0] in ("Z", "X"):
-        raise ProcessLookupError(pid)
-    return fields[19]

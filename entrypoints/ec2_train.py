@@ -47,10 +47,12 @@ from pathlib import Path
 from typing import Any, Sequence
 from urllib.parse import unquote, urlparse
 
-import debugging
+import debug_config
+import debug_hook
 import profiling
 import shutdown
 import train
+from hyperparameters import parse_bool
 from checkpoints import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, remove_stale_temps
 from imagedata import DataError
 from imagemodels import WeightsError
@@ -261,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--metadata-url", default=os.environ.get("SMC_METADATA_URL", DEFAULT_METADATA_URL),
         help="instance metadata service (IMDSv2); the local simulator serves one on 127.0.0.1")
     add("--notice-poll-s", type=float, default=POLL_INTERVAL_S, help="seconds between notice polls (AWS: 5)")
-    add("--watch-notice", type=train.parse_bool, default=True,
+    add("--watch-notice", type=parse_bool, default=True,
         help="checkpoint and stop on an interruption notice (false: rely on per-epoch checkpoints)")
     add("--instance-id", default=os.environ.get("SMC_INSTANCE_ID", ""), help="for the event log; unset: from IMDS")
     return parser
@@ -328,7 +330,7 @@ def run(args: argparse.Namespace, stop: train.StopRequest, *, events: EventLog,
         checkpoints: Location | None) -> int:
     """``train.run`` with checkpoints mirrored, positions logged and progress recorded."""
     job = train.prepare(args)
-    debugging.attach(job.model, job.criterion, args)
+    debug_hook.attach(job.model, job.criterion, args)
     profiling.attach(job.model, job.optimizer, job.device)
     remove_stale_temps(job.checkpoint_path.parent)
     if not job.checkpoint_path.is_file() and checkpoints is not None:
@@ -378,13 +380,33 @@ def run(args: argparse.Namespace, stop: train.StopRequest, *, events: EventLog,
 
 def save_checkpoint(job: train.Job, state: train.RunState, events: EventLog, checkpoints: Location | None, *,
                     reason: str) -> None:
-    """Writes the checkpoint atomically, mirrors it, and records where training stands."""
+    """Records where training stands, then writes the checkpoint atomically and mirrors it.
+
+    The record is on disk (fsynced) before the checkpoint file changes, and names the files the
+    new checkpoint replaces (``replaces``: the local one; ``mirror_replaces``: the mirror, when it
+    is a folder) by :func:`file_identity`. So whenever a SIGKILL comes, a reader of the event
+    file knows the position of every checkpoint on disk: the last save landed unless the file is
+    still the one its record says it replaces (a log line can be lost to the kill).
+    """
     step = state.epoch * job.steps_per_epoch + state.meter.batches
+    replaced = {"replaces": file_identity(job.checkpoint_path)}
+    if checkpoints is not None and not checkpoints.is_s3:
+        replaced["mirror_replaces"] = file_identity(checkpoints.path / CHECKPOINT_FILE)
+    events.add("checkpoint", epoch=state.epoch, batch=state.meter.batches, step=step, reason=reason, **replaced)
     atomic_torch_save(train.make_checkpoint(job, state), job.checkpoint_path)
     if checkpoints is not None:
         checkpoints.put(job.checkpoint_path, CHECKPOINT_FILE)
     LOG.info("spot: checkpoint epoch=%d batch=%d step=%d reason=%s", state.epoch, state.meter.batches, step, reason)
-    events.add("checkpoint", epoch=state.epoch, batch=state.meter.batches, step=step, reason=reason)
+
+
+def file_identity(path: Path) -> str | None:
+    """``inode:mtime_ns`` of a file, None when there is none: a file written and renamed into place
+    while the old one existed always has another identity."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{stat.st_ino}:{stat.st_mtime_ns}"
 
 
 def pack_model(model_dir: Path, archive: Path) -> Path:
@@ -412,9 +434,9 @@ def publish(args: argparse.Namespace, output_dir: Path, output: Location | None,
     for name in (train.METRICS_FILE, EVENTS_FILE):
         if (data_dir / name).is_file():
             output.put(data_dir / name, f"data/{name}")
-    for sub in (debugging.OUT_DIR_NAME, profiling.PROFILER_DIR_NAME):
-        folder = Path(debugging.resolve_out_dir(getattr(args, "debug_out_dir", None))) \
-            if sub == debugging.OUT_DIR_NAME else Path(args.profiler_dir or data_dir / sub)
+    for sub in (debug_config.OUT_DIR_NAME, profiling.PROFILER_DIR_NAME):
+        folder = Path(debug_config.resolve_out_dir(getattr(args, "debug_out_dir", None))) \
+            if sub == debug_config.OUT_DIR_NAME else Path(args.profiler_dir or data_dir / sub)
         if folder.is_dir():
             output.put_tree(folder, sub)
     LOG.info("spot: model uploaded to %s", output.child_uri(MODEL_ARCHIVE))

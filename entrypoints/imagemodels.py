@@ -14,7 +14,10 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
-ARCHS: tuple[str, ...] = ("efficientnet_lite0", "resnet18", "resnet50")
+HEADS: Mapping[str, str] = {"efficientnet_lite0": "_fc", "resnet18": "fc", "resnet50": "fc"}
+"""The models this module builds, each with the attribute that holds its classifier: the names are
+``hyperparameters.MODELS`` (the training script's choices; a test checks both agree). The serving image
+carries this module without the training script's hyperparameters."""
 ARTIFACT_KEYS: frozenset[str] = frozenset(
     {"arch", "num_classes", "class_names", "image_size", "mean", "std", "state_dict"}
 )
@@ -30,7 +33,7 @@ class WeightsError(RuntimeError):
 
 def classifier(model: nn.Module, arch: str) -> nn.Linear:
     """The final linear layer (the only part trained with ``--freeze-backbone``)."""
-    layer = model._fc if arch == "efficientnet_lite0" else model.fc
+    layer = getattr(model, HEADS[arch])
     assert isinstance(layer, nn.Linear)
     return layer
 
@@ -83,7 +86,7 @@ def build_model(
     """A classifier with a fresh ``num_classes`` head, on an ImageNet backbone if ``pretrained``.
 
     Args:
-        arch: one of ``ARCHS``.
+        arch: one of ``HEADS``.
         num_classes: size of the new head.
         image_size: input side in pixels (EfficientNet pads its convolutions for it).
         pretrained: load ImageNet backbone weights (never downloaded).
@@ -93,8 +96,8 @@ def build_model(
         ValueError: unknown ``arch``.
         WeightsError: ``pretrained`` and no weights file, or a file that does not fit.
     """
-    if arch not in ARCHS:
-        raise ValueError(f"arch: {arch!r} is not one of {', '.join(ARCHS)}")
+    if arch not in HEADS:
+        raise ValueError(f"arch: {arch!r} is not one of {', '.join(HEADS)}")
     if arch == "efficientnet_lite0":
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -104,12 +107,10 @@ def build_model(
             image_size=image_size,
             batch_norm_momentum=EFFICIENTNET_BN_MOMENTUM,
         )
-        head_prefix = "_fc."
     else:
         import torchvision
 
         model = getattr(torchvision.models, arch)(weights=None, num_classes=num_classes)
-        head_prefix = "fc."
     if pretrained:
         path = weights_path or default_weights_path(arch)
         if path is None:
@@ -119,7 +120,7 @@ def build_model(
             )
         if not path.is_file():
             raise WeightsError(f"weights file {path} for {arch} does not exist")
-        _load_backbone_weights(model, path, head_prefix)
+        _load_backbone_weights(model, path, f"{HEADS[arch]}.")
     return model
 
 

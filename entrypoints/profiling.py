@@ -39,13 +39,14 @@ from typing import Any, Iterable, Iterator, TypeVar
 
 import psutil
 import torch
-from debugging import JOB_NAME_PLACEHOLDER
+from debug_config import JOB_NAME_PLACEHOLDER
+from hyperparameters import parse_bool
 from s3_sync import FolderUploader, split_s3_uri
 from system_monitor import GpuReader, MinuteFiles, SystemMonitor, node_id
 
 LOG = logging.getLogger("train.profiling")
 PROFILER_DIR_NAME = "profiler-output"
-UPLOADING_NODE = "algo-1"  # one analysis per job reads one node (see profiler_sidecar.py)
+UPLOADING_NODE = "algo-1"  # one analysis per job reads one node (see analysers/profiler_sidecar.py)
 INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 PHASE_LABELS = ("dataloader", "forward", "backward", "optimizer")
 T = TypeVar("T")
@@ -71,15 +72,6 @@ def parse_window(value: str) -> tuple[int, int] | None:
     return int(match.group(1)), int(match.group(2))
 
 
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
-
-
 def _interval(value: str) -> int:
     number = int(value)
     if number not in INTERVALS_MS:
@@ -103,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The profiler's hyperparameters: --profile, --profile-interval-ms, --profile-window, --profiler-dir,
     --profile-out-dir."""
     add = parser.add_argument
-    add("--profile", type=_bool, default=True, help="record system metrics, step phases and a torch.profiler window")
+    add("--profile", type=parse_bool, default=True,
+        help="record system metrics, step phases and a torch.profiler window")
     add("--profile-interval-ms", type=_interval, default=500, help="system-metrics sampling interval (SageMaker's)")
     add("--profile-window", type=parse_window, default=(5, 3), metavar="START:STEPS",
         help="torch.profiler window: first step (0-based) and number of steps; off to skip")

@@ -38,7 +38,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, Sequence
 
-import debugging
+import debug_config
+import debug_hook
+import hyperparameters
 import numpy as np
 import profiling
 import shutdown
@@ -53,7 +55,6 @@ from checkpoints import (
     restore_rng,
 )
 from imagedata import (
-    AUGMENTATIONS,
     IMAGENET_MEAN,
     IMAGENET_STD,
     DataError,
@@ -62,10 +63,10 @@ from imagedata import (
     load_splits,
     make_loader,
 )
-from imagemodels import ARCHS, WeightsError, build_model, freeze_backbone, make_artifact
+from imagemodels import WeightsError, build_model, freeze_backbone, make_artifact
 from torch import nn
 from torch.utils.data import DataLoader
-from unreadable import DEFAULT_MAX_FRACTION, UnreadableImages, summary
+from unreadable import UnreadableImages, summary
 
 LOG = logging.getLogger("train")
 MODEL_FILE = "model.pth"
@@ -137,71 +138,20 @@ class Job:
 # --- command line -------------------------------------------------------------------------
 
 
-def parse_bool(value: str) -> bool:
-    """Parse a boolean hyperparameter as SageMaker passes it: true/false, 1/0, yes/no, any case."""
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
-
-
-def _int_at_least(minimum: int) -> Any:
-    def parse(value: str) -> int:
-        number = int(value)
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
-        return number
-
-    parse.__name__ = "int"
-    return parse
-
-
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0.0 <= number <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value}")
-    return number
-
-
 def _env_path(name: str, fallback: str | None) -> Path | None:
     value = os.environ.get(name) or fallback
     return Path(value) if value else None
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line: every hyperparameter with a default; paths default to ``SM_*``."""
+    """The command line: the declared hyperparameters (``hyperparameters.py``), then the job's
+    folders, which default to ``SM_*``."""
     parser = argparse.ArgumentParser(
         description="Fine-tune an image classifier on an ImageFolder channel.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    hyperparameters.add_arguments(parser)
     add = parser.add_argument
-    add("--model", choices=ARCHS, default="efficientnet_lite0", help="architecture")
-    add("--epochs", type=_int_at_least(1), default=2, help="number of epochs")
-    add("--batch-size", type=_int_at_least(1), default=32, help="images per training step")
-    add("--lr", type=float, default=2e-3, help="peak learning rate, cosine-decayed per step")
-    add("--weight-decay", type=float, default=1e-4, help="weight decay")
-    add("--optimizer", choices=("adamw", "sgd"), default="adamw", help="sgd: Nesterov, 0.9")
-    add("--image-size", type=_int_at_least(8), default=64, help="side of the square input")
-    add("--seed", type=int, default=42, help="seeds python, numpy, torch and the data order")
-    add("--num-workers", type=_int_at_least(0), default=2, help="DataLoader worker processes")
-    add(
-        "--augment",
-        choices=AUGMENTATIONS,
-        default="light",
-        help="light: small affine, no flips; heavy: crops, flips, colour, erasing",
-    )
-    add("--pretrained", type=parse_bool, default=True, help="start from ImageNet weights")
-    add("--weights-path", type=Path, default=None, help="weights file; unset: the packaged or hub-cached one")
-    add("--freeze-backbone", type=parse_bool, default=False, help="train only the classifier")
-    add("--max-steps-per-epoch", type=_int_at_least(0), default=0, help="step cap; 0 = all")
-    add(
-        "--max-bad-fraction",
-        type=_fraction,
-        default=DEFAULT_MAX_FRACTION,
-        help="unreadable image files are skipped; fail when more than this share of a split is unreadable",
-    )
     add(
         "--data-dir",
         type=Path,
@@ -223,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # SageMaker tuning jobs add the objective to every trial's hyperparameters.
     add("--_tuning_objective_metric", default=None, help="set by SageMaker tuning; ignored")
-    debugging.add_arguments(parser)
+    debug_config.add_arguments(parser)
     profiling.add_arguments(parser)
     return parser
 
@@ -244,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 return run(args, stop)
             finally:
-                debugging.close()
+                debug_hook.close()
     except (DataError, WeightsError, CheckpointError) as exc:
         reason = str(exc)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happened, the job's last line says so
@@ -282,7 +232,7 @@ def one_line(message: str) -> str:
 def run(args: argparse.Namespace, stop: StopRequest) -> int:
     """Prepare, resume if a checkpoint exists, run the epochs, then save and test the model."""
     job = prepare(args)
-    debugging.attach(job.model, job.criterion, args)
+    debug_hook.attach(job.model, job.criterion, args)
     profiling.attach(job.model, job.optimizer, job.device)
     state = RunState()
     remove_stale_temps(job.checkpoint_path.parent)
@@ -572,7 +522,7 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
     if job.splits.test is None:
         LOG.info("no test/ split: skipping test evaluation")
     else:
-        debugging.start_test()
+        debug_hook.start_test()
         test = evaluate(
             job.model,
             _eval_loader(job, job.splits.test),

@@ -3,7 +3,8 @@
 - Only ``core/backend.py`` knows which backend is in use: nowhere else compares a backend kind,
   probes an implementation with ``isinstance`` or ``hasattr``, or keeps an ``is_local`` flag.
 - ``core`` never imports streamlit; pages never import boto3, sqlite3, subprocess or smdebug.
-- ``lambda/`` imports nothing from ``core``.
+- ``entrypoints/`` (shipped to SageMaker as the job's code) and ``lambda/`` (shipped to AWS Lambda)
+  import nothing from ``core``.
 - Page scripts hold no bare string below their docstring: Streamlit's magic would show it on the page.
 """
 
@@ -15,7 +16,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-APP_CODE = sorted([REPO / "streamlit_app.py", *(REPO / "app_pages").rglob("*.py"), *(REPO / "core").rglob("*.py")])
+APP_CODE = sorted([REPO / "streamlit_app.py", REPO / "server.py",
+                   *(path for folder in ("app_pages", "core", "analysers") for path in (REPO / folder).rglob("*.py"))])
 KNOWS_THE_BACKEND = REPO / "core" / "backend.py"
 IMPLEMENTATION_PREFIXES = ("Local", "SageMaker", "Aws", "Ec2", "S3")
 BACKEND_NAMES = {"aws", "local"}
@@ -80,11 +82,13 @@ def test_the_backend_check_finds_what_it_is_for() -> None:
 @pytest.mark.parametrize(("folder", "forbidden"), [
     ("core", {"streamlit"}),
     ("app_pages", {"boto3", "botocore", "sqlite3", "subprocess", "smdebug"}),
+    ("entrypoints", {"core"}),
     ("lambda", {"core"}),
 ])
 def test_imports_stay_within_their_layer(folder: str, forbidden: set[str]) -> None:
-    offenders = {str(path.relative_to(REPO)): sorted(_imports(_tree(path)) & forbidden)
-                 for path in sorted((REPO / folder).rglob("*.py"))}
+    paths = sorted((REPO / folder).rglob("*.py"))
+    assert paths, f"no Python file under {folder}/"
+    offenders = {str(path.relative_to(REPO)): sorted(_imports(_tree(path)) & forbidden) for path in paths}
     offenders = {path: names for path, names in offenders.items() if names}
     assert not offenders, f"imports across a boundary: {offenders}"
 

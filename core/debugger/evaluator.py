@@ -2,19 +2,19 @@
 
 SageMaker Debugger's rule jobs are closed to new AWS customers (2026-07-30), so the console
 evaluates the rules itself: the sidecar that runs beside every local job
-(``entrypoints/debug_sidecar.py``, job environment) runs here for a SageMaker job. Each poll it
-copies what is new under the trial's S3 prefix (``debug-out-dir``, set by the SageMaker runner)
-into its folder, reads that copy with smdebug and asks SageMaker whether the job still runs;
-once the job has ended and its trial is read it concludes (or records that the job wrote no
-trial) and exits. Results land in the job store like a local job's, so the Debugger page reads
-them the same way.
+(``analysers/debug_sidecar.py``, job environment) runs here for a SageMaker job. Each poll
+(every ``Settings.analysis_poll_s``) it copies what is new under the trial's S3 prefix
+(``debug-out-dir``, set by the SageMaker runner) into its folder, reads that copy with smdebug
+and asks SageMaker whether the job still runs; once the job has ended and its trial is read it
+concludes (or records that the job wrote no trial) and exits. Results land in the job store
+like a local job's, so the Debugger page reads them the same way.
 """
 
 from __future__ import annotations
 
 import json
 
-from core.config import ENTRYPOINTS_DIR, Settings
+from core.config import Settings
 from core.debugger.entities import TrialState
 from core.debugger.launch import JOB_NAME_PLACEHOLDER
 from core.debugger.store import DebugStore
@@ -22,10 +22,8 @@ from core.entities import TrainingJob
 from core.errors import BackendError
 from core.sidecars import SidecarProcesses
 
-SIDECAR = ENTRYPOINTS_DIR / "debug_sidecar.py"
+SIDECAR = "analysers.debug_sidecar"
 EVALUATORS_FOLDER = "debug-evaluators"
-POLL_SECONDS = 15.0
-"""Between S3 listings and DescribeTrainingJob calls: gentle on the APIs."""
 _CONCLUDED = (TrialState.COMPLETE, TrialState.MISSING, TrialState.DISABLED, TrialState.FAILED)
 
 
@@ -45,14 +43,14 @@ class SageMakerRuleEvaluators:
     """Starts at most one evaluator process per SageMaker job; each outlives the app.
 
     Args:
-        settings: the aws backend's settings (workspace, job interpreter, profile and region).
+        settings: the aws backend's settings (workspace, job interpreter, profile and region, and
+            ``analysis_poll_s``: between the evaluator's polls, an S3 listing and a DescribeTrainingJob each).
         store: where the evaluator writes series, rule results and notifications.
-        poll_seconds: between the evaluator's polls (an S3 listing and a DescribeTrainingJob each).
     """
 
-    def __init__(self, settings: Settings, store: DebugStore, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, settings: Settings, store: DebugStore) -> None:
         self.store = store
-        self.poll_seconds = poll_seconds
+        self.poll_s = settings.analysis_poll_s
         self.processes = SidecarProcesses(settings, EVALUATORS_FOLDER)
 
     def ensure_running(self, job: TrainingJob) -> str:
@@ -84,8 +82,8 @@ class SageMakerRuleEvaluators:
             except OSError as exc:
                 raise BackendError(f"could not prepare the rule evaluator of {job.name}: {exc}") from None
             self.processes.start(job.name, [
-                str(SIDECAR), "--job-dir", str(folder), "--database", str(self.store.jobs.path),
-                "--job-name", job.name, "--trial", uri, "--sagemaker-job", "--poll-seconds", str(self.poll_seconds),
+                "-m", SIDECAR, "--job-dir", str(folder), "--database", str(self.store.jobs.path),
+                "--job-name", job.name, "--trial", uri, "--sagemaker-job", "--poll-s", str(self.poll_s),
             ])
         return "started"
 

@@ -1,25 +1,27 @@
 """The Debugger's choices at launch, turned into the training script's ``--debug-*`` hyperparameters.
 
-The rule names, the default set and the rule parser belong to ``entrypoints/debugging.py``
-(the training script and the rule evaluator use them); the app loads that same file, so a
-choice the form accepts is one the job accepts.
+The rule names, the default set and the rule parser belong to ``entrypoints/debug_config.py``
+(the training script and the rule evaluator use them, and it imports only the standard
+library); the app imports that same module, so a choice the form accepts is one the job accepts.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from core.entrypoint_modules import load_entrypoint_module
 from core.errors import InvalidInputError
+from entrypoints.debug_config import (
+    ACTIVATION_RULES,
+    DEFAULT_RULES,
+    DEFAULT_SAVE_INTERVAL,
+    JOB_NAME_PLACEHOLDER,
+    RULE_NAMES,
+    DebugConfigError,
+    parse_rules,
+)
 
-_debugging = load_entrypoint_module("debugging")
-
-RULE_NAMES: tuple[str, ...] = _debugging.RULE_NAMES
-DEFAULT_RULES: tuple[str, ...] = _debugging.DEFAULT_RULES
-ACTIVATION_RULES: tuple[str, ...] = _debugging.ACTIVATION_RULES
-DEFAULT_SAVE_INTERVAL: int = _debugging.DEFAULT_SAVE_INTERVAL
-JOB_NAME_PLACEHOLDER: str = _debugging.JOB_NAME_PLACEHOLDER
-"""Stands for the training job's name in ``debug-out-dir`` (one template serves every tuning trial)."""
+__all__ = ["ACTIVATION_RULES", "DEFAULT_RULES", "DEFAULT_SAVE_INTERVAL", "JOB_NAME_PLACEHOLDER", "RULE_NAMES",
+           "debug_hyperparameters"]
 
 
 def debug_hyperparameters(
@@ -58,8 +60,8 @@ def debug_hyperparameters(
         raise InvalidInputError(f"{', '.join(needing)} read activations: turn on 'Save activations' or drop them")
     text = ",".join(f"{name}:stop" if name in stop_on else name for name in rules)
     try:
-        _debugging.parse_rules(text)
-    except _debugging.DebugConfigError as exc:
+        parse_rules(text)
+    except DebugConfigError as exc:
         raise InvalidInputError(f"Debugger rules: {exc}") from None
     return {"debug": "true", "debug-rules": text, "debug-save-interval": int(save_interval),
             "debug-activations": "true" if activations else "false"}

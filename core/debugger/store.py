@@ -1,6 +1,6 @@
 """Debugger data in the console database: tensor series, rule results, notifications.
 
-The rule evaluator (a job-side process, ``entrypoints/debug_sidecar.py``) writes these
+The rule evaluator (a process beside the job, ``analysers/debug_sidecar.py``) writes these
 tables; the console only reads them, so a page never opens smdebug files. Standard library
 only: the evaluator imports this module from the job environment.
 """

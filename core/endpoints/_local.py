@@ -2,10 +2,10 @@
 
 Each endpoint has a folder ``<workspace>/endpoints/<name>`` (server log, unpacked model) and
 one server process on ``127.0.0.1:<port>`` started with the job environment's interpreter.
-The process belongs to no app process (a detaching launcher re-parents it and gives it its
-own session), so it survives app restarts. Status is reconciled on every read: Creating
-becomes InService when ``GET /ping`` answers 200, and Failed when the process is gone, with
-the server's last error line as the reason.
+The process runs in its own session (``core.processes.start_detached``), so it survives app
+restarts. Status is reconciled on every read: Creating becomes InService when ``GET /ping``
+answers 200, and Failed when the process is gone, with the server's last error line as the
+reason.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,8 +27,9 @@ from core.endpoints._store import EndpointStore
 from core.endpoints.entities import Endpoint, EndpointStatus, InvocationResult, ServingConfig
 from core.endpoints.invoke import error_message
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
+from core.job_environment import require_ready
 from core.jobstore import JobStore
-from core.training._local import is_process_alive
+from core.processes import is_process_alive, start_detached, stop_process
 
 HOST = "127.0.0.1"
 SERVE_SCRIPT = ENTRYPOINTS_DIR / "serve.py"
@@ -47,26 +45,6 @@ IAM_FOLDER = "iam"
 authorise Runtime requests signed with a local role's keys (``entrypoints/local_iam.py``)."""
 INVOKE_TIMEOUT_S = 70.0
 """SageMaker's advice for clients: the model has 60 s, the socket a little more."""
-
-# Forks the server off a short-lived launcher: the server is nobody's child in the app,
-# runs in its own session, and its pid comes back on stdout.
-_DETACH = """
-import os, sys
-log, argv = sys.argv[1], sys.argv[2:]
-pid = os.fork()
-if pid == 0:
-    try:
-        os.setsid()
-        out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.execv(argv[0], argv)
-    except OSError as exc:
-        os.write(2, f"ERROR: cannot start {argv[0]}: {exc}\\n".encode())
-    os._exit(127)
-print(pid)
-"""
 
 
 class LocalEndpointManager(EndpointManager):
@@ -100,8 +78,7 @@ class LocalEndpointManager(EndpointManager):
             raise InvalidInputError(
                 f"instance_count: the local backend runs one server per endpoint, not {instance_count}")
         model_path = local_model_path(model_uri)
-        if not self.job_python.exists():
-            raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
+        require_ready(self.job_python)
         endpoint_dir = self.root / name
         port = free_port()
         endpoint = Endpoint(
@@ -132,17 +109,11 @@ class LocalEndpointManager(EndpointManager):
             "--workers", str(serving.workers), "--scratch-dir", str(endpoint_dir),
             "--iam-dir", str(self.iam_dir), "--account", LOCAL_ACCOUNT_ID,
         ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
         try:
-            launcher = subprocess.run(
-                [sys.executable, "-c", _DETACH, str(endpoint_dir / LOG_FILE), *argv], cwd=ENTRYPOINTS_DIR, env=env,
-                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30,
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
+            return start_detached(argv, log=endpoint_dir / LOG_FILE, cwd=ENTRYPOINTS_DIR,
+                                  env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        except OSError as exc:
             raise BackendError(f"could not start the endpoint server: {exc}") from None
-        if launcher.returncode != 0 or not launcher.stdout.strip().isdigit():
-            raise BackendError(f"could not start the endpoint server: {launcher.stderr.strip()[-500:]}")
-        return int(launcher.stdout)
 
     def runtime_client_code(self, endpoint: Endpoint) -> str:
         return (f'runtime = boto3.client(\n    "sagemaker-runtime", region_name="us-east-1", '
@@ -246,20 +217,8 @@ class LocalEndpointManager(EndpointManager):
 
     def _stop_server(self, runtime: dict[str, object]) -> None:
         """SIGTERM, then SIGKILL after STOP_GRACE_S. Raises BackendError if it survives."""
-        pid, marker = runtime["pid"], str(runtime["endpoint_dir"])
-        if not isinstance(pid, int):
-            return
-        for sig, grace in ((signal.SIGTERM, STOP_GRACE_S), (signal.SIGKILL, 5.0)):
-            if not is_process_alive(pid, marker):
-                return
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                return
-            deadline = time.monotonic() + grace
-            while time.monotonic() < deadline and is_process_alive(pid, marker):
-                time.sleep(0.05)
-        if is_process_alive(pid, marker):
+        pid = runtime["pid"]
+        if isinstance(pid, int) and not stop_process(pid, str(runtime["endpoint_dir"]), grace_s=STOP_GRACE_S):
             raise BackendError(f"the endpoint server (pid {pid}) did not stop")
 
     @staticmethod

@@ -31,6 +31,7 @@ from typing import Any, Iterator
 from core.endpoints import EndpointManager, EndpointStatus
 from core.endpoints._local import IAM_FOLDER, LOCAL_ACCOUNT_ID
 from core.errors import BackendError, InvalidInputError, NotFoundError
+from core.job_environment import require_ready
 from core.lambdas._base import FunctionManager, invocation_from_result
 from core.lambdas._local_iam import LocalIam
 from core.lambdas.bundle import LAMBDA_DIR, build_package
@@ -152,6 +153,7 @@ class LocalFunctionManager(FunctionManager):
     # --- invoke ------------------------------------------------------------------------
 
     def _invoke(self, function: FunctionInfo, payload: bytes) -> FunctionInvocation:
+        require_ready(self.job_python)
         endpoint_url = self._endpoint_url(function.spec.endpoint_name)
         folder = self.root / function.name
         started = time.perf_counter()

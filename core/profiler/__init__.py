@@ -1,6 +1,6 @@
 """The profiler: pre-aggregated system metrics, step statistics, operators and rule findings of a job.
 
-Job-side, ``entrypoints/profiler_sidecar.py`` reads what the training script recorded and
+Job-side, ``analysers/profiler_sidecar.py`` reads what the training script recorded and
 stores documents through :class:`ProfilerStore`; the app reads them with :func:`load_profile`.
 Nothing here imports smdebug or torch (the rules and aggregations are numpy), and plotly
 figures live in :mod:`core.profiler.charts`, which only the app imports.

@@ -2,25 +2,23 @@
 
 The training script uploads its profiler output to ``profile-out-dir`` (an ``s3://`` location
 the SageMaker runner sets) as it trains. The sidecar that analyses every local job
-(``entrypoints/profiler_sidecar.py``, job environment) runs here for a SageMaker job: each poll
-it copies what is new under that prefix into its folder, analyses it, and asks SageMaker
-whether the job still runs; once the job has ended and its data are read it concludes (or
-records that the job wrote nothing there) and exits. Results land in the job store like a
+(``analysers/profiler_sidecar.py``, job environment) runs here for a SageMaker job: each poll
+(every ``Settings.analysis_poll_s``) it copies what is new under that prefix into its folder,
+analyses it, and asks SageMaker whether the job still runs; once the job has ended and its
+data are read it concludes (or records that the job wrote nothing there) and exits. Results land in the job store like a
 local job's, so the Profiler page reads them the same way.
 """
 
 from __future__ import annotations
 
-from core.config import ENTRYPOINTS_DIR, Settings
+from core.config import Settings
 from core.debugger.launch import JOB_NAME_PLACEHOLDER
 from core.entities import TrainingJob
 from core.profiler._store import ProfilerStore
 from core.sidecars import SidecarProcesses
 
-SIDECAR = ENTRYPOINTS_DIR / "profiler_sidecar.py"
+SIDECAR = "analysers.profiler_sidecar"
 ANALYSERS_FOLDER = "profiler-analysers"
-POLL_SECONDS = 15.0
-"""Between S3 listings and DescribeTrainingJob calls: gentle on the APIs."""
 _CONCLUDED = ("complete", "failed")
 
 
@@ -40,14 +38,14 @@ class SageMakerProfilerAnalysers:
     """Starts at most one profiler analysis process per SageMaker job; each outlives the app.
 
     Args:
-        settings: the aws backend's settings (workspace, job interpreter, profile and region).
+        settings: the aws backend's settings (workspace, job interpreter, profile and region, and
+            ``analysis_poll_s``: between the analysis's passes, an S3 listing and a DescribeTrainingJob each).
         store: where the analysis writes its documents (and where its state is read).
-        poll_seconds: between the analysis's passes.
     """
 
-    def __init__(self, settings: Settings, store: ProfilerStore, *, poll_seconds: float = POLL_SECONDS) -> None:
+    def __init__(self, settings: Settings, store: ProfilerStore) -> None:
         self.store = store
-        self.poll_seconds = poll_seconds
+        self.poll_s = settings.analysis_poll_s
         self.processes = SidecarProcesses(settings, ANALYSERS_FOLDER)
 
     def ensure_running(self, job: TrainingJob) -> str:
@@ -72,8 +70,8 @@ class SageMakerProfilerAnalysers:
                 return "concluded"
             folder = self.processes.folder(job.name)
             self.processes.start(job.name, [
-                str(SIDECAR), "--job-dir", str(folder), "--database", str(self.store.jobs.path),
-                "--job-name", job.name, "--profiler-path", uri, "--sagemaker-job", "--poll-s", str(self.poll_seconds),
+                "-m", SIDECAR, "--job-dir", str(folder), "--database", str(self.store.jobs.path),
+                "--job-name", job.name, "--profiler-path", uri, "--sagemaker-job", "--poll-s", str(self.poll_s),
             ])
         return "started"
 

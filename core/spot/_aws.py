@@ -24,7 +24,7 @@ from core.config import ENTRYPOINTS_DIR, Settings
 from core.errors import ConsoleError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
 from core.spot._base import SpotManager
-from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
+from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus, event_detail
 from core.spot.iam import RUN_TAG, instance_policy, trust_policy
 from core.spot.pricing import PricePoint, fetch_price_history
 from core.spot.store import SpotStore
@@ -320,9 +320,8 @@ class Ec2SpotManager(SpotManager):
             with contextlib.suppress(ValueError, KeyError):
                 record = json.loads(line)
                 if (round(record["time"], 3), record["kind"]) not in known:
-                    detail = {k: v for k, v in record.items() if k not in ("time", "kind", "instance")}
                     self.spot_store.add_event(SpotEvent(name, float(record["time"]), str(record["kind"]),
-                                                        str(record.get("instance", "")), detail))
+                                                        str(record.get("instance", "")), event_detail(record)))
 
     def list_runs(self, *, limit: int = 100) -> list[SpotRun]:
         return self.spot_store.list_runs(backend=self.backend_name, limit=limit)

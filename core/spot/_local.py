@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Sequence
 
-from core.config import ENTRYPOINTS_DIR, REPO_ROOT
+from core.config import ENTRYPOINTS_DIR
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
+from core.job_environment import require_ready
 from core.jobstore import JobStore
+from core.processes import is_process_alive, signal_process, start_supervisor
 from core.spot._base import SpotManager
 from core.spot._supervisor import RUNTIME_FILE
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
 from core.spot.store import SpotStore
-from core.training._local import is_process_alive
 from core.training.layout import JobLayout, create_job_folder
 from core.training.spec import TrainingJobSpec
 
@@ -37,19 +35,21 @@ class LocalSpotManager(SpotManager):
         runs_root: parent folder of the run folders (the local jobs folder: a completed run
             is listed as a training job with its folder).
         job_python: interpreter of the job environment.
-        sidecars: the training jobs' analysers (Debugger, Profiler); run once over a completed
-            run's data, so its Debugger and Profiler pages fill like a training job's.
+        sidecars: what runs once over a completed run's data, so its Debugger and Profiler pages
+            fill like a training job's: each as the job interpreter's arguments; None: the training
+            supervisor's ``ANALYSERS``, () none.
     """
 
     backend_name = "local"
     instance_types = ("local",)
     can_interrupt = True
 
-    def __init__(self, store: JobStore, runs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:
+    def __init__(self, store: JobStore, runs_root: Path, job_python: Path,
+                 sidecars: Sequence[Sequence[str]] | None = None) -> None:
         self.spot_store = SpotStore(store)
         self.runs_root = Path(runs_root)
         self.job_python = Path(job_python)
-        self.sidecars = [str(Path(s).resolve()) for s in sidecars]
+        self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
 
     def launch(self, spec: SpotRunSpec) -> SpotRun:
         if not spec.data_uri.startswith("file://"):
@@ -64,8 +64,7 @@ class LocalSpotManager(SpotManager):
             raise AlreadyExistsError(f"a spot run named {spec.name!r} exists already: choose another name")
         if run_dir.exists():
             raise InvalidInputError(f"the folder {run_dir} exists already: choose another name")
-        if not self.job_python.exists():
-            raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
+        require_ready(self.job_python)
         train_spec = TrainingJobSpec(name=spec.name, inputs={"training": spec.data_uri},
                                      hyperparameters=spec.hyperparameters_as_strings, entry_point=ENTRY_POINT,
                                      source_dir=ENTRYPOINTS_DIR, instance_type=spec.instance_type)
@@ -78,24 +77,13 @@ class LocalSpotManager(SpotManager):
                 {"database": str(self.spot_store.jobs.path), "job_python": str(self.job_python), "name": spec.name,
                  "sidecars": self.sidecars}))
             self.spot_store.update_run(spec.name, run_dir=str(layout.root))
-            self._start_supervisor(layout)
+            start_supervisor("core.spot._supervisor", str(layout.root), what="the spot simulator")
         except BaseException as exc:
             shutil.rmtree(run_dir, ignore_errors=True)
             self.spot_store.update_run(spec.name, status=SpotRunStatus.FAILED, ended_at=time.time(),
                                        failure_reason=f"could not start: {exc}", detail="Failed")
             raise
         return self.spot_store.get_run(spec.name)
-
-    @staticmethod
-    def _start_supervisor(layout: JobLayout) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        launcher = subprocess.run(
-            [sys.executable, "-m", "core.spot._supervisor", str(layout.root)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-        )
-        if launcher.returncode != 0:
-            raise BackendError(f"could not start the spot simulator: {launcher.stderr.strip()[-500:]}")
 
     def describe(self, name: str) -> SpotRun:
         self._reconcile(name)
@@ -130,9 +118,7 @@ class LocalSpotManager(SpotManager):
         if run.status.is_terminal:
             return run
         runtime = self.spot_store.runtime(name)
-        if is_process_alive(runtime["supervisor_pid"], str(runtime["run_dir"])):
-            os.kill(runtime["supervisor_pid"], signal.SIGTERM)
-        else:
+        if not signal_process(runtime["supervisor_pid"], str(runtime["run_dir"]), signal.SIGTERM):
             self._kill_instance(runtime)
             self.spot_store.update_run(name, status=SpotRunStatus.TERMINATED, ended_at=time.time(),
                                        detail="Terminated by the user")
@@ -166,5 +152,5 @@ class LocalSpotManager(SpotManager):
     @staticmethod
     def _kill_instance(runtime: dict[str, object]) -> None:
         pid = runtime.get("instance_pid")
-        if isinstance(pid, int) and is_process_alive(pid, str(runtime["run_dir"])):
-            os.killpg(pid, signal.SIGKILL)
+        if isinstance(pid, int):
+            signal_process(pid, str(runtime["run_dir"]), signal.SIGKILL, group=True)

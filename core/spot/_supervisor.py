@@ -16,13 +16,16 @@ progress) and resumes from its checkpoint; hibernation is simulated as a stop (t
 restarts; on EC2 memory would be restored). A one-time request terminates the instance and the
 run ends. The checkpoint is also mirrored to ``checkpoints/`` (the stand-in for S3), where a
 brand-new instance would restore it from.
+
+What an instance did (its start or resume, notices seen, checkpoints) is read from the event
+file ec2_train.py fsyncs before it goes on (:class:`InstanceRecords`), never from its log lines,
+which a SIGKILL can cut off between a checkpoint's save and its report.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,11 +35,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.detached import detach_and_run
 from core.jobstore import JobStore
-from core.spot.entities import SpotEvent, SpotRunSpec, SpotRunStatus
+from core.processes import detach_and_run, stop_process
+from core.spot.entities import SpotEvent, SpotRunSpec, SpotRunStatus, event_detail
 from core.spot.metadata import LocalMetadataServer
 from core.spot.store import SpotStore
+from core.training._supervisor import ANALYSERS, sidecar_command, sidecar_environment, sidecar_log_name
 from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
 from core.training.metrics import MetricScraper, final_metrics
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS
@@ -46,8 +50,11 @@ TICK_S = 0.2
 TERMINATE_GRACE_S = 30.0
 MAX_POLL_S = 5.0
 SIDECAR_TIMEOUT_S = 300.0
-SPOT_LINE = re.compile(r"^spot: (?P<kind>start|resumed|checkpoint|interruption notice)\b(?P<rest>.*)$")
-FIELD = re.compile(r"(\w+)=(\S+)")
+EVENTS_FILE = "spot-events.jsonl"
+"""ec2_train.py's event file, in ``SM_OUTPUT_DATA_DIR``: one fsynced JSON line per event."""
+CHECKPOINT_FILE = "checkpoint.pt"
+PUBLISHED = {"start": "start", "resume": "resume", "checkpoint": "checkpoint", "notice": "notice-seen"}
+"""The script's records shown as run events, and their kinds there."""
 
 
 def poll_interval(notice_s: float) -> float:
@@ -55,14 +62,70 @@ def poll_interval(notice_s: float) -> float:
     return min(MAX_POLL_S, notice_s / 4)
 
 
-class InstanceWatch:
-    """What one instance's log has said: its checkpoints and progress, read line by line."""
+def file_identity(path: Path) -> str | None:
+    """``inode:mtime_ns`` of a file, None when there is none (as ``ec2_train.file_identity``)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return f"{stat.st_ino}:{stat.st_mtime_ns}"
 
-    def __init__(self) -> None:
-        self.checkpoint_step = 0
-        self.checkpoint_at: float | None = None
-        self.steps_per_epoch = 1
-        self.lines: list[str] = []
+
+def has_landed(record: dict[str, Any], checkpoint: Path, key: str) -> bool:
+    """Whether the save a checkpoint record announced reached ``checkpoint``: the file is no longer
+    the one the record says it replaces (``key``; a record without it counts as landed)."""
+    return key not in record or record[key] != file_identity(checkpoint)
+
+
+class InstanceRecords:
+    """What ec2_train.py recorded durably in the run's event file, read as the file grows.
+
+    Every record is fsynced before the script goes on, so nothing in it races a SIGKILL: a
+    checkpoint record comes just before its save (see :func:`has_landed`), a start or resume
+    record says which checkpoint an instance began from.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.records: list[dict[str, Any]] = []
+        self._offset = 0
+
+    def read_new(self) -> list[dict[str, Any]]:
+        """The records appended since the last call (whole lines only)."""
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self._offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        new = []
+        for line in complete.decode(errors="replace").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                new.append(record)
+        self.records += new
+        return new
+
+    def checkpoint(self, checkpoint: Path, key: str) -> dict[str, Any] | None:
+        """The record of the checkpoint in ``checkpoint`` now: a checkpoint record, or the start or
+        resume record when none landed since (None before the first instance began).
+
+        Args:
+            checkpoint: the file the next instance resumes from.
+            key: the field naming the file a save replaces there (``replaces``, ``mirror_replaces``).
+        """
+        found: dict[str, Any] | None = None
+        relevant = [r for r in self.records if r.get("kind") in ("start", "resume", "checkpoint")]
+        for index, record in enumerate(relevant):
+            last = index == len(relevant) - 1
+            if record["kind"] != "checkpoint" or not last or has_landed(record, checkpoint, key):
+                found = record
+        return found
 
 
 class SpotSimulator:
@@ -74,13 +137,16 @@ class SpotSimulator:
         self.store = SpotStore(JobStore(Path(runtime["database"])))
         self.job_python = runtime["job_python"]
         self.name = runtime["name"]
-        self.sidecars: list[str] = runtime.get("sidecars", [])
+        named = runtime.get("sidecars")  # set by a manager that runs other sidecars, or none
+        self.sidecars: list[list[str]] = [list(s) for s in ANALYSERS] if named is None else named
         self.spec: SpotRunSpec = self.store.get_run(self.name).spec
         self.train_spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
         self.stop_requested = threading.Event()
         self.scraper = MetricScraper(DEFAULT_METRIC_DEFINITIONS)
         self.points: list[Any] = []
         self.instance_id = ""
+        self.records = InstanceRecords(self.layout.output_data_dir / EVENTS_FILE)
+        self.unpublished: list[dict[str, Any]] = []
 
     def event(self, kind: str, instance: str = "", **detail: Any) -> None:
         self.store.add_event(SpotEvent(run=self.name, time=time.time(), kind=kind, instance=instance, detail=detail))
@@ -140,21 +206,25 @@ class SpotSimulator:
         self.store.update_run(self.name, instance_pid=process.pid, status=SpotRunStatus.RUNNING,
                               detail=f"Training on {instance_id}", interrupt_requested_at=None)
         self.event("launch", instance_id, attempt=attempt, pid=process.pid)
-        watch = InstanceWatch()
-        pump = threading.Thread(target=self._pump, args=(process, watch, instance_id), daemon=True)
+        tail: list[str] = []
+        pump = threading.Thread(target=self._pump, args=(process, tail), daemon=True)
         pump.start()
         planned = self.spec.interrupt_after_s[attempt - 1] if attempt <= len(self.spec.interrupt_after_s) else None
         notice_at: float | None = None
         deadline = 0.0
         while True:
             code = process.poll()
+            self._publish(disk, instance_id)
             if code is not None and (notice_at is None or code == 0):
                 pump.join(timeout=10)
-                return self._ended(code, watch, instance_id)
+                self._publish(disk, instance_id, final=True)
+                return self._ended(code, tail, instance_id)
             now = time.time()
             if self.stop_requested.is_set():
-                self._terminate(process)
+                stop_process(process.pid, str(self.layout.root), grace_s=TERMINATE_GRACE_S, group=True)
+                process.wait()
                 pump.join(timeout=10)
+                self._publish(disk, instance_id, final=True)
                 self.event("terminated", instance_id)
                 self.finish(SpotRunStatus.TERMINATED, None, detail="Terminated by the user")
                 return "terminated"
@@ -173,65 +243,69 @@ class SpotSimulator:
                     os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
                 pump.join(timeout=10)
-                self._interrupted(disk, watch, instance_id, notice_at, alive)
+                self._publish(disk, instance_id, final=True)
+                self._interrupted(disk, instance_id, notice_at, alive)
                 return "interrupted"
             time.sleep(TICK_S)
 
-    def _pump(self, process: subprocess.Popen[str], watch: InstanceWatch, instance_id: str) -> None:
+    def _pump(self, process: subprocess.Popen[str], tail: list[str]) -> None:
+        """Copies the instance's output into the log, scraping metrics and keeping its last lines."""
         assert process.stdout is not None
         with open(self.layout.log_path, "a", encoding="utf-8") as log:
             for line in process.stdout:
                 log.write(line)
                 log.flush()
                 text = line.rstrip("\n")
-                watch.lines = (watch.lines + [text])[-20:]
+                tail[:] = [*tail, text][-20:]
                 self.points += self.scraper.feed(text)
-                match = SPOT_LINE.match(text)
-                if match:
-                    self._spot_line(match["kind"], dict(FIELD.findall(match["rest"])), watch, instance_id)
 
-    def _spot_line(self, kind: str, fields: dict[str, str], watch: InstanceWatch, instance_id: str) -> None:
-        numbers = {k: int(v) for k, v in fields.items() if v.isdigit()}
-        if kind in ("start", "resumed"):
-            watch.checkpoint_step = numbers.get("step", 0)
-            watch.steps_per_epoch = numbers.get("steps_per_epoch", watch.steps_per_epoch)
-            self.event("resume" if kind == "resumed" else "start", instance_id, **numbers)
-        elif kind == "checkpoint":
-            watch.checkpoint_step = numbers.get("step", watch.checkpoint_step)
-            watch.checkpoint_at = time.time()
-            self.event("checkpoint", instance_id, reason=fields.get("reason", ""), **numbers)
+    def _publish(self, disk: Path, instance_id: str, *, final: bool = False) -> None:
+        """Shows the script's new records as run events, each checkpoint once its file is written.
+
+        ``final``: the instance is gone, and a checkpoint whose save never landed is dropped.
+        """
+        self.unpublished += self.records.read_new()
+        while self.unpublished:
+            record = self.unpublished[0]
+            if record.get("kind") == "checkpoint" and not has_landed(record, disk / "checkpoints" / CHECKPOINT_FILE,
+                                                                      "replaces"):
+                if final:
+                    self.unpublished.pop(0)
+                    continue
+                return
+            self.unpublished.pop(0)
+            if record.get("kind") in PUBLISHED:
+                self.event(PUBLISHED[record["kind"]], instance_id, **event_detail(record))
+
+    def _interrupted(self, disk: Path, instance_id: str, notice_at: float, alive: bool) -> None:
+        """Records the reclaim with the work it lost: the steps since the checkpoint the next instance
+        resumes from (on this disk, or the mirror for a new instance), read from the records."""
+        if self.spec.interruption_behavior == "terminate":
+            landed = self.records.checkpoint(self.layout.checkpoint_dir / CHECKPOINT_FILE, "mirror_replaces")
         else:
-            self.event("notice-seen", instance_id, **fields)
-
-    def _interrupted(self, disk: Path, watch: InstanceWatch, instance_id: str, notice_at: float, alive: bool) -> None:
+            landed = self.records.checkpoint(disk / "checkpoints" / CHECKPOINT_FILE, "replaces")
+        checkpoint_step = int(landed.get("step", 0)) if landed else 0
+        began = [r for r in self.records.records if r.get("kind") in ("start", "resume")]
         progress: dict[str, Any] = {}
         try:
             progress = json.loads((disk / "checkpoints" / "progress.json").read_text())
         except (OSError, ValueError):
             pass
-        steps_per_epoch = int(progress.get("steps_per_epoch", watch.steps_per_epoch) or 1)
-        step = int(progress.get("step", watch.checkpoint_step))
-        after_notice = (watch.checkpoint_at - notice_at) if watch.checkpoint_at and watch.checkpoint_at >= notice_at else None
+        steps_per_epoch = int(progress.get("steps_per_epoch", began[-1].get("steps_per_epoch", 1) if began else 1) or 1)
+        step = int(progress.get("step", checkpoint_step))
+        saved_at = landed.get("time") if landed and landed.get("kind") == "checkpoint" else None
+        after_notice = saved_at - notice_at if isinstance(saved_at, (int, float)) and saved_at >= notice_at else None
         self.event("interrupted", instance_id, notice_at=notice_at, progress_step=step,
-                   checkpoint_step=watch.checkpoint_step, lost_steps=max(0, step - watch.checkpoint_step),
+                   checkpoint_step=checkpoint_step, lost_steps=max(0, step - checkpoint_step),
                    steps_per_epoch=steps_per_epoch, alive_at_kill=alive, checkpoint_after_notice_s=after_notice)
 
-    def _terminate(self, process: subprocess.Popen[str]) -> None:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=TERMINATE_GRACE_S)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-
-    def _ended(self, code: int, watch: InstanceWatch, instance_id: str) -> str:
+    def _ended(self, code: int, tail: list[str], instance_id: str) -> str:
         if code == 0 and self.layout.model_archive.is_file():
             self.event("completed", instance_id)
             self.finish(SpotRunStatus.COMPLETED, None, detail="Completed",
                         model_uri=self.layout.model_archive.resolve().as_uri())
             return "completed"
-        reason = failure_reason(code, watch.lines)
+        reason = failure_reason(code, tail)
         self.event("failed", instance_id, code=code)
         self.finish(SpotRunStatus.FAILED, reason, detail="Failed")
         return "failed"
@@ -250,16 +324,16 @@ class SpotSimulator:
 
     def analyse(self) -> None:
         """One final pass of each sidecar (Debugger rules, Profiler analysis) over the run's data."""
-        env = training_environment(self.train_spec, self.layout, dict(os.environ))
-        for script in self.sidecars:
-            with open(self.layout.log_path.parent / f"{Path(script).stem}.log", "ab") as log:
+        env = sidecar_environment(training_environment(self.train_spec, self.layout, dict(os.environ)))
+        for sidecar in self.sidecars:
+            with open(self.layout.log_path.parent / sidecar_log_name(sidecar), "ab") as log:
                 try:
-                    subprocess.run([self.job_python, script, "--job-dir", str(self.layout.root), "--database",
-                                    str(self.store.jobs.path), "--job-name", self.name, "--training-pid", "0"],
+                    subprocess.run(sidecar_command(self.job_python, sidecar, self.layout.root, self.store.jobs.path,
+                                                   self.name, 0),
                                    cwd=self.layout.root, env=env, stdin=subprocess.DEVNULL, stdout=log,
                                    stderr=subprocess.STDOUT, timeout=SIDECAR_TIMEOUT_S)
                 except (OSError, subprocess.TimeoutExpired) as exc:  # analysis never fails the run
-                    log.write(f"sidecar {script} did not finish: {exc}\n".encode())
+                    log.write(f"sidecar {' '.join(sidecar)} did not finish: {exc}\n".encode())
 
 
 def failure_reason(code: int, lines: list[str]) -> str:
@@ -283,4 +357,5 @@ def _mark_failed(run_dir: Path, exc: Exception) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     # a crash of the simulator must not leave the run Running
-    detach_and_run(folder, lambda: SpotSimulator(folder).run(), lambda exc: _mark_failed(folder, exc))
+    detach_and_run(JobLayout(folder).log_path.with_name("supervisor.log"), lambda: SpotSimulator(folder).run(),
+                   lambda exc: _mark_failed(folder, exc))

@@ -147,6 +147,16 @@ class SpotEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+RECORD_FIELDS = ("time", "kind", "instance", "replaces", "mirror_replaces")
+"""Fields of the script's event records (spot-events.jsonl) that are bookkeeping, not an event's
+detail: when, what, where, and which checkpoint file a save replaces (to tell whether it landed)."""
+
+
+def event_detail(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What an event record tells beyond its bookkeeping fields (the event's detail)."""
+    return {k: v for k, v in record.items() if k not in RECORD_FIELDS}
+
+
 @dataclass(frozen=True)
 class SpotRun:
     """A spot run as both backends describe it."""

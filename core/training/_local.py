@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from collections import deque
 from pathlib import Path
 from typing import Sequence
 
-from core.config import REPO_ROOT
 from core.entities import MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, BackendError, NotFoundError
+from core.job_environment import require_ready
 from core.jobstore import JobStore
+from core.processes import is_process_alive, signal_process, start_supervisor
 from core.training._base import JobRunner
 from core.training._supervisor import RUNTIME_FILE
 from core.training.layout import JobLayout, create_job_folder
@@ -27,19 +25,6 @@ STARTUP_GRACE_S = 60.0
 """How long a job may go without a supervisor pid before it counts as lost."""
 
 
-def is_process_alive(pid: int | None, marker: str) -> bool:
-    """True if pid runs and its command line contains marker (guards against pid reuse)."""
-    if not pid:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    state = stat.rsplit(")", 1)[-1].split()[0]
-    return state not in ("Z", "X") and marker in cmdline
-
-
 class LocalJobRunner(JobRunner):
     """Runs each job in ``<jobs_root>/<name>`` under a detached supervisor process.
 
@@ -47,17 +32,19 @@ class LocalJobRunner(JobRunner):
         store: the job store shared with the supervisors.
         jobs_root: parent folder of the job folders.
         job_python: interpreter of the job environment.
-        sidecars: job-side analyser scripts run beside every job (see the supervisor).
+        sidecars: what runs beside every job, each as the job interpreter's arguments (see the
+            supervisor); None: the supervisor's ``ANALYSERS``, () none.
     """
 
     backend_name = "local"
     default_instance_type = "local"
 
-    def __init__(self, store: JobStore, jobs_root: Path, job_python: Path, sidecars: Sequence[Path] = ()) -> None:
+    def __init__(self, store: JobStore, jobs_root: Path, job_python: Path,
+                 sidecars: Sequence[Sequence[str]] | None = None) -> None:
         self.store = store
         self.jobs_root = Path(jobs_root)
         self.job_python = Path(job_python)
-        self.sidecars = [str(Path(s).resolve()) for s in sidecars]
+        self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
 
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
         job_dir = self.jobs_root / spec.name
@@ -68,8 +55,7 @@ class LocalJobRunner(JobRunner):
             pass
         if job_dir.exists():
             raise AlreadyExistsError(f"the job folder {job_dir} exists already: choose another name")
-        if not self.job_python.exists():
-            raise BackendError(f"the job environment is missing ({self.job_python}): run scripts/setup")
+        require_ready(self.job_python)
         try:
             layout = create_job_folder(spec, job_dir)
             (layout.root / RUNTIME_FILE).write_text(
@@ -88,18 +74,8 @@ class LocalJobRunner(JobRunner):
         except BaseException:
             shutil.rmtree(job_dir, ignore_errors=True)
             raise
-        self._launch(layout)
+        start_supervisor("core.training._supervisor", str(layout.root), what="the job supervisor")
         return self.store.get_job(spec.name)
-
-    def _launch(self, layout: JobLayout) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        launcher = subprocess.run(
-            [sys.executable, "-m", "core.training._supervisor", str(layout.root)],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-        )
-        if launcher.returncode != 0:
-            raise BackendError(f"could not start the job supervisor: {launcher.stderr.strip()[-500:]}")
 
     def describe(self, name: str) -> TrainingJob:
         self._reconcile(name)
@@ -119,9 +95,7 @@ class LocalJobRunner(JobRunner):
         # later sees Stopping when it checks, just before starting the script, and stops by itself.
         self.store.update_job(name, status=JobStatus.STOPPING, secondary_status="Stopping")
         runtime = self.store.job_runtime(name)
-        if is_process_alive(runtime["supervisor_pid"], runtime["job_dir"]):
-            os.kill(runtime["supervisor_pid"], signal.SIGTERM)
-        else:
+        if not signal_process(runtime["supervisor_pid"], runtime["job_dir"], signal.SIGTERM):
             self._kill_worker(runtime)
             self.store.update_job(name, status=JobStatus.STOPPED, ended_at=time.time(), secondary_status="Stopped")
         return self.store.get_job(name)
@@ -166,5 +140,5 @@ class LocalJobRunner(JobRunner):
     @staticmethod
     def _kill_worker(runtime: dict[str, object]) -> None:
         pid = runtime.get("worker_pid")
-        if isinstance(pid, int) and is_process_alive(pid, str(runtime["job_dir"])):
-            os.kill(pid, signal.SIGKILL)
+        if isinstance(pid, int):
+            signal_process(pid, str(runtime["job_dir"]), signal.SIGKILL)

@@ -52,6 +52,7 @@ from core.aws import aws_errors, roll_back, with_leftovers
 from core.debugger.launch import JOB_NAME_PLACEHOLDER
 from core.entities import MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotFoundError
+from core.sagemaker_jobs import list_newest, stop_job
 from core.training._base import JobRunner
 from core.types import BackendKind, JobStatus
 
@@ -365,18 +366,9 @@ class SageMakerJobRunner(JobRunner):
         return self._finished.get(name, created_at) or self.describe(name)
 
     def list_jobs(self, *, limit: int = 100) -> list[TrainingJob]:
-        if limit < 1:
-            return []
-        paginator = self._sagemaker.get_paginator("list_training_jobs")
-        pages = paginator.paginate(
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
+        summaries = list_newest(
+            self._sagemaker, "list_training_jobs", "TrainingJobSummaries", limit=limit, what="listing training jobs"
         )
-        summaries: list[dict[str, Any]] = []
-        with aws_errors("listing training jobs"):
-            for page in pages:
-                summaries.extend(page["TrainingJobSummaries"])
         jobs: list[TrainingJob] = []
         for s in summaries:
             with contextlib.suppress(NotFoundError):  # deleted since it was listed
@@ -384,18 +376,12 @@ class SageMakerJobRunner(JobRunner):
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)[:limit]
 
     def stop(self, name: str) -> TrainingJob:
-        job = self.describe(name)
-        if job.status.is_terminal or job.status is JobStatus.STOPPING:
-            return job
-        try:
-            with aws_errors(f"stopping training job {name}"):
-                self._sagemaker.stop_training_job(TrainingJobName=name)
-        except InvalidInputError:
-            job = self.describe(name)  # it finished between describe and stop
-            if not job.status.is_terminal:
-                raise
-            return job
-        return self.describe(name)
+        return stop_job(
+            name,
+            describe=self.describe,
+            send_stop=lambda: self._sagemaker.stop_training_job(TrainingJobName=name),
+            what=f"training job {name}",
+        )
 
     def metrics(self, name: str) -> list[MetricPoint]:
         description = self._describe_raw(name)

@@ -6,12 +6,12 @@ process and survives app restarts. It starts the script with the job environment
 interpreter, tees the log, scrapes metrics, beats a heartbeat, packs ``model.tar.gz`` and
 records every status transition in the job store. SIGTERM asks it to stop the job.
 
-Sidecars are job-side analysers that run beside the training process, as SageMaker runs
-rule jobs beside a training job (the debugger's rule evaluator, the profiler's analysis).
-Each is started with the job environment's interpreter as
-``SCRIPT --job-dir D --database DB --job-name N --training-pid P``, must watch the training
-pid, do a final pass once it is gone and exit; the job's final status is recorded after
-they exit (or after SIDECAR_GRACE_S).
+Sidecars run beside the training process, as SageMaker runs rule jobs beside a training
+job: by default the ``ANALYSERS`` (the Debugger's rule evaluator, the Profiler's analysis),
+which the supervisor starts itself. Each is started with the job environment's interpreter as
+``python ARGS... --job-dir D --database DB --job-name N --training-pid P`` in the job folder,
+with the repository on ``PYTHONPATH``; it must watch the training pid, do a final pass once it
+is gone and exit. The job's final status is recorded after they exit (or after SIDECAR_GRACE_S).
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from core.detached import detach_and_run
+from core.config import REPO_ROOT
 from core.jobstore import JobStore
+from core.processes import detach_and_run
 from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
 from core.training.metrics import MetricScraper, final_metrics
 from core.types import JobStatus
@@ -36,6 +38,8 @@ HEARTBEAT_S = 5.0
 STOP_GRACE_S = 30.0
 SIDECAR_GRACE_S = 180.0
 RUNTIME_FILE = "runtime.json"
+ANALYSERS: tuple[tuple[str, ...], ...] = (("-m", "analysers.debug_sidecar"), ("-m", "analysers.profiler_sidecar"))
+"""What runs beside every job unless its runner names other sidecars: each as the job interpreter's arguments."""
 
 
 class Supervisor:
@@ -46,7 +50,8 @@ class Supervisor:
         runtime = json.loads((self.layout.root / RUNTIME_FILE).read_text())
         self.store = JobStore(Path(runtime["database"]))
         self.job_python = runtime["job_python"]
-        self.sidecar_scripts: list[str] = runtime.get("sidecars", [])
+        named = runtime.get("sidecars")  # set by a runner that runs other sidecars, or none
+        self.sidecars: Sequence[Sequence[str]] = ANALYSERS if named is None else named
         self.spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
         self.stop_requested = threading.Event()
         self.timed_out = threading.Event()
@@ -90,17 +95,17 @@ class Supervisor:
     def _start_sidecars(self, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
         assert self.process
         started = []
-        for script in self.sidecar_scripts:
-            name = Path(script).stem
-            log = open(self.layout.log_path.parent / f"{name}.log", "ab")
+        for sidecar in self.sidecars:
+            log = open(self.layout.log_path.parent / sidecar_log_name(sidecar), "ab")
             try:
                 started.append(subprocess.Popen(
-                    [self.job_python, script, "--job-dir", str(self.layout.root), "--database", str(self.store.path),
-                     "--job-name", self.spec.name, "--training-pid", str(self.process.pid)],
-                    cwd=self.layout.root, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                    sidecar_command(self.job_python, sidecar, self.layout.root, self.store.path, self.spec.name,
+                                    self.process.pid),
+                    cwd=self.layout.root, env=sidecar_environment(env), stdin=subprocess.DEVNULL, stdout=log,
+                    stderr=subprocess.STDOUT,
                 ))
             except OSError as exc:  # an analyser that cannot start must not fail the training job
-                log.write(f"could not start sidecar {script}: {exc}\n".encode())
+                log.write(f"could not start sidecar {' '.join(sidecar)}: {exc}\n".encode())
             finally:
                 log.close()
         return started
@@ -191,6 +196,24 @@ class Supervisor:
         )
 
 
+def sidecar_command(job_python: str, sidecar: Sequence[str], job_dir: Path, database: Path, job_name: str,
+                    training_pid: int) -> list[str]:
+    """The command line of one sidecar of a job (``training_pid`` 0: one final pass over the job's data)."""
+    return [job_python, *sidecar, "--job-dir", str(job_dir), "--database", str(database), "--job-name", job_name,
+            "--training-pid", str(training_pid)]
+
+
+def sidecar_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` with the repository first on ``PYTHONPATH``: the analysers import ``analysers``, ``core`` and
+    ``entrypoints`` from it, while their working directory is the job folder."""
+    return {**env, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))}
+
+
+def sidecar_log_name(sidecar: Sequence[str]) -> str:
+    """The sidecar's log file in the job's ``logs`` folder, named for its module or script (``debug_sidecar.log``)."""
+    return Path(sidecar[-1]).name.removesuffix(".py").rsplit(".", 1)[-1] + ".log"
+
+
 def failure_reason(code: int, last_lines: list[str]) -> str:
     """SageMaker-style reason from an exit code and the end of the log."""
     if code < 0:
@@ -215,6 +238,6 @@ def _mark_failed(job_dir: Path, reason: str) -> None:
 if __name__ == "__main__":
     folder = Path(sys.argv[1])
     detach_and_run(  # a crash of the supervisor must not leave the job InProgress
-        folder, lambda: Supervisor(folder).run(),
+        JobLayout(folder).log_path.with_name("supervisor.log"), lambda: Supervisor(folder).run(),
         lambda exc: _mark_failed(folder, f"InternalServerError: the job supervisor failed: {exc}"),
     )

@@ -1,4 +1,8 @@
-"""Starting a training job from a catalogued dataset, with the script's defaults."""
+"""Starting a training job from a catalogued dataset, with the script's defaults.
+
+The models and the defaults are the training script's own declaration
+(``entrypoints/hyperparameters.py``), so the forms offer what the script accepts.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,18 @@ from typing import TYPE_CHECKING, Mapping
 
 from core.entities import DatasetRecord, TrainingJob
 from core.training.spec import TrainingJobSpec
+from entrypoints.hyperparameters import HYPERPARAMETERS, MODELS
 
 if TYPE_CHECKING:
     from core.backend import Backend
 
-MODELS = ("efficientnet_lite0", "resnet18", "resnet50")
+__all__ = ["DEFAULT_HYPERPARAMETERS", "MODELS", "new_job_name", "start_training"]
+
 DEFAULT_HYPERPARAMETERS: Mapping[str, str | int | float] = {
-    "model": "efficientnet_lite0",
-    "epochs": 2,
-    "batch-size": 32,
-    "lr": 0.002,
-    "image-size": 64,
-    "seed": 42,
+    name: HYPERPARAMETERS[name].default for name in ("model", "epochs", "batch-size", "lr", "image-size", "seed")
 }
+"""What a job started here is given unless the caller says otherwise: the script's defaults for the
+hyperparameters the forms set, so the job's description shows them."""
 
 
 def new_job_name(prefix: str = "train") -> str:

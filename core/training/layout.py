@@ -112,7 +112,7 @@ def create_job_folder(spec: TrainingJobSpec, root: Path) -> JobLayout:
     for folder in (layout.config_dir, layout.data_dir, layout.model_dir, layout.output_data_dir,
                    layout.checkpoint_dir, layout.log_path.parent):
         folder.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(spec.source_dir, layout.code_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(spec.source_dir, layout.code_dir, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*_cache"))
     for name, path in channels.items():
         (layout.data_dir / name).symlink_to(path.resolve(), target_is_directory=path.is_dir())
     hyperparameters = spec.hyperparameters_as_strings

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from core.config import REPO_ROOT
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
+from core.job_environment import require_ready
 from core.training import LocalJobRunner
-from core.training._local import STARTUP_GRACE_S, is_process_alive
+from core.processes import is_process_alive, signal_process, start_supervisor
+from core.training._local import STARTUP_GRACE_S
 from core.tuning._base import Tuner
 from core.tuning._store import TuningStore
 from core.tuning._supervisor import RUNTIME_NAME
@@ -44,6 +42,7 @@ class LocalTuner(Tuner):
         self.runtime_path = self.workspace / RUNTIME_NAME
 
     def start(self, spec: TuningJobSpec) -> TuningJob:
+        require_ready(self.runner.job_python)
         for parent in spec.warm_start_from:
             try:
                 self.store.get_tuning_job(parent)
@@ -61,16 +60,12 @@ class LocalTuner(Tuner):
             "sidecars": self.runner.sidecars,
             "studies": str(studies),
         }))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        launcher = subprocess.run(
-            [sys.executable, "-m", SUPERVISOR_MODULE, str(self.runtime_path), spec.name],
-            cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-        )
-        if launcher.returncode != 0:
+        try:
+            start_supervisor(SUPERVISOR_MODULE, str(self.runtime_path), spec.name, what="the tuning supervisor")
+        except BackendError:
             self.store.update_tuning_job(spec.name, status=JobStatus.FAILED, ended_at=time.time(),
                                          failure_reason="the tuning supervisor did not start")
-            raise BackendError(f"could not start the tuning supervisor: {launcher.stderr.strip()[-500:]}")
+            raise
         return self.store.get_tuning_job(spec.name)
 
     def describe(self, name: str) -> TuningJob:
@@ -89,9 +84,7 @@ class LocalTuner(Tuner):
             return job
         self.store.update_tuning_job(name, status=JobStatus.STOPPING)
         pid = self.store.runtime(name)["supervisor_pid"]
-        if is_process_alive(pid, name):
-            os.kill(pid, signal.SIGTERM)
-        else:
+        if not signal_process(pid, name, signal.SIGTERM):
             self._stop_trials(name, TrialStatus.STOPPED)
             self.store.update_tuning_job(name, status=JobStatus.STOPPED, ended_at=time.time())
         return self.store.get_tuning_job(name)

@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 from core.aws import aws_errors, roll_back, with_leftovers
 from core.config import ENTRYPOINTS_DIR
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
+from core.sagemaker_jobs import list_newest, stop_job
 from core.training._sagemaker import INTERNAL_HYPERPARAMETER_PREFIXES, pack_source_dir
 from core.training.spec import TrainingJobSpec
 from core.tuning._base import Tuner
@@ -384,32 +385,20 @@ class SageMakerTuner(Tuner):
 
         Summaries carry no objective (objective_metric is ""); describe() has it.
         """
-        if limit < 1:
-            return []
-        pages = self._sagemaker.get_paginator("list_hyper_parameter_tuning_jobs").paginate(
-            SortBy="CreationTime",
-            SortOrder="Descending",
-            PaginationConfig={"MaxItems": limit, "PageSize": min(limit, 100)},
+        summaries = list_newest(
+            self._sagemaker, "list_hyper_parameter_tuning_jobs", "HyperParameterTuningJobSummaries",
+            limit=limit, what="listing tuning jobs",
         )
-        jobs: list[TuningJob] = []
-        with aws_errors("listing tuning jobs"):
-            for page in pages:
-                jobs.extend(tuning_job_from_description(s) for s in page["HyperParameterTuningJobSummaries"])
+        jobs = [tuning_job_from_description(s) for s in summaries]
         return sorted(jobs, key=lambda j: j.created_at, reverse=True)[:limit]
 
     def stop(self, name: str) -> TuningJob:
-        job = self.describe(name)
-        if job.status.is_terminal or job.status is JobStatus.STOPPING:
-            return job
-        try:
-            with aws_errors(f"stopping tuning job {name}"):
-                self._sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        except InvalidInputError:
-            job = self.describe(name)  # it finished between describe and stop
-            if not job.status.is_terminal:
-                raise
-            return job
-        return self.describe(name)
+        return stop_job(
+            name,
+            describe=self.describe,
+            send_stop=lambda: self._sagemaker.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName=name),
+            what=f"tuning job {name}",
+        )
 
     def trials(self, name: str) -> list[Trial]:
         """Its trials by number (``NNN`` of ``<name>-NNN-<hex>`` minus one, else creation order).

@@ -1,8 +1,9 @@
 """The detached process that runs one local tuning job with Optuna.
 
-Started by :class:`LocalTuner` as ``python -m core.tuning._supervisor WORKSPACE_DB NAME``;
-it forks away like the training supervisor. It owns the Optuna study (its own SQLite file,
-``optuna/<name>.db`` in the workspace; Optuna advises one process per SQLite study), keeps up to
+Started by :class:`LocalTuner` as ``python -m core.tuning._supervisor RUNTIME_JSON NAME``; it
+forks away (``core.processes.detach_and_run``), its log in ``<workspace>/tuning/<name>/``. It
+owns the Optuna study (its own SQLite file, ``optuna/<name>.db`` in the workspace; Optuna
+advises one process per SQLite study), keeps up to
 max-parallel trials running as real local training jobs, reports each trial's per-epoch
 objective to the pruner, stops the trials the pruner rejects, and records every trial in
 the console database. SIGTERM stops the tuning job and its running trials.
@@ -22,6 +23,7 @@ from pathlib import Path
 import optuna
 
 from core.jobstore import JobStore
+from core.processes import detach_and_run
 from core.training import DEFAULT_METRIC_DEFINITIONS, LocalJobRunner, TrainingJobSpec
 from core.tuning import search
 from core.tuning._store import TuningStore
@@ -54,13 +56,13 @@ class TuningSupervisor:
         self.store = TuningStore(jobs)
         # Trials are training jobs like any other: the Debugger's and Profiler's sidecars run beside them.
         self.runner = LocalJobRunner(jobs, Path(runtime["jobs_root"]), Path(runtime["job_python"]),
-                                     sidecars=[Path(s) for s in runtime.get("sidecars", [])])
+                                     sidecars=runtime.get("sidecars"))
         self.name = name
         self.spec = self.store.spec(name)
         self.study_url = f"sqlite:///{Path(runtime['studies']) / f'{name}.db'}"
         self.stop_requested = threading.Event()
 
-    def run(self) -> None:
+    def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: self.stop_requested.set())
         self.store.update_tuning_job(self.name, supervisor_pid=os.getpid(), heartbeat_at=time.time())
         study = optuna.create_study(
@@ -82,7 +84,7 @@ class TuningSupervisor:
             if self.stop_requested.is_set():
                 self._stop_all(study, running)
                 self.store.update_tuning_job(self.name, status=JobStatus.STOPPED, ended_at=time.time())
-                return
+                return 0
             while len(running) < self.spec.max_parallel_jobs and launched < budget:
                 running_trial = self._launch(study, space, launched)
                 if running_trial is not None:
@@ -93,7 +95,7 @@ class TuningSupervisor:
                     del running[number]
             if launched >= budget and not running:
                 self._finish()
-                return
+                return 0
             time.sleep(POLL_S)
 
     def _launch(self, study: optuna.Study, space: dict, number: int) -> _Running | None:
@@ -179,32 +181,17 @@ class TuningSupervisor:
                                          failure_reason="no trial completed with an objective value: see the trials")
 
 
-def detach_and_run(runtime_path: Path, name: str) -> None:
-    """Forks; the parent exits at once, the child starts a new session and supervises."""
-    if os.fork() > 0:
-        os._exit(0)
-    os.setsid()
-    runtime = json.loads(runtime_path.read_text())
-    log_dir = Path(runtime["jobs_root"]).parent / "tuning" / name
-    log_dir.mkdir(parents=True, exist_ok=True)
-    log = open(log_dir / "supervisor.log", "a", buffering=1)
-    os.dup2(log.fileno(), sys.stdout.fileno())
-    os.dup2(log.fileno(), sys.stderr.fileno())
-    code = 0
-    try:
-        TuningSupervisor(runtime, name).run()
-    except Exception as exc:  # the tuning job must not stay InProgress because of us
-        import traceback
-
-        traceback.print_exc()
-        code = 1
-        TuningStore(JobStore(Path(runtime["database"]))).update_tuning_job(
-            name, status=JobStatus.FAILED, ended_at=time.time(),
-            failure_reason=f"InternalServerError: the tuning supervisor failed: {exc}",
-        )
-    finally:
-        os._exit(code)
+def _mark_failed(runtime: dict[str, str], name: str, exc: Exception) -> None:
+    TuningStore(JobStore(Path(runtime["database"]))).update_tuning_job(
+        name, status=JobStatus.FAILED, ended_at=time.time(),
+        failure_reason=f"InternalServerError: the tuning supervisor failed: {exc}",
+    )
 
 
 if __name__ == "__main__":
-    detach_and_run(Path(sys.argv[1]), sys.argv[2])
+    tuning_runtime, tuning_job = json.loads(Path(sys.argv[1]).read_text()), sys.argv[2]
+    detach_and_run(  # a crash of the supervisor must not leave the tuning job InProgress
+        Path(tuning_runtime["jobs_root"]).parent / "tuning" / tuning_job / "supervisor.log",
+        lambda: TuningSupervisor(tuning_runtime, tuning_job).run(),
+        lambda exc: _mark_failed(tuning_runtime, tuning_job, exc),
+    )

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Mapping
 
-from core.entities import TrainingJob
+from core.entities import TrainingJob, running_time
 from core.types import JobStatus
 
 
@@ -50,11 +50,7 @@ class Trial:
 
     @property
     def duration_s(self) -> float | None:
-        import time
-
-        if self.started_at is None:
-            return None
-        return (self.ended_at or time.time()) - self.started_at
+        return running_time(self.started_at, self.ended_at)
 
 
 @dataclass(frozen=True)

@@ -14,14 +14,12 @@ from typing import Mapping, Sequence
 
 from core.errors import InvalidInputError
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS, JOB_NAME_RE
+from entrypoints.hyperparameters import HYPERPARAMETERS
 
 TUNING_JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,31}$")  # SageMaker: at most 32
 
-TUNABLE_HYPERPARAMETERS: frozenset[str] = frozenset(
-    {"lr", "batch-size", "epochs", "weight-decay", "optimizer", "image-size", "model", "augment",
-     "freeze-backbone", "seed", "max-steps-per-epoch"}
-)
-"""Hyperparameters `entrypoints/train.py` accepts; a range over anything else is an error."""
+TUNABLE_HYPERPARAMETERS: frozenset[str] = frozenset(name for name, h in HYPERPARAMETERS.items() if h.tunable)
+"""Hyperparameters `entrypoints/train.py` declares tunable; a range over anything else is an error."""
 
 
 class Scaling(str, Enum):

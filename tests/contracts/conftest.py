@@ -134,7 +134,8 @@ def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStan
     role = boto3.client("iam", region_name=REGION).create_role(
         RoleName=ROLE_NAME, AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
     return get_backend(Settings(backend=BackendKind.AWS, workspace=workspace, region=REGION, bucket=BUCKET,
-                                prefix=PREFIX, role_arn=role, serving_image_uri=SERVING_IMAGE))
+                                prefix=PREFIX, role_arn=role, serving_image_uri=SERVING_IMAGE,
+                                analysis_poll_s=0.5))
 
 
 def _stop_running_jobs(backend: Backend) -> None:

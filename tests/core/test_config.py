@@ -29,6 +29,11 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
     assert settings.workspace == tmp_path / "ws"
 
 
+def test_analysis_poll_comes_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(environ={"SMC_ANALYSIS_POLL_S": "1.5"}, settings_file=tmp_path / "none.toml")
+    assert settings.analysis_poll_s == 1.5
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -37,6 +42,8 @@ def test_environment_overrides_file(tmp_path: Path) -> None:
         ({"bucket": "Bad_Bucket"}, "bucket"),
         ({"role_arn": "admin"}, "role_arn"),
         ({"prefix": "../up"}, "prefix"),
+        ({"analysis_poll_s": "often"}, "analysis_poll_s: 'often' is not a number of seconds"),
+        ({"analysis_poll_s": "0"}, "analysis_poll_s: must be above 0"),
     ],
 )
 def test_invalid_values_name_the_field(values: dict[str, str], message: str) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from core.jobstore import JobStore
+from core.processes import is_process_alive
 from core.training import LocalJobRunner, TrainingJobSpec
-from core.training._local import is_process_alive
 from core.tuning import ContinuousRange, LocalTuner, TrialStatus, TuningJobSpec
 from core.types import JobStatus
 from tests.core.tuning.test_local_tuner import FAKE_PYTHON
@@ -101,7 +101,7 @@ def test_app_restart_during_a_tuning_job_leaves_it_running_to_completion(tmp_pat
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     (tmp_path / "data" / "train").mkdir(parents=True)
     workspace = tmp_path / "ws"
-    first = LocalTuner(LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake), workspace)
+    first = LocalTuner(LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=()), workspace)
     first.start(TuningJobSpec(name="survivor", inputs={"training": (tmp_path / "data").as_uri()}, max_jobs=2,
                               max_parallel_jobs=1, ranges=[ContinuousRange("lr", 1e-4, 1e-2)],
                               static_hyperparameters={"epochs": 2}))

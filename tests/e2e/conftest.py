@@ -6,10 +6,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import urlparse
 
 import pytest
@@ -19,6 +18,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from core.backend import get_backend
 from core.config import Settings
+from tests.e2e import waits
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -28,6 +28,8 @@ CHROMIUM_FLAGS = [
 ]
 ARTIFACTS = REPO_ROOT / "test-artifacts"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]", "::1"}
+CLICK_EFFECT_MS = 15_000
+"""How long a click is given to show its effect before it is taken as lost and given again."""
 
 
 def _free_port() -> int:
@@ -41,24 +43,25 @@ def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
     """The app on a free loopback port with the given SMC_* and AWS_* variables; stopped on exit."""
     port = _free_port()
     env = dict(os.environ, SMC_WORKSPACE=str(tmp_path / "workspace"), **environment)
-    log = open(tmp_path / "streamlit.log", "w")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "server.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
+    with open(tmp_path / "streamlit.log", "w") as log:  # the server keeps its own copy of the handle
+        server = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "server.py", "--server.address", "127.0.0.1",
+             "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+             "--server.fileWatcherType", "none"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if server.poll() is not None:
+            raise RuntimeError(f"the app exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+        try:
+            return requests.get(f"{url}/_stcore/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                if requests.get(f"{url}/_stcore/health", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                time.sleep(0.3)
-        else:
-            raise RuntimeError(f"the app did not start: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+        waits.until(healthy, f"the app answering at {url}")
         yield url
     finally:
         server.terminate()
@@ -66,7 +69,6 @@ def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
             server.wait(timeout=15)
         except subprocess.TimeoutExpired:
             server.kill()
-        log.close()
 
 
 @pytest.fixture
@@ -96,6 +98,7 @@ def _stop_detached_work(workspace: Path) -> None:
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail("Debian's chromium is missing: run scripts/test (it installs it) or apt-get install chromium")
+    expect.set_options(timeout=waits.TIMEOUT_MS)  # an assertion written without a timeout gets the generous one too
     with sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         yield instance
@@ -109,6 +112,8 @@ def page(browser: Browser, tmp_path: Path) -> Iterator[Page]:
     An offline, private console sends nothing away: fonts, icons and telemetry included.
     """
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(waits.TIMEOUT_MS)  # actions, navigations and page.wait_for_*
+    context.set_default_navigation_timeout(waits.TIMEOUT_MS)
     off_machine: list[str] = []
 
     def keep_on_machine(route: Route) -> None:
@@ -139,7 +144,8 @@ def screenshot(page: Page, name: str) -> Path:
         ".map(e => e.scrollHeight), document.body.scrollHeight)"
     )
     page.set_viewport_size({"width": viewport["width"], "height": min(max(height, viewport["height"]), 8000)})
-    page.wait_for_timeout(500)
+    waits.idle(page)
+    waits.painted(page)
     page.screenshot(path=str(path), full_page=True)
     page.set_viewport_size(viewport)
     return path
@@ -148,30 +154,29 @@ def screenshot(page: Page, name: str) -> Path:
 def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int = 4) -> None:
     """Picks ``option`` in a Streamlit selectbox (or adds it to a multiselect) and checks that it took.
 
-    The drop-down closes when Streamlit re-renders the widget under it (a rerun still in
-    flight after navigation, say), so it is opened again until its option shows up.
+    Once an option was picked in one select, the first click on another only moves the focus
+    there, so the drop-down is clicked again while it is not expanded. It also closes when a rerun
+    re-renders the widget under it, so it is opened again until its option is clicked.
     """
+    combobox = selectbox.get_by_role("combobox")
     item = page.get_by_role("option", name=option, exact=True)
     for _ in range(attempts):
-        selectbox.get_by_role("combobox").click()
+        waits.idle(page)
+        combobox.click()
+        if combobox.get_attribute("aria-expanded") != "true":
+            combobox.click()
         try:
-            item.wait_for(state="visible", timeout=5_000)
-            item.click(timeout=5_000)
+            item.click(timeout=CLICK_EFFECT_MS)
         except PlaywrightTimeoutError:
             page.keyboard.press("Escape")
             continue
         if selectbox.get_attribute("data-testid") == "stMultiSelect":
-            expect(selectbox).to_contain_text(option)  # a chosen option shows as a tag
+            waits.contains(selectbox, option)  # a chosen option shows as a tag
             page.keyboard.press("Escape")  # a multiselect's list stays open over what lies below
         else:
-            expect(selectbox.get_by_role("combobox")).to_have_value(option)
+            waits.value(combobox, option)
         return
     raise AssertionError(f"option {option!r} never showed in the selectbox after {attempts} tries")
-
-
-def wait_until_idle(page: Page, timeout: float = 120_000) -> None:
-    """Waits until no script run is in flight: Streamlit mounts its status widget only while one is."""
-    page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
 
 
 def click_when_idle(page: Page, button: Locator, effect: Locator, *, attempts: int = 3) -> None:
@@ -181,13 +186,11 @@ def click_when_idle(page: Page, button: Locator, effect: Locator, *, attempts: i
     is given again, but only when the app has gone idle without showing the effect.
     """
     for _ in range(attempts):
-        wait_until_idle(page)
+        waits.idle(page)
         button.click()
-        try:
-            expect(effect.first).to_be_visible(timeout=15_000)
+        if waits.shows_within(effect.first, CLICK_EFFECT_MS):
             return
-        except AssertionError:
-            wait_until_idle(page)
-            if effect.first.is_visible():
-                return
+        waits.idle(page)
+        if effect.first.is_visible():
+            return
     raise AssertionError(f"{button} was clicked {attempts} times and nothing it starts showed")

@@ -14,25 +14,22 @@ from __future__ import annotations
 import re
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from core.config import DEFAULT_JOB_PYTHON
+from tests.e2e import waits
 from tests.e2e.conftest import choose_option, click_when_idle, screenshot, serve_app
-from tests.e2e.test_data_and_training_browser import (
-    ingest_demo_by_drop,
-    metric_value,
-    upload_checked_dataset,
-    wait_for_metric,
-)
+from tests.e2e.elements import metric_value, sidebar
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 from tests.e2e.test_journey_browser import (
-    heading,
-    invoke_lambda_allowed_then_denied,
     evaluate_the_test_split,
+    invoke_lambda_allowed_then_denied,
     predict_demo_digits,
     sidebar_next,
     tune_two_one_epoch_trials,
@@ -55,6 +52,10 @@ SERVING_IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/sm-console-serving:1"
 MOTO_DLAMI = "Deep Learning AMI Ubuntu Linux*"
 """moto has no Deep Learning AMI with PyTorch of today's name: the older one it has stands in (SMC_SPOT_AMI)."""
 JOB_TIMEOUT_MS = 600_000
+ANALYSIS_TIMEOUT_MS = 180_000
+"""The Debugger's rules and the Profiler's report of a finished job: read from S3 and analysed on this machine."""
+ANALYSIS_POLL_S = "1"
+"""How often those analyses look at the job: AWS here is on loopback, so not the default's gentle 15 s."""
 USER_BUCKET = "user-data"
 IN_PLACE_URI = f"s3://{USER_BUCKET}/scans/digits-demo/"
 SAGEMAKER_TRUST_POLICY = (
@@ -105,10 +106,12 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
             environment = {
                 "SMC_BACKEND": "aws", "SMC_REGION": REGION, "SMC_BUCKET": BUCKET, "SMC_PREFIX": PREFIX,
                 "SMC_ROLE_ARN": role, "SMC_SERVING_IMAGE_URI": SERVING_IMAGE, "SMC_SPOT_AMI": dlami,
+                "SMC_ANALYSIS_POLL_S": ANALYSIS_POLL_S,
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION,
                 "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker.url,
                 "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url, "AWS_ENDPOINT_URL_LAMBDA": lambdas.url,
-                "AWS_CONFIG_FILE": str(tmp_path / "aws-config"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-config"),
+                "AWS_CONFIG_FILE": str(tmp_path / "aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "aws-config"),
                 "AWS_EC2_METADATA_DISABLED": "true",
             }
             with serve_app(tmp_path, **environment) as url:
@@ -121,8 +124,8 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
 
 def no_error_shown(page: Page) -> None:
     """No exception box, no error message, no traceback anywhere on the page."""
-    expect(page.locator('[data-testid="stException"]')).to_have_count(0)
-    expect(page.locator('[data-testid="stAlertContentError"]')).to_have_count(0)
+    waits.count(page.locator('[data-testid="stException"]'), 0)
+    waits.count(page.locator('[data-testid="stAlertContentError"]'), 0)
 
 
 def keys_under(app: AwsApp, prefix: str) -> list[str]:
@@ -133,8 +136,7 @@ def keys_under(app: AwsApp, prefix: str) -> list[str]:
 def upload_the_demo(page: Page, app: AwsApp, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app.url, tmp_path)
     upload_checked_dataset(page)
-    expect(page.get_by_text(f"Dataset digits-demo is ready at s3://{BUCKET}/{PREFIX}/datasets/digits-demo")
-           ).to_be_visible()
+    waits.visible(page.get_by_text(f"Dataset digits-demo is ready at s3://{BUCKET}/{PREFIX}/datasets/digits-demo"))
     no_error_shown(page)
     images = [k for k in keys_under(app, "datasets/digits-demo/") if k.endswith(".jpg")]
     assert len(images) == 1797, len(images)
@@ -154,11 +156,11 @@ def register_in_place(page: Page, app: AwsApp) -> None:
     page.get_by_label("S3 prefix holding train/ valid/ test/").fill(IN_PLACE_URI)
     page.get_by_label("S3 prefix holding train/ valid/ test/").press("Enter")
     click_when_idle(page, page.get_by_role("button", name="Check dataset"), page.get_by_text("Validation report"))
-    wait_for_metric(page, "Images", "1797", timeout=120_000)
+    waits.metric(page, "Images", "1797")
     page.get_by_label("Dataset name").fill("digits-in-place")
     page.get_by_label("Dataset name").press("Enter")
     page.get_by_role("button", name=f"Register {IN_PLACE_URI} (no copy)").click()
-    expect(page.get_by_text(f"Dataset digits-in-place is ready at {IN_PLACE_URI}")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(f"Dataset digits-in-place is ready at {IN_PLACE_URI}"))
     no_error_shown(page)
     assert not keys_under(app, "datasets/digits-in-place")  # nothing copied into the console's bucket
     screenshot(page, "aws-journey-02b-in-place")
@@ -168,17 +170,17 @@ def train_one_epoch(page: Page, app: AwsApp) -> None:
     """Starts a training job from the form on the dataset registered in place (the newest): it runs in its
     container, reading the data from the user's bucket, and its model becomes deployable."""
     page.get_by_role("link", name=re.compile("Train a model")).click()
-    heading(page, "Training jobs")
+    waits.heading(page, "Training jobs")
     form = page.locator('[data-testid="stForm"]')
     form.get_by_label("Epochs", exact=True).fill("1")
     form.get_by_label("Job name (empty: generated)").fill("aws-train")
     form.get_by_role("button", name="Start training").click()
-    expect(page.get_by_text("Started aws-train")).to_be_visible(timeout=60_000)
-    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    waits.visible(page.get_by_text("Started aws-train"))
+    waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
     assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.5
-    expect(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/aws-train/output/model.tar.gz").first).to_be_visible()
-    expect(page.get_by_role("link", name="Deploy the model of aws-train")).to_be_visible()
-    expect(page.locator('[data-testid="stCode"]')).to_contain_text("epoch=1/1")  # its CloudWatch log
+    waits.visible(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/aws-train/output/model.tar.gz").first)
+    waits.visible(page.get_by_role("link", name="Deploy the model of aws-train"))
+    waits.contains(page.locator('[data-testid="stCode"]'), "epoch=1/1")  # its CloudWatch log
     no_error_shown(page)
     assert "jobs/aws-train/output/model.tar.gz" in keys_under(app, "jobs/aws-train/output/")
     screenshot(page, "aws-journey-03-training")
@@ -187,40 +189,40 @@ def train_one_epoch(page: Page, app: AwsApp) -> None:
 def read_the_debugger_and_profiler(page: Page, job: str) -> None:
     """Both views of a SageMaker job: its trial and its system metrics are read from S3 and analysed."""
     page.get_by_role("link", name=f"Debugger view of {job}").click()
-    heading(page, "Debugger")
-    expect(page.get_by_text(re.compile(r"^\d+ rules: ")).first).to_be_visible(timeout=180_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    waits.heading(page, "Debugger")
+    waits.visible(page.get_by_text(re.compile(r"^\d+ rules: ")).first, timeout=ANALYSIS_TIMEOUT_MS)
+    waits.chart(page)
     no_error_shown(page)
     screenshot(page, "aws-journey-05-debugger")
 
     page.get_by_role("link", name=f"Profiler view of {job}").click()
-    heading(page, "Profiler")
-    wait_for_metric(page, "Analysis", "final", timeout=180_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    waits.heading(page, "Profiler")
+    waits.metric(page, "Analysis", "final", timeout=ANALYSIS_TIMEOUT_MS)
+    waits.chart(page)
     no_error_shown(page)
     screenshot(page, "aws-journey-06-profiler")
 
 
 def spot_price_launch_terminate_cleanup(page: Page, app: AwsApp) -> None:
     """EC2 Spot at moto: the price history, a launch, terminate, and the run's IAM and network clean-up."""
-    heading(page, "EC2 Spot")
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)  # the price history
-    expect(page.get_by_text(re.compile("These prices look synthetic"))).to_be_visible()  # moto's, and said so
+    waits.heading(page, "EC2 Spot")
+    waits.chart(page)  # the price history
+    waits.visible(page.get_by_text(re.compile("These prices look synthetic")))  # moto's, and said so
     # a spot run reads its data from the console's bucket: the uploaded copy, not the one registered in place
     choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Dataset"), "digits-demo")
     page.get_by_label("Run name (empty: generated)").fill("aws-spot")
     page.get_by_label("Run name (empty: generated)").press("Enter")
     click_when_idle(page, page.get_by_role("button", name="Launch", exact=True), page.get_by_text("Launched aws-spot"))
-    wait_for_metric(page, "Status", "Running", timeout=120_000)
+    waits.metric(page, "Status", "Running")
     instances = app.client("ec2").describe_instances(
         Filters=[{"Name": "tag:Name", "Values": ["smc-spot aws-spot"]}])["Reservations"][0]["Instances"]
     assert instances[0]["InstanceLifecycle"] == "spot"
     page.get_by_role("button", name="Terminate").click()
-    wait_for_metric(page, "Status", "Terminated", timeout=120_000)
+    waits.metric(page, "Status", "Terminated")
     assert app.client("ec2").describe_instances(InstanceIds=[instances[0]["InstanceId"]])[
         "Reservations"][0]["Instances"][0]["State"]["Name"] == "terminated"
     page.get_by_role("button", name="Delete the run's role, instance profile and security group").click()
-    expect(page.get_by_text(re.compile(r"^Deleted sg-"))).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(re.compile(r"^Deleted sg-")))
     assert not [r for r in app.client("iam").list_roles()["Roles"] if r["RoleName"].startswith("smc-spot-aws-spot")]
     no_error_shown(page)
     screenshot(page, "aws-journey-09-spot")
@@ -229,9 +231,8 @@ def spot_price_launch_terminate_cleanup(page: Page, app: AwsApp) -> None:
 @pytest.mark.timeout(1500)
 def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: Path) -> None:
     page.goto(aws_app.url)
-    heading(page, "Data")
-    expect(page.locator('[data-testid="stSidebar"]').get_by_text("AWS backend: account")).to_be_visible(
-        timeout=60_000)
+    waits.heading(page, "Data")
+    waits.visible(sidebar(page).get_by_text("AWS backend: account"))
     sidebar_next(page, "Bring a dataset")
     upload_the_demo(page, aws_app, tmp_path)
     register_in_place(page, aws_app)
@@ -245,9 +246,8 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
     read_the_debugger_and_profiler(page, best_job)
 
     page.get_by_role("link", name=f"Deploy the model of {best_job}").click()
-    heading(page, "Deploy")
-    expect(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/{best_job}/output/model.tar.gz").first).to_be_visible(
-        timeout=30_000)
+    waits.heading(page, "Deploy")
+    waits.visible(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/{best_job}/output/model.tar.gz").first)
     endpoint = page.get_by_label("Endpoint name (empty: generated)").get_attribute("placeholder")
     assert endpoint
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -263,12 +263,12 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
     invoke_lambda_allowed_then_denied(page, endpoint, image, account=ACCOUNT, region=REGION)
     assert aws_app.client("lambda").get_function(FunctionName=f"classify-{endpoint}")["Configuration"]["Role"]
 
-    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Next: Train for less on EC2 Spot").click()
+    sidebar(page).get_by_role("link", name="Next: Train for less on EC2 Spot").click()
     spot_price_launch_terminate_cleanup(page, aws_app)
 
     page.goto(f"{aws_app.url}/deploy")
-    heading(page, "Deploy")
+    waits.heading(page, "Deploy")
     page.get_by_role("button", name="Delete endpoint").click()
-    expect(page.get_by_text(f"Deleted {endpoint}")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(f"Deleted {endpoint}"))
     assert aws_app.client("sagemaker").list_endpoints()["Endpoints"] == []
     no_error_shown(page)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import os
 import re
-import time
 import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
@@ -14,10 +13,12 @@ from urllib.parse import urlparse
 import psutil
 import pytest
 import requests
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page
 
 from core.datasets import build_demo_zip, write_demo_folder
-from tests.e2e.conftest import click_when_idle, screenshot, wait_until_idle
+from tests.e2e import waits
+from tests.e2e.conftest import click_when_idle, screenshot
+from tests.e2e.elements import metric_value
 
 pytestmark = pytest.mark.browser
 
@@ -45,20 +46,6 @@ def streamlit_server(app_url: str) -> psutil.Process:
     raise AssertionError(f"no streamlit process serves {app_url}")
 
 
-def metric_value(page: Page, label: str) -> Locator:
-    """The value of the st.metric whose label is label (table cells also hold status words)."""
-    return page.locator('[data-testid="stMetric"]').filter(has_text=label).locator('[data-testid="stMetricValue"]')
-
-
-def wait_for_metric(page: Page, label: str, value: str, timeout: float = 900_000) -> None:
-    """Waits until the metric shows value, and then that it shows only once: a full rerun from a
-    fragment may keep the fragment's old output on screen for a moment beside the new one."""
-    metric = metric_value(page, label)
-    expect(metric.filter(has_text=re.compile(f"^{re.escape(value)}$")).first).to_be_visible(timeout=timeout)
-    expect(metric).to_have_count(1, timeout=30_000)
-    expect(metric).to_have_text(value)
-
-
 def drop_files(page: Page, *paths: Path, index: int = 0) -> None:
     """Drops files on the page's index-th file uploader as a user's drag and drop does."""
     files = [[base64.b64encode(p.read_bytes()).decode(), p.name, CONTENT_TYPES[p.suffix]] for p in paths]
@@ -66,42 +53,37 @@ def drop_files(page: Page, *paths: Path, index: int = 0) -> None:
     page.locator('[data-testid="stFileUploaderDropzone"]').nth(index).dispatch_event("drop", {"dataTransfer": transfer})
 
 
-def drop_zip(page: Page, path: Path, *, timeout: float = 120_000) -> None:
+def drop_zip(page: Page, path: Path, *, timeout: float = waits.TIMEOUT_MS) -> None:
     """Gives a zip to the Data page's drop zone and waits until all its bytes have reached the server."""
     page.locator(".smc-drop input[type=file]").set_input_files(path)
-    expect(page.get_by_text(re.compile(rf"^{re.escape(path.name)}: \S+ [MG]B received$"))).to_be_visible(
-        timeout=timeout)
-    expect(page.get_by_role("button", name="Check dataset")).to_be_enabled(timeout=30_000)
+    waits.visible(page.get_by_text(re.compile(rf"^{re.escape(path.name)}: \S+ [MG]B received$")), timeout=timeout)
+    waits.enabled(page.get_by_role("button", name="Check dataset"))
 
 
 def ingest_demo_by_drop(page: Page, app_url: str, tmp_path: Path) -> None:
     demo_zip = build_demo_zip(tmp_path / "digits-demo.zip")
     page.goto(app_url)
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Data")
     drop_zip(page, demo_zip)
     page.get_by_role("button", name="Check dataset").click()
-    expect(page.get_by_text("Validation report")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text("Validation report"))
 
 
-def upload_checked_dataset(page: Page, *, timeout: float = 120_000) -> None:
+def upload_checked_dataset(page: Page, *, timeout: float = waits.TIMEOUT_MS) -> None:
     """Clicks the Upload button under a checked dataset and waits until the dataset is ready."""
     ready = page.get_by_text(re.compile(r"Dataset \S+ is ready at "))
     uploading = page.get_by_text(re.compile(r"^Uploading…"))
     click_when_idle(page, page.get_by_role("button", name=re.compile(r"^Upload to ")), ready.or_(uploading))
-    expect(ready).to_be_visible(timeout=timeout)
+    waits.visible(ready, timeout=timeout)
 
 
 def test_drop_demo_zip_shows_report_with_rendered_images(page: Page, app_url: str, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
-    expect(page.get_by_text("1797", exact=True)).to_be_visible()  # images
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    waits.visible(page.get_by_text("1797", exact=True))  # images
+    waits.chart(page)
     images = page.locator('[data-testid="stImage"] img')
-    expect(images.first).to_be_visible(timeout=30_000)
-    assert images.count() >= 10
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stImage\"] img')].every(i => i.complete && i.naturalWidth > 0)",
-        timeout=30_000,
-    )
+    waits.visible(images.nth(9))  # at least 10
+    waits.images_loaded(page, '[data-testid="stImage"] img')
     # An old Streamlit under a new Starlette answers HTTP 500 for media: check the bytes too.
     src = images.first.get_attribute("src")
     response = requests.get(src if src.startswith("http") else app_url + src, timeout=10)
@@ -109,18 +91,18 @@ def test_drop_demo_zip_shows_report_with_rendered_images(page: Page, app_url: st
     screenshot(page, "data-report")
 
     upload_checked_dataset(page)
-    expect(page.get_by_text(re.compile(r"Dataset digits-demo is ready at file://"))).to_be_visible(timeout=60_000)
-    expect(page.locator('[data-testid="stDataFrame"]')).to_be_visible()
+    waits.visible(page.get_by_text(re.compile(r"Dataset digits-demo is ready at file://")))
+    waits.visible(page.locator('[data-testid="stDataFrame"]'))
 
 
 def test_not_a_zip_gets_a_clear_error(page: Page, app_url: str, tmp_path: Path) -> None:
     fake = tmp_path / "photo.zip"
     fake.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     page.goto(app_url)
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Data")
     drop_zip(page, fake)
     page.get_by_role("button", name="Check dataset").click()
-    expect(page.get_by_text(re.compile("not a zip", re.I))).to_be_visible(timeout=30_000)
+    waits.visible(page.get_by_text(re.compile("not a zip", re.I)))
 
 
 @pytest.mark.slow
@@ -131,20 +113,20 @@ def test_train_and_read_its_debugger_view_in_browser(page: Page, app_url: str, t
     upload_checked_dataset(page)
 
     page.get_by_role("link", name=re.compile("Train a model")).click()
-    expect(page.get_by_role("heading", name="Training jobs", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Training jobs")
     page.get_by_role("button", name="Start training").click()
-    expect(page.get_by_text(re.compile(r"Started train-"))).to_be_visible(timeout=30_000)
+    waits.visible(page.get_by_text(re.compile(r"Started train-")))
     # The fragment polls the job; training 2 epochs on 2 cores takes about a minute.
-    wait_for_metric(page, "Status", "Completed", timeout=600_000)
+    waits.metric(page, "Status", "Completed", timeout=600_000)
     assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.90
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    waits.chart(page)
     screenshot(page, "training-job")
 
     # Issue 4: the healthy default run ends with NoIssuesFound on every default rule.
     page.get_by_role("link", name=re.compile("^Debugger view of")).click()
-    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile(r"^8 rules: 8 NoIssuesFound\.")).first).to_be_visible(timeout=30_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    waits.heading(page, "Debugger")
+    waits.visible(page.get_by_text(re.compile(r"^8 rules: 8 NoIssuesFound\.")).first)
+    waits.chart(page)
     screenshot(page, "debugger-healthy")
 
 
@@ -152,10 +134,10 @@ def test_a_page_url_opened_first_gets_the_apps_navigation(page: Page, app_url: s
     """A bookmarked page on a fresh server runs streamlit_app.py's navigation, not Streamlit's
     legacy pages-folder mode (which a folder named pages/ beside the app would trigger)."""
     page.goto(f"{app_url}/debugger")
-    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Debugger")
     nav = page.locator('[data-testid="stSidebarNav"]')
-    expect(nav.get_by_text("Training jobs", exact=True)).to_be_visible()
-    expect(page.get_by_text(re.compile(r"^Backend:"))).to_be_visible()
+    waits.visible(nav.get_by_text("Training jobs", exact=True))
+    waits.visible(page.get_by_text(re.compile(r"^Backend:")))
 
 
 def test_a_zip_above_200_mb_is_dropped_and_ingested_without_the_server_holding_it(
@@ -171,17 +153,17 @@ def test_a_zip_above_200_mb_is_dropped_and_ingested_without_the_server_holding_i
                 padding.write(os.urandom(1024 * 1024))
     assert big.stat().st_size > 200 * 1024 * 1024
     page.goto(app_url)
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
-    wait_until_idle(page)  # the first run imports the pages' libraries: the server's idle size, not the upload
+    waits.heading(page, "Data")
+    waits.idle(page)  # the first run imports the pages' libraries: the server's idle size, not the upload
     server = streamlit_server(app_url)
     rss_before = server.memory_info().rss
     drop_zip(page, big, timeout=300_000)
     grew_mb = (server.memory_info().rss - rss_before) / 1e6
     assert grew_mb < PADDING_MB / 2, f"the server grew by {grew_mb:.0f} MB while receiving a {PADDING_MB} MB zip"
     page.get_by_role("button", name="Check dataset").click()
-    expect(page.get_by_text("Validation report")).to_be_visible(timeout=300_000)
-    wait_for_metric(page, "Images", "1797", timeout=60_000)
-    wait_for_metric(page, "Left out", "1", timeout=30_000)  # raw/scans.bin: outside the splits
+    waits.visible(page.get_by_text("Validation report"), timeout=300_000)
+    waits.metric(page, "Images", "1797")
+    waits.metric(page, "Left out", "1")  # raw/scans.bin: outside the splits
     upload_checked_dataset(page, timeout=300_000)
     workspace = tmp_path / "workspace"
     assert not any((workspace / "uploads").iterdir())  # the received zip is gone once extracted
@@ -195,14 +177,12 @@ def test_a_zip_upload_cancelled_half_way_leaves_nothing(page: Page, app_url: str
         for _ in range(PADDING_MB):
             out.write(os.urandom(1024 * 1024))
     page.goto(app_url)
-    expect(page.get_by_role("heading", name="Data", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Data")
     page.locator(".smc-drop input[type=file]").set_input_files(big)
-    expect(page.get_by_text(re.compile(r"^cancel-me\.zip: \S+ MB of 220\.2 MB"))).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(re.compile(r"^cancel-me\.zip: \S+ MB of 220\.2 MB")))
     page.get_by_role("button", name="Cancel upload").click()
-    expect(page.get_by_text("Cancelled: nothing was kept.")).to_be_visible(timeout=30_000)
-    expect(page.get_by_role("button", name="Check dataset")).to_be_disabled()
+    waits.visible(page.get_by_text("Cancelled: nothing was kept."))
+    waits.disabled(page.get_by_role("button", name="Check dataset"))
     uploads = tmp_path / "workspace" / "uploads"
-    deadline = time.time() + 30  # a piece in flight when the user cancelled ends on the server first
-    while any(uploads.iterdir()) and time.time() < deadline:
-        time.sleep(0.2)
-    assert list(uploads.iterdir()) == []
+    # a piece in flight when the user cancelled ends on the server first
+    waits.until(lambda: not any(uploads.iterdir()), f"{uploads} emptied")

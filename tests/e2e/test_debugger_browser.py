@@ -6,14 +6,15 @@ test_train_and_read_its_debugger_view_in_browser)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
+from tests.e2e import waits
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset, wait_for_metric
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -21,15 +22,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop_on: Sequence[str] = ()) -> None:
     """Starts a 32 px training job from the Training page's form."""
     page.goto(f"{app_url}/training")
-    expect(page.get_by_role("heading", name="Training jobs", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Training jobs")
     # The page ends with the jobs table, or a note when there is none: once either shows, the
     # form's expander above it has its final state (open only while there is no job).
     end = page.get_by_text("No training job yet.").or_(page.locator('[data-testid="stDataFrame"]'))
-    expect(end.first).to_be_visible(timeout=30_000)
+    waits.visible(end.first)
     form = page.locator('[data-testid="stForm"]')
     if not form.is_visible():
         page.get_by_text("Start a training job").click()
-    expect(form).to_be_visible()
+    waits.visible(form)
     form.get_by_label("Job name (empty: generated)").fill(name)
     form.get_by_label("Learning rate").fill(lr)
     form.get_by_label("Epochs").fill(str(epochs))
@@ -40,12 +41,12 @@ def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop
         for rule in stop_on:
             choose_option(page, stop, rule)
     form.get_by_role("button", name="Start training").click()
-    expect(page.get_by_text(f"Started {name}").first).to_be_visible(timeout=30_000)
+    waits.visible(page.get_by_text(f"Started {name}").first)
 
 
 def open_debugger(page: Page, app_url: str, name: str) -> None:
     page.goto(f"{app_url}/debugger")
-    expect(page.get_by_role("heading", name="Debugger", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Debugger")
     choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Training job"), name)
 
 
@@ -53,19 +54,19 @@ def test_diverging_job_is_stopped_and_a_stalled_one_flagged(page: Page, app_url:
     ingest_demo_by_drop(page, app_url, tmp_path)
     upload_checked_dataset(page)
     start_job(page, app_url, "lr-ten", lr="10", epochs=4, stop_on=["ExplodingTensor", "LossNotDecreasing"])
-    start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=2)
+    start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=1)
 
     open_debugger(page, app_url, "lr-ten")
-    wait_for_metric(page, "Job status", "Stopped", timeout=600_000)
-    expect(page.get_by_text(re.compile(r"^(ExplodingTensor|LossNotDecreasing): IssuesFound$")).first).to_be_visible()
-    expect(page.get_by_text(re.compile(r"Stopping the job")).first).to_be_visible()
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()  # the loss curves
+    waits.metric(page, "Job status", "Stopped", timeout=600_000)
+    waits.visible(page.get_by_text(re.compile(r"^(ExplodingTensor|LossNotDecreasing): IssuesFound$")).first)
+    waits.visible(page.get_by_text(re.compile(r"Stopping the job")).first)
+    waits.chart(page)  # the loss curves
     screenshot(page, "debugger-stopped")
 
     open_debugger(page, app_url, "lr-tiny")
-    wait_for_metric(page, "Job status", "Completed", timeout=600_000)
+    waits.metric(page, "Job status", "Completed", timeout=600_000)
     finding = page.get_by_text("LossNotDecreasing: IssuesFound", exact=True).first  # .first: see test_spot_browser
-    expect(finding).to_be_visible()
+    waits.visible(finding)
     finding.click()
-    expect(page.get_by_text("What to try:").first).to_be_visible()
+    waits.visible(page.get_by_text("What to try:").first)
     screenshot(page, "debugger-loss-not-decreasing")

@@ -11,10 +11,12 @@ import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
+from tests.e2e import waits
 from tests.e2e.conftest import choose_option, click_when_idle, screenshot
-from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
+from tests.e2e.elements import charts, metric_value, sidebar
+from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, upload_checked_dataset
 from tests.e2e.test_spot_browser import stop_spot_runs  # noqa: F401  (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -22,48 +24,43 @@ DIGITS = (0, 2, 4, 6, 8)
 JOB_TIMEOUT_MS = 900_000
 
 
-def heading(page: Page, title: str) -> None:
-    expect(page.get_by_role("heading", name=title, exact=True)).to_be_visible(timeout=60_000)
-
-
 def sidebar_next(page: Page, title: str) -> None:
-    nav = page.locator('[data-testid="stSidebar"]')
-    expect(nav.get_by_role("link", name=f"Next: {title}")).to_be_visible(timeout=30_000)
+    waits.visible(sidebar(page).get_by_role("link", name=f"Next: {title}"))
 
 
 def tune_two_one_epoch_trials(page: Page) -> str:
     """Launches 2 trials of 1 epoch from the Tuning form; returns the best trial's job name."""
-    heading(page, "Tuning")
+    waits.heading(page, "Tuning")
     form = page.locator('[data-testid="stForm"]')
     form.get_by_label("Tuning job name (empty: generated)").fill("journey-tune")
     selectboxes = form.locator('[data-testid="stSelectbox"]')
     epochs_range = selectboxes.nth(7)  # Dataset, then name, type and scaling of each range row
-    expect(epochs_range.get_by_role("combobox")).to_have_value("epochs")
+    waits.value(epochs_range.get_by_role("combobox"), "epochs")
     choose_option(page, epochs_range, "— (unused)")
     form.get_by_label("Min").first.fill("0.001")  # the learning rate's range: every trial learns in one epoch
     form.get_by_label("Max trials").fill("2")
     form.get_by_label("Epochs", exact=True).fill("1")
     choose_option(page, selectboxes.filter(has_text="Image size (px)"), "32")
     form.get_by_role("button", name="Launch tuning job").click()
-    expect(page.get_by_text("Started journey-tune: 2 trials, 2 at a time")).to_be_visible(timeout=30_000)
-    expect(metric_value(page, "Running")).to_have_text("2", timeout=180_000)
-    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
-    expect(metric_value(page, "Trials done")).to_have_text("2 / 2")
+    waits.visible(page.get_by_text("Started journey-tune: 2 trials, 2 at a time"))
+    waits.text(metric_value(page, "Running"), "2", timeout=180_000)
+    waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    waits.text(metric_value(page, "Trials done"), "2 / 2")
     best = page.get_by_text(re.compile(r"^Training job journey-tune-[\w-]+ \(trial \d\)")).first
-    expect(best).to_be_visible(timeout=30_000)
+    waits.visible(best)
     screenshot(page, "journey-03-tuning")
     return re.match(r"Training job (\S+)", best.inner_text()).group(1)  # type: ignore[union-attr]
 
 
 def predict_demo_digits(page: Page, test_split: Path) -> Path:
     """Drops one test image per digit of DIGITS (from test_split) on the endpoint; returns one it got right."""
-    expect(page.get_by_text("Drop one or more images")).to_be_visible(timeout=300_000)  # InService
+    waits.visible(page.get_by_text("Drop one or more images"), timeout=300_000)  # InService
     images = [sorted((test_split / str(digit)).glob("*.jpg"))[0] for digit in DIGITS]
     drop_files(page, *images)
     top1 = metric_value(page, "Top-1")
-    expect(top1).to_have_count(len(DIGITS), timeout=120_000)
+    waits.count(top1, len(DIGITS))
     predicted = [top1.nth(i).inner_text().strip() for i in range(len(DIGITS))]
-    right = [image for image, label, digit in zip(images, predicted, DIGITS) if label == str(digit)]
+    right = [image for image, label, digit in zip(images, predicted, DIGITS, strict=True) if label == str(digit)]
     assert len(right) >= 3, predicted  # most: one epoch of 32 px digits is a rough model
     assert all(metric_value(page, "Latency").nth(i).inner_text().endswith(" ms") for i in range(len(DIGITS)))
     screenshot(page, "journey-06-deploy")
@@ -78,7 +75,7 @@ def evaluate_the_test_split(page: Page, dataset: str, images: int) -> None:
     confusion = page.get_by_text(re.compile(r"^Confusion matrix"))
     running = page.get_by_text(re.compile(r"^(Preparing the images|Asking )"))  # the progress bar's text
     click_when_idle(page, page.get_by_role("button", name="Evaluate", exact=True), confusion.or_(running))
-    expect(confusion).to_be_visible(timeout=300_000)
+    waits.visible(confusion, timeout=300_000)
 
     def metric(label: str) -> str:
         return page.locator('[data-testid="stMetric"]').filter(has=page.get_by_text(label, exact=True)).locator(
@@ -87,7 +84,7 @@ def evaluate_the_test_split(page: Page, dataset: str, images: int) -> None:
     assert metric("Images") == f"{images:,}"
     assert metric("Accuracy").endswith("%") and metric("Top-5 accuracy").endswith("%")
     assert metric("Latency p95").endswith(" ms")
-    expect(page.locator(".js-plotly-plot").last).to_be_visible()
+    waits.visible(charts(page).last)
     screenshot(page, "journey-06b-evaluation")
 
 
@@ -95,54 +92,54 @@ def invoke_lambda_allowed_then_denied(page: Page, endpoint: str, image: Path, *,
                                       region: str = "us-east-1") -> None:
     """Deploys the function for endpoint, invokes it with image (200, the endpoint's answer), then
     takes its InvokeEndpoint permission away and sees the same call denied (403) by the role's policy."""
-    heading(page, "Lambda")
+    waits.heading(page, "Lambda")
     function = f"classify-{endpoint}"
     page.get_by_role("button", name="Deploy function").click()
-    expect(page.get_by_text(f"Deployed {function} (")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(f"Deployed {function} ("))
     drop_files(page, image)
-    expect(page.get_by_label("Event (JSON): image as base64, or s3_uri, or url")).to_have_value(
-        re.compile(r'"image": "/9j/'), timeout=30_000)  # the JPEG's base64
+    waits.value(page.get_by_label("Event (JSON): image as base64, or s3_uri, or url"),
+                re.compile(r'"image": "/9j/'))  # the JPEG's base64
     page.get_by_role("button", name="Invoke", exact=True).click()
-    expect(metric_value(page, "Status")).to_have_text("200", timeout=60_000)
-    expect(metric_value(page, "Top-1")).to_have_text(image.parent.name)  # the endpoint's own right answer
+    waits.text(metric_value(page, "Status"), "200")
+    waits.text(metric_value(page, "Top-1"), image.parent.name)  # the endpoint's own right answer
     screenshot(page, "journey-07-lambda")
 
     page.locator('[data-testid="stCheckbox"]').filter(has_text="InvokeEndpoint on the endpoint").locator(
         "label").click()
-    expect(page.get_by_text("denied (implicitDeny)")).to_be_visible(timeout=30_000)
+    waits.visible(page.get_by_text("denied (implicitDeny)"))
     page.get_by_role("button", name="Invoke", exact=True).click()
-    expect(metric_value(page, "Status")).to_have_text("403", timeout=60_000)
-    expect(page.get_by_text(re.compile(
+    waits.text(metric_value(page, "Status"), "403")
+    waits.visible(page.get_by_text(re.compile(
         rf"403 AccessDenied: User: arn:aws:sts::{account}:assumed-role/{function}-role/{function} "
         r"is not authorized to perform: sagemaker:InvokeEndpoint on resource: "
-        rf"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint}"))).to_be_visible()
-    expect(metric_value(page, "Top-1")).to_have_count(0)
+        rf"arn:aws:sagemaker:{region}:{account}:endpoint/{endpoint}")))
+    waits.count(metric_value(page, "Top-1"), 0)
 
 
 def spot_run_interrupted_once(page: Page) -> None:
-    heading(page, "EC2 Spot")
+    waits.heading(page, "EC2 Spot")
     page.get_by_label("Interrupt after (s, one value per instance)").fill("20")
     page.get_by_label("Run name (empty: generated)").fill("journey-spot")
     page.get_by_label("Run name (empty: generated)").press("Enter")
     page.get_by_role("button", name="Launch", exact=True).click()
-    expect(page.get_by_text("Launched journey-spot")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text("Launched journey-spot"))
     log = page.locator('[data-testid="stCode"]')
-    wait_for_metric(page, "Interruptions", "1", timeout=JOB_TIMEOUT_MS)
-    expect(log).to_contain_text("launched (attempt 2)", timeout=JOB_TIMEOUT_MS)
-    expect(log).to_contain_text(re.compile(r"spot: (resumed|checkpoint epoch=1)"), timeout=JOB_TIMEOUT_MS)
-    wait_for_metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
+    waits.metric(page, "Interruptions", "1", timeout=JOB_TIMEOUT_MS)
+    waits.contains(log, "launched (attempt 2)", timeout=JOB_TIMEOUT_MS)
+    waits.contains(log, re.compile(r"spot: (resumed|checkpoint epoch=1)"), timeout=JOB_TIMEOUT_MS)
+    waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
     assert float(metric_value(page, "Max lost work (epochs)").inner_text()) <= 1.0
     assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.8
-    expect(page.get_by_role("link", name="Deploy this model")).to_be_visible()
+    waits.visible(page.get_by_role("link", name="Deploy this model"))
     screenshot(page, "journey-08-spot")
 
 
 @pytest.mark.timeout(1800)  # every stage trains or serves for real: about 6 minutes on 2 quiet cores
 def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp_path: Path,
-                                                   stop_spot_runs: None) -> None:  # noqa: F811
+                                                   stop_spot_runs: None) -> None:
     page.goto(app_url)
-    heading(page, "Data")
-    expect(page.get_by_role("link", name=re.compile(r"^1\. Bring a dataset"))).to_be_visible()
+    waits.heading(page, "Data")
+    waits.visible(page.get_by_role("link", name=re.compile(r"^1\. Bring a dataset")))
     sidebar_next(page, "Bring a dataset")
     screenshot(page, "journey-01-empty")
 
@@ -153,20 +150,20 @@ def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp
     best_job = tune_two_one_epoch_trials(page)
 
     page.get_by_role("link", name=f"Debugger view of {best_job}").click()
-    heading(page, "Debugger")
-    expect(page.get_by_text(re.compile(r"^\d+ rules: \d+ NoIssuesFound")).first).to_be_visible(timeout=120_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    waits.heading(page, "Debugger")
+    waits.visible(page.get_by_text(re.compile(r"^\d+ rules: \d+ NoIssuesFound")).first)
+    waits.chart(page)
     screenshot(page, "journey-04-debugger")
 
     page.get_by_role("link", name=f"Profiler view of {best_job}").click()
-    heading(page, "Profiler")
-    wait_for_metric(page, "Analysis", "final", timeout=120_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=60_000)
+    waits.heading(page, "Profiler")
+    waits.metric(page, "Analysis", "final")
+    waits.chart(page)
     screenshot(page, "journey-05-profiler")
 
     page.get_by_role("link", name=f"Deploy the model of {best_job}").click()
-    heading(page, "Deploy")
-    expect(page.get_by_text(re.compile(rf"{best_job}/output/model\.tar\.gz")).first).to_be_visible(timeout=30_000)
+    waits.heading(page, "Deploy")
+    waits.visible(page.get_by_text(re.compile(rf"{best_job}/output/model\.tar\.gz")).first)
     endpoint = page.get_by_label("Endpoint name (empty: generated)").get_attribute("placeholder")
     assert endpoint
     page.get_by_role("button", name="Deploy", exact=True).click()
@@ -178,6 +175,6 @@ def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp
     invoke_lambda_allowed_then_denied(page, endpoint, image)
 
     sidebar_next(page, "Train for less on EC2 Spot")
-    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Next: Train for less on EC2 Spot").click()
+    sidebar(page).get_by_role("link", name="Next: Train for less on EC2 Spot").click()
     spot_run_interrupted_once(page)
-    expect(page.locator('[data-testid="stSidebar"]').get_by_role("link", name=re.compile("^Next:"))).to_have_count(0)
+    waits.count(sidebar(page).get_by_role("link", name=re.compile("^Next:")), 0)

@@ -6,16 +6,18 @@ most one epoch, and its model deploys from the Deploy page."""
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page
 
 from core.backend import get_backend
 from core.config import Settings
+from tests.e2e import waits
 from tests.e2e.conftest import screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
+from tests.e2e.elements import metric_value
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 RUN_TIMEOUT_MS = 900_000
@@ -37,12 +39,12 @@ def _launch(page: Page, name: str, schedule: str, *, open_form: bool) -> None:
     launch = page.get_by_role("button", name="Launch", exact=True)
     if open_form:
         page.get_by_text("Launch a spot training run").click()
-    expect(launch).to_be_visible(timeout=30_000)
+    waits.visible(launch)
     page.get_by_label("Interrupt after (s, one value per instance)").fill(schedule)
     page.get_by_label("Run name (empty: generated)").fill(name)
     page.get_by_label("Run name (empty: generated)").press("Enter")
     launch.click()
-    expect(page.get_by_text(f"Launched {name}")).to_be_visible(timeout=60_000)
+    waits.visible(page.get_by_text(f"Launched {name}"))
 
 
 def test_spot_run_interrupted_twice_matches_the_uninterrupted_run(
@@ -52,34 +54,34 @@ def test_spot_run_interrupted_twice_matches_the_uninterrupted_run(
     upload_checked_dataset(page)
 
     page.goto(f"{app_url}/spot")
-    expect(page.get_by_role("heading", name="EC2 Spot", exact=True)).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile("no price feed")).first).to_be_visible()
+    waits.heading(page, "EC2 Spot")
+    waits.visible(page.get_by_text(re.compile("no price feed")).first)
     _launch(page, "spot-reference", "", open_form=False)
-    wait_for_metric(page, "Status", "Completed", timeout=RUN_TIMEOUT_MS)
+    waits.metric(page, "Status", "Completed", timeout=RUN_TIMEOUT_MS)
     reference_accuracy = float(metric_value(page, "Test accuracy").inner_text())
 
     _launch(page, "spot-twice", "20", open_form=True)
     log = page.locator('[data-testid="stCode"]')
-    wait_for_metric(page, "Interruptions", "1", timeout=RUN_TIMEOUT_MS)  # the schedule's
-    expect(log).to_contain_text("launched (attempt 2)", timeout=RUN_TIMEOUT_MS)
-    expect(log).to_contain_text(re.compile(r"spot: (resumed|checkpoint epoch=1)"), timeout=RUN_TIMEOUT_MS)
-    wait_for_metric(page, "Status", "Running", timeout=60_000)
+    waits.metric(page, "Interruptions", "1", timeout=RUN_TIMEOUT_MS)  # the schedule's
+    waits.contains(log, "launched (attempt 2)", timeout=RUN_TIMEOUT_MS)
+    waits.contains(log, re.compile(r"spot: (resumed|checkpoint epoch=1)"), timeout=RUN_TIMEOUT_MS)
+    waits.metric(page, "Status", "Running")
     page.get_by_role("button", name="Interrupt now").click()  # the button's
-    wait_for_metric(page, "Interruptions", "2", timeout=RUN_TIMEOUT_MS)
-    wait_for_metric(page, "Status", "Completed", timeout=RUN_TIMEOUT_MS)
+    waits.metric(page, "Interruptions", "2", timeout=RUN_TIMEOUT_MS)
+    waits.metric(page, "Status", "Completed", timeout=RUN_TIMEOUT_MS)
 
     accuracy = float(metric_value(page, "Test accuracy").inner_text())
     assert abs(accuracy - reference_accuracy) <= 0.01, (accuracy, reference_accuracy)
     assert float(metric_value(page, "Max lost work (epochs)").inner_text()) <= 1.0
     # .first: while the page refreshes, Streamlit can show the old copy of an element beside the new one
-    expect(page.get_by_text(re.compile(r"for the uninterrupted run spot-reference with the same seed and settings: "
-                                       r"[+-]\d+\.\d\d points")).first).to_be_visible()
-    expect(page.get_by_text("Work lost per interruption").first).to_be_visible()
-    expect(log).to_contain_text("launched (attempt 3)")
+    waits.visible(page.get_by_text(re.compile(
+        r"for the uninterrupted run spot-reference with the same seed and settings: [+-]\d+\.\d\d points")).first)
+    waits.visible(page.get_by_text("Work lost per interruption").first)
+    waits.contains(log, "launched (attempt 3)")
     screenshot(page, "spot-interrupted-twice")
 
     page.get_by_role("link", name="Deploy this model").click()
-    expect(page.get_by_role("heading", name="Deploy", exact=True)).to_be_visible(timeout=30_000)
-    expect(page.get_by_text(re.compile(r"spot-twice/output/model\.tar\.gz"))).to_be_visible(timeout=30_000)
+    waits.heading(page, "Deploy")
+    waits.visible(page.get_by_text(re.compile(r"spot-twice/output/model\.tar\.gz")))
     page.get_by_role("button", name="Deploy", exact=True).click()
-    expect(page.get_by_text("Drop one or more images")).to_be_visible(timeout=300_000)  # InService
+    waits.visible(page.get_by_text("Drop one or more images"), timeout=300_000)  # InService

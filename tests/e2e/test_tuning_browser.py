@@ -3,14 +3,15 @@ Auto; the leaderboard and charts fill in live and the best hyperparameters are s
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Locator, Page
 
+from tests.e2e import waits
 from tests.e2e.conftest import choose_option, screenshot
-from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, metric_value, upload_checked_dataset, wait_for_metric
+from tests.e2e.elements import metric_value
+from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -20,26 +21,26 @@ def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, t
     upload_checked_dataset(page)
 
     page.goto(f"{app_url}/tuning")
-    expect(page.get_by_role("heading", name="Tuning", exact=True)).to_be_visible(timeout=30_000)
+    waits.heading(page, "Tuning")
     form = page.locator('[data-testid="stForm"]')
     form.get_by_label("Max steps per epoch (0: all)").fill("6")
     form.get_by_label("Tuning job name (empty: generated)").fill("demo-tune")
     form.locator('[data-testid="stRadio"]').filter(has_text="Early stopping").get_by_text("Auto").click()
     choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
     form.get_by_role("button", name="Launch tuning job").click()
-    expect(page.get_by_text("Started demo-tune: 6 trials, 2 at a time")).to_be_visible(timeout=30_000)
+    waits.visible(page.get_by_text("Started demo-tune: 6 trials, 2 at a time"))
 
     def metric(label: str) -> Locator:
         return metric_value(page, label)
 
     # Live: trials run two at a time and the counters move while they do.
-    expect(metric("Running")).to_have_text("2", timeout=180_000)
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    waits.text(metric("Running"), "2", timeout=180_000)
+    waits.chart(page)
     screenshot(page, "tuning-live")
-    wait_for_metric(page, "Status", "Completed", timeout=900_000)
-    expect(metric("Trials done")).to_have_text("6 / 6")
+    waits.metric(page, "Status", "Completed", timeout=900_000)
+    waits.text(metric("Trials done"), "6 / 6")
     assert int(metric("Pruned").inner_text()) >= 1, "no trial was pruned"
-    expect(page.get_by_role("heading", name="Best hyperparameters").first).to_be_visible()
-    expect(page.locator('[data-testid="stJson"]').first).to_contain_text("lr")
-    assert page.locator(".js-plotly-plot").count() >= 1
+    waits.visible(page.get_by_role("heading", name="Best hyperparameters").first)
+    waits.contains(page.locator('[data-testid="stJson"]').first, "lr")
+    waits.chart(page)
     screenshot(page, "tuning-done")

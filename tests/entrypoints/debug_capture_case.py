@@ -4,7 +4,7 @@
 
 The model has a frozen first convolution (the hook must skip it: sagemaker-python-sdk #1401),
 an in-place ReLU and a Tanh. It trains 12 steps, runs a validation pass of 3 batches, a
-second epoch of 4 steps, and a "test" pass of 2 batches after ``debugging.start_test()``.
+second epoch of 4 steps, and a "test" pass of 2 batches after ``debug_hook.start_test()``.
 numpy's ``tostring`` deprecation warning is an error here, so a writer that still calls it
 (numpy 2 removed it) would lose every tensor.
 """
@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "entrypoints"))
 
 warnings.filterwarnings("error", message=r".*tostring.*")
 
-import debugging  # noqa: E402
+import debug_config  # noqa: E402
+import debug_hook  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
@@ -48,14 +49,14 @@ class TinyNet(nn.Module):
 def main() -> int:
     out = Path(sys.argv[1])
     parser = argparse.ArgumentParser()
-    debugging.add_arguments(parser)
+    debug_config.add_arguments(parser)
     args = parser.parse_args(["--debug-out-dir", str(out), *sys.argv[2:]])
     torch.manual_seed(0)
     model = TinyNet()
     model.stem.requires_grad_(False)
     criterion = nn.CrossEntropyLoss()
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
-    hook = debugging.attach(model, criterion, args)
+    hook = debug_hook.attach(model, criterion, args)
     batches = [(torch.randn(8, 3, 8, 8), torch.randint(0, 3, (8,))) for _ in range(12)]
 
     def train(count: int) -> None:
@@ -75,7 +76,7 @@ def main() -> int:
     train(12)
     evaluate(3)
     train(4)
-    debugging.start_test()
+    debug_hook.start_test()
     evaluate(2)
     if hook is not None:
         hook.close()
@@ -84,7 +85,7 @@ def main() -> int:
 
 
 def summarize(out: Path, attached: bool) -> dict[str, object]:
-    capture = json.loads((out / debugging.CAPTURE_FILE).read_text()) if (out / debugging.CAPTURE_FILE).exists() else {}
+    capture = json.loads((out / debug_config.CAPTURE_FILE).read_text()) if (out / debug_config.CAPTURE_FILE).exists() else {}
     if not attached:
         return {"attached": False, "capture": capture, "folder": sorted(p.name for p in out.iterdir()) if out.exists() else []}
     from smdebug.core.modes import ModeKeys
@@ -92,7 +93,7 @@ def summarize(out: Path, attached: bool) -> dict[str, object]:
 
     trial = create_trial(str(out))
     collections = {c: trial.tensor_names(collection=c) for c in trial.collections()
-                   if c in debugging.COLLECTIONS + debugging.ACTIVATION_COLLECTIONS}
+                   if c in debug_config.COLLECTIONS + debug_config.ACTIVATION_COLLECTIONS}
     grad = "gradient/TinyNet_fc.weight"
     weight = "TinyNet_fc.weight"
     loss = trial.tensor_names(collection="losses")[0]

@@ -1,4 +1,4 @@
-"""Compares debugging.encode_tensor_event with smdebug's protobuf encoding (job environment).
+"""Compares debug_hook.encode_tensor_event with smdebug's protobuf encoding (job environment).
 
 Prints a JSON list of the cases whose bytes differ (empty: all equal), then checks that a
 trial written through the patched writer reads back the same values with smdebug.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "entrypoints"))
 
-import debugging  # noqa: E402
+import debug_hook  # noqa: E402
 import numpy as np  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.core.tfevent.proto.event_pb2 import Event  # noqa: E402
@@ -51,12 +51,12 @@ def main() -> int:
     mismatches = []
     for name, (value, step, mode, mode_step) in CASES.items():
         expected = protobuf_bytes(value, step, mode, mode_step, tag)
-        got = debugging.encode_tensor_event(
+        got = debug_hook.encode_tensor_event(
             wall_time=1795600000.125, step=step, tag=tag, mode_step=mode_step, mode_value=mode.value,
             dtype=DataType.Value(_get_proto_dtype(value.dtype)[1]), shape=value.shape, content=value.tobytes())
         if got != expected:
             mismatches.append(name)
-    debugging.patch_tensor_writer()
+    debug_hook.patch_tensor_writer()
     from smdebug.core.collection_manager import CollectionManager
     from smdebug.trials import create_trial
 

@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(ROOT / "entrypoints"), str(Path(__file__).resolve().parent)]
+sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
 
 import numpy as np  # noqa: E402
 import synthetic_trials as st  # noqa: E402
-from debug_rules import RULES  # noqa: E402
 from smdebug.analysis.utils import no_refresh  # noqa: E402
 from smdebug.exceptions import RuleEvaluationConditionMet, SMDebugError  # noqa: E402
 from smdebug.rules.rule_invoker import invoke_rule  # noqa: E402
 from smdebug.trials import create_trial  # noqa: E402
+
+from analysers.debug_rules import RULES  # noqa: E402
 
 Case = tuple[str, dict[str, Any], Callable[[], tuple[list[st.Step], dict[str, list[str]]]]]
 RNG = np.random.default_rng(7)

@@ -1,4 +1,4 @@
-"""The training script's tensor capture (entrypoints/debugging.py).
+"""The training script's tensor capture (entrypoints/debug_hook.py) and its options (debug_config.py).
 
 The hook runs in the job environment (``debug_capture_case.py`` trains a tiny CNN with a
 frozen layer and reports what the trial holds); the hyperparameter parsing and the
@@ -16,10 +16,8 @@ from typing import Any
 
 import pytest
 
-from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
-
-sys.path.insert(0, str(ENTRYPOINTS_DIR))
-import debugging  # noqa: E402
+from core.config import DEFAULT_JOB_PYTHON
+from entrypoints import debug_config
 
 CASE = Path(__file__).with_name("debug_capture_case.py")
 
@@ -103,27 +101,27 @@ def test_debug_false_writes_nothing(tmp_path: Path) -> None:
 
 def _parse(*args: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(exit_on_error=False)
-    debugging.add_arguments(parser)
+    debug_config.add_arguments(parser)
     return parser.parse_args(list(args))
 
 
 def test_defaults_are_light() -> None:
     args = _parse()
     assert args.debug is True and args.debug_activations is False and args.debug_full_tensors is False
-    assert args.debug_save_interval == debugging.DEFAULT_SAVE_INTERVAL
-    assert args.debug_collections == list(debugging.COLLECTIONS)
+    assert args.debug_save_interval == debug_config.DEFAULT_SAVE_INTERVAL
+    assert args.debug_collections == list(debug_config.COLLECTIONS)
     assert args.debug_rules is None
 
 
 def test_rules_parse_with_parameters_and_actions() -> None:
-    specs = debugging.parse_rules("VanishingGradient, LossNotDecreasing(num_steps=20,diff_percent=0.5):stop")
+    specs = debug_config.parse_rules("VanishingGradient, LossNotDecreasing(num_steps=20,diff_percent=0.5):stop")
     assert specs == [
-        debugging.RuleSpec("VanishingGradient"),
-        debugging.RuleSpec("LossNotDecreasing", {"num_steps": 20, "diff_percent": 0.5}, stop_training=True),
+        debug_config.RuleSpec("VanishingGradient"),
+        debug_config.RuleSpec("LossNotDecreasing", {"num_steps": 20, "diff_percent": 0.5}, stop_training=True),
     ]
-    assert debugging.parse_rules(debugging.format_rules(specs)) == specs
-    assert [s.name for s in debugging.parse_rules("default:stop")] == list(debugging.DEFAULT_RULES)
-    assert all(s.stop_training for s in debugging.parse_rules("default:stop"))
+    assert debug_config.parse_rules(debug_config.format_rules(specs)) == specs
+    assert [s.name for s in debug_config.parse_rules("default:stop")] == list(debug_config.DEFAULT_RULES)
+    assert all(s.stop_training for s in debug_config.parse_rules("default:stop"))
 
 
 @pytest.mark.parametrize(
@@ -137,8 +135,8 @@ def test_rules_parse_with_parameters_and_actions() -> None:
     ],
 )
 def test_invalid_rules_are_refused(text: str, message: str) -> None:
-    with pytest.raises(debugging.DebugConfigError, match=message):
-        debugging.parse_rules(text)
+    with pytest.raises(debug_config.DebugConfigError, match=message):
+        debug_config.parse_rules(text)
 
 
 def test_invalid_hyperparameters_are_refused_by_the_parser() -> None:
@@ -149,44 +147,44 @@ def test_invalid_hyperparameters_are_refused_by_the_parser() -> None:
 
 
 def test_default_rules_add_the_activation_rules_only_with_activations() -> None:
-    assert [s.name for s in debugging.default_rules(False)] == list(debugging.DEFAULT_RULES)
-    with_activations = [s.name for s in debugging.default_rules(True)]
-    assert set(with_activations) - set(debugging.DEFAULT_RULES) == set(debugging.ACTIVATION_RULES)
+    assert [s.name for s in debug_config.default_rules(False)] == list(debug_config.DEFAULT_RULES)
+    with_activations = [s.name for s in debug_config.default_rules(True)]
+    assert set(with_activations) - set(debug_config.DEFAULT_RULES) == set(debug_config.ACTIVATION_RULES)
 
 
 def test_out_dir_is_explicit_then_the_job_folder_then_the_output_data_dir(tmp_path: Path) -> None:
-    assert debugging.resolve_out_dir("s3://bucket/jobs/x/debug", {"SAGEMAKER_BASE_DIR": "/a"}) == "s3://bucket/jobs/x/debug"
-    assert debugging.resolve_out_dir(None, {"SAGEMAKER_BASE_DIR": "/jobs/j1", "SM_OUTPUT_DATA_DIR": "/o"}) == "/jobs/j1/debug-output"
-    assert debugging.resolve_out_dir(None, {"SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"}) == "/opt/ml/output/data/debug-output"
+    assert debug_config.resolve_out_dir("s3://bucket/jobs/x/debug", {"SAGEMAKER_BASE_DIR": "/a"}) == "s3://bucket/jobs/x/debug"
+    assert debug_config.resolve_out_dir(None, {"SAGEMAKER_BASE_DIR": "/jobs/j1", "SM_OUTPUT_DATA_DIR": "/o"}) == "/jobs/j1/debug-output"
+    assert debug_config.resolve_out_dir(None, {"SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"}) == "/opt/ml/output/data/debug-output"
 
 
 def test_protobuf_4_and_later_need_the_pure_python_implementation() -> None:
-    assert debugging.needs_pure_python_protobuf("4.25.3")
-    assert debugging.needs_pure_python_protobuf("6.31.1")
-    assert not debugging.needs_pure_python_protobuf("3.20.3")
-    assert not debugging.needs_pure_python_protobuf(None)
+    assert debug_config.needs_pure_python_protobuf("4.25.3")
+    assert debug_config.needs_pure_python_protobuf("6.31.1")
+    assert not debug_config.needs_pure_python_protobuf("3.20.3")
+    assert not debug_config.needs_pure_python_protobuf(None)
 
 
 def test_prepare_selects_pure_python_protobuf_before_smdebug(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(debugging.metadata, "version", lambda name: "5.29.3")
+    monkeypatch.setattr(debug_config.metadata, "version", lambda name: "5.29.3")
     monkeypatch.delitem(sys.modules, "google.protobuf", raising=False)
     env: dict[str, str] = {}
-    debugging.prepare_smdebug_import(env)
+    debug_config.prepare_smdebug_import(env)
     assert env == {"SMDEBUG_LOG_LEVEL": "warning", "PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"}
 
 
 def test_prepare_refuses_when_fast_protobuf_is_already_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(debugging.metadata, "version", lambda name: "5.29.3")
+    monkeypatch.setattr(debug_config.metadata, "version", lambda name: "5.29.3")
     monkeypatch.setitem(sys.modules, "google.protobuf", object())
-    with pytest.raises(debugging.DebugConfigError, match="PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python"):
-        debugging.prepare_smdebug_import({})
-    debugging.prepare_smdebug_import({"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
+    with pytest.raises(debug_config.DebugConfigError, match="PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python"):
+        debug_config.prepare_smdebug_import({})
+    debug_config.prepare_smdebug_import({"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python"})
 
 
 def test_prepare_leaves_old_protobuf_alone(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(debugging.metadata, "version", lambda name: "3.20.3")
+    monkeypatch.setattr(debug_config.metadata, "version", lambda name: "3.20.3")
     env: dict[str, str] = {}
-    debugging.prepare_smdebug_import(env)
+    debug_config.prepare_smdebug_import(env)
     assert env == {"SMDEBUG_LOG_LEVEL": "warning"}
 
 

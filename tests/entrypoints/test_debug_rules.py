@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
-
-sys.path.insert(0, str(ENTRYPOINTS_DIR))
-import debugging  # noqa: E402
+from core.config import DEFAULT_JOB_PYTHON
+from entrypoints import debug_config
 
 CASES_SCRIPT = Path(__file__).with_name("debug_rule_cases.py")
 EXPECTED = {
@@ -62,7 +59,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any
 
 def test_every_rule_has_a_firing_and_a_quiet_case() -> None:
     rules = {case.split("/")[0] for case in EXPECTED}
-    assert rules == set(debugging.RULE_NAMES)
+    assert rules == set(debug_config.RULE_NAMES)
     for rule in rules:
         outcomes = {fired for case, fired in EXPECTED.items() if case.startswith(rule + "/")}
         assert outcomes == {True, False}, rule

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
+from core.config import DEFAULT_JOB_PYTHON
 from core.datasets import write_demo_folder
 from core.debugger import DebugStore, RuleStatus, TrialState
 from core.entities import TrainingJob
@@ -36,7 +36,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def runner(tmp_path: Path) -> LocalJobRunner:
     store = JobStore(tmp_path / "console.db")
-    return LocalJobRunner(store, tmp_path / "jobs", DEFAULT_JOB_PYTHON, sidecars=[ENTRYPOINTS_DIR / "debug_sidecar.py"])
+    return LocalJobRunner(store, tmp_path / "jobs", DEFAULT_JOB_PYTHON, sidecars=[("-m", "analysers.debug_sidecar")])
 
 
 def _run(runner: LocalJobRunner, demo: Path, name: str, **hyperparameters: object) -> TrainingJob:

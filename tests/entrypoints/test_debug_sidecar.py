@@ -1,4 +1,4 @@
-"""The rule evaluator sidecar (entrypoints/debug_sidecar.py) on synthetic trials.
+"""The rule evaluator sidecar (analysers/debug_sidecar.py) on synthetic trials.
 
 Trials are written with smdebug in the job environment (``write_trial.py``), the sidecar
 runs as the supervisor runs it, and the results are read back through ``DebugStore``.
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
+from core.config import DEFAULT_JOB_PYTHON, REPO_ROOT
 from core.debugger import DebugStore, RuleStatus, TrialState
 from core.entities import TrainingJob
 from core.jobstore import JobStore
 from core.types import JobStatus
 
-SIDECAR = ENTRYPOINTS_DIR / "debug_sidecar.py"
+SIDECAR = "analysers.debug_sidecar"
 WRITER = Path(__file__).with_name("write_trial.py")
 JOB = "job-1"
 
@@ -48,7 +48,7 @@ def _hyperparameters(job_dir: Path, **values: str) -> None:
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
-    env["PYTHONPATH"] = str(ENTRYPOINTS_DIR.parent)
+    env["PYTHONPATH"] = str(REPO_ROOT)
     return env
 
 
@@ -60,8 +60,8 @@ def _write(job_dir: Path, scenario: str, *args: str) -> None:
 
 def _sidecar(store: DebugStore, job_dir: Path, pid: int = 0, *, wait: bool = True) -> subprocess.Popen[str]:
     process = subprocess.Popen(
-        [str(DEFAULT_JOB_PYTHON), str(SIDECAR), "--job-dir", str(job_dir), "--database", str(store.jobs.path),
-         "--job-name", JOB, "--training-pid", str(pid), "--poll-seconds", "0.3"],
+        [str(DEFAULT_JOB_PYTHON), "-m", SIDECAR, "--job-dir", str(job_dir), "--database", str(store.jobs.path),
+         "--job-name", JOB, "--training-pid", str(pid), "--poll-s", "0.3"],
         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     if wait:
@@ -199,14 +199,14 @@ def test_stop_training_cannot_stop_a_finished_job(store: DebugStore, job_dir: Pa
 
 def test_series_are_thinned_past_the_limit() -> None:
     code = (
-        "import debug_sidecar as d\n"
+        "import analysers.debug_sidecar as d\n"
         "t = d.Thinner(4)\n"
         "halvings = []\n"
         "for step in range(20):\n"
         "    if t.keep(step) and t.over(): halvings.append(step)\n"
         "print(t.kept, t.stride, halvings)\n"
     )
-    done = subprocess.run([str(DEFAULT_JOB_PYTHON), "-c", code], cwd=ENTRYPOINTS_DIR, env=_env(), capture_output=True,
+    done = subprocess.run([str(DEFAULT_JOB_PYTHON), "-c", code], cwd=REPO_ROOT, env=_env(), capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[0, 8, 16] 8 [4, 8, 16]"

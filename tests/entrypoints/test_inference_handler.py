@@ -1,5 +1,6 @@
-"""entrypoints/inference.py and the micro-batcher of entrypoints/serve.py, run in the job
-environment (torch lives there): one job-env process computes every case, the tests judge."""
+"""entrypoints/inference.py and the endpoint server's own pieces (entrypoints/serve.py and the
+modules beside it), run in the job environment (torch lives there): one job-env process computes
+every case, the tests judge. The micro-batcher has its own tests (test_batching.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,7 @@ from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
 CLASSES = ["circle", "cross", "square"]
 
 _CASES = r'''
-import asyncio, base64, io, json, struct, sys, threading, time, zlib
-from contextlib import ExitStack
+import asyncio, base64, io, json, struct, sys, threading, zlib
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 import torch
@@ -28,7 +28,6 @@ from imagedata import IMAGENET_MEAN, IMAGENET_STD
 from imagemodels import build_model, make_artifact
 import inference
 from inference import InferenceError, ImageBatch, input_fn, model_fn, output_fn, predict_fn, preprocess
-from serve import MicroBatcher, forward_cpu_ms, padding_start
 
 tmp = Path(sys.argv[2])
 classes = sys.argv[3].split(",")
@@ -173,98 +172,11 @@ out["outputs"] = {
                        "list": (5, "text/html, application/json;q=0.9"), "csv": (5, "text/csv")}.items()
 }
 
-# --- the micro-batcher ---------------------------------------------------------------------------
-def batcher_run(max_batch_size, sizes, fail=False, withdraw=(), clients=0, pad_from=None):
-    """Requests all announced first (as if decoding at once); or, with clients, one at a time."""
-    seen = []
-    def forward(inputs):
-        seen.append(len(inputs))
-        if fail:
-            raise RuntimeError("the model broke")
-        return inputs.sum(dim=1, keepdim=True)
-    batcher = MicroBatcher(forward, max_batch_size=max_batch_size, max_wait_s=3600, clients=lambda: clients,
-                           pad_from=pad_from)
-    batcher.start()
-    jobs = []
-    if clients:
-        for i, size in enumerate(sizes):
-            with batcher.arrival() as submit:
-                jobs.append((i, submit(torch.full((size, 1), float(i)))))
-    else:
-        with ExitStack() as stack:
-            submits = [stack.enter_context(batcher.arrival()) for _ in sizes]
-            for i, (size, submit) in enumerate(zip(sizes, submits)):
-                if i in withdraw:
-                    continue  # its request failed to decode: it never submits
-                jobs.append((i, submit(torch.full((size, 1), float(i)))))
-    results = {}
-    for i, job in jobs:
-        try:
-            results[i] = job.result(60).flatten().tolist()
-        except RuntimeError as exc:
-            results[i] = str(exc)
-    batcher.stop()
-    return {"forwards": seen, "results": {str(k): v for k, v in results.items()}}
-
-out["batcher"] = {
-    "lone": batcher_run(8, [1]),
-    "announced": batcher_run(8, [1, 2, 1]),
-    "cap": batcher_run(4, [1] * 6),
-    "oversized": batcher_run(4, [6]),
-    "withdrawn": batcher_run(8, [1, 1], withdraw={1}),
-    "failure": batcher_run(8, [1, 1], fail=True),
-    "open-clients": batcher_run(8, [1, 2, 1], clients=3),
-    "one-client": batcher_run(8, [1], clients=1),
-    "padded": batcher_run(8, [1, 2, 1], pad_from=3),
-    "below-padding": batcher_run(8, [1, 1], pad_from=3),
-    "padded-cap": batcher_run(4, [1] * 6, pad_from=2),
-    "oversized-padding": batcher_run(4, [6], pad_from=2),
-}
-
-def search(cost, max_batch_size):
-    sizes = []
-    def measured(size):
-        sizes.append(size)
-        return cost(size)
-    return {"start": padding_start(measured, max_batch_size), "measured": sizes}
-
-out["padding_start"] = {
-    "cliff": search(lambda n: 50 if n == 16 else 6 * n, 16),  # 9 images and more cost more than 16
-    "growing": search(lambda n: 5 + 3 * n, 16),
-    "single": search(lambda n: 1.0, 1),  # nothing to pad
-}
-shapes = []
-cost = forward_cpu_ms(lambda inputs: shapes.append(list(inputs.shape)) or inputs, 5, 32, repeats=3)
-out["forward_cpu_ms"] = {"shapes": shapes, "non_negative": cost >= 0}
-
-def spread(max_wait_s, arrivals):
-    """One-image requests at these seconds after the start, with 8 client connections open."""
-    seen = []
-    def forward(inputs):
-        seen.append(len(inputs))
-        return inputs
-    batcher = MicroBatcher(forward, max_batch_size=8, max_wait_s=max_wait_s, clients=lambda: 8)
-    batcher.start()
-    start, jobs = time.monotonic(), []
-    for at in arrivals:
-        time.sleep(max(0.0, start + at - time.monotonic()))
-        with batcher.arrival() as submit:
-            jobs.append(submit(torch.zeros(1, 1)))
-    for job in jobs:
-        job.result(60)
-    batcher.stop()
-    return seen
-
-out["spread"] = {
-    # each request within max_wait of the last: one batch, though the last came 1.2 s after the first
-    "steady": spread(1.0, [0, 0.3, 0.6, 0.9, 1.2]),
-    # MAX_WAIT_SPREAD x max_wait = 2 s in all: the batch runs at 2.0 s with what it has
-    "capped": spread(0.5, [0, 0.45, 0.9, 1.35, 1.8, 2.25, 2.7]),
-}
-
 # --- the server's own pieces ---------------------------------------------------------------------
 from imagedata import eval_pixels, eval_transform, normalise_pixels
-from serve import MAX_WAIT_SPREAD, _Wakeups, keep_freed_memory, parse_head
+from http1 import parse_head
+from loop_wakeups import Wakeups
+from serve import keep_freed_memory
 
 samples = [Image.effect_noise((57, 41), 80).convert("RGB"), Image.new("RGB", (32, 32), (10, 200, 30)),
            Image.effect_noise((20, 90), 30).convert("RGB"), Image.new("RGB", (7, 5), (255, 0, 128))]
@@ -298,7 +210,7 @@ out["heads"] = {
 
 async def wakeups():
     loop = asyncio.get_running_loop()
-    wake = _Wakeups(loop)
+    wake = Wakeups(loop)
     futures = [loop.create_future() for _ in range(4)]
     futures[3].cancel()  # a waiter that gave up: settling it is harmless
     def settle_all():
@@ -314,7 +226,6 @@ async def wakeups():
 
 out["wakeups"] = asyncio.run(wakeups())
 out["keep_freed_memory"] = keep_freed_memory()
-out["max_wait_spread"] = MAX_WAIT_SPREAD
 print(json.dumps(out))
 '''
 
@@ -440,45 +351,6 @@ def test_output_fn_answers_top_k_json(cases: dict[str, Any]) -> None:
             assert sum(probabilities) == pytest.approx(1.0, abs=1e-4)
     assert [len(item["top_k"]) for item in outputs["top-2"]["value"]["json"]["predictions"]] == [2, 2]
     assert outputs["csv"]["status"] == 406 and "application/json" in outputs["csv"]["message"]
-
-
-@pytest.mark.parametrize(
-    ("name", "forwards", "results"),
-    [
-        ("lone", [1], {"0": [0.0]}),  # with max_wait an hour, a lone request still runs at once
-        ("announced", [4], {"0": [0.0], "1": [1.0, 1.0], "2": [2.0]}),  # one forward for three requests
-        ("cap", [4, 2], {str(i): [float(i)] for i in range(6)}),
-        ("oversized", [6], {"0": [0.0] * 6}),
-        ("withdrawn", [1], {"0": [0.0]}),  # a request that failed to decode does not hold the batch
-        ("failure", [2], {"0": "the model broke", "1": "the model broke"}),
-        ("open-clients", [4], {"0": [0.0], "1": [1.0, 1.0], "2": [2.0]}),  # waits for each open connection
-        ("one-client", [1], {"0": [0.0]}),
-        ("padded", [8], {"0": [0.0], "1": [1.0, 1.0], "2": [2.0]}),  # blank rows are not handed out
-        ("below-padding", [2], {"0": [0.0], "1": [1.0]}),
-        ("padded-cap", [4, 4], {str(i): [float(i)] for i in range(6)}),
-        ("oversized-padding", [6], {"0": [0.0] * 6}),
-    ],
-)
-def test_micro_batcher(cases: dict[str, Any], name: str, forwards: list[int], results: dict[str, Any]) -> None:
-    assert cases["batcher"][name] == {"forwards": forwards, "results": results}
-
-
-def test_padding_starts_where_a_partial_batch_costs_more_than_a_full_one(cases: dict[str, Any]) -> None:
-    got = cases["padding_start"]
-    assert got["cliff"]["start"] == 9
-    assert len(got["cliff"]["measured"]) <= 6  # a binary search, not every size
-    assert got["growing"] == {"start": None, "measured": [16, 15]}  # no cliff: two forward passes timed
-    assert got["single"] == {"start": None, "measured": []}
-
-
-def test_forward_cpu_ms_times_blank_batches(cases: dict[str, Any]) -> None:
-    assert cases["forward_cpu_ms"] == {"shapes": [[5, 3, 32, 32]] * 3, "non_negative": True}
-
-
-def test_a_batch_waits_for_each_next_request_up_to_a_cap(cases: dict[str, Any]) -> None:
-    assert cases["max_wait_spread"] == 4
-    assert cases["spread"]["steady"] == [5]
-    assert cases["spread"]["capped"] == [5, 2]
 
 
 def test_the_servers_split_preprocessing_is_bit_identical_to_training(cases: dict[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""entrypoints/profiler_sidecar.py in the job environment: partial files, live passes, no data, and SageMaker
+"""analysers/profiler_sidecar.py in the job environment: partial files, live passes, no data, and SageMaker
 jobs whose output is in S3 (moto's server on 127.0.0.1; a stand-in for DescribeTrainingJob of a running job)."""
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any, Iterator
 import boto3
 import pytest
 
-from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR, REPO_ROOT
-from core.entrypoint_modules import load_entrypoint_module
+from core.config import DEFAULT_JOB_PYTHON, REPO_ROOT
 from core.jobstore import JobStore
 from core.profiler import ProfilerStore
 from core.profiler.views import load_profile
+from entrypoints import s3_sync
 from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment
 
-SIDECAR = ENTRYPOINTS_DIR / "profiler_sidecar.py"
+SIDECAR = "analysers.profiler_sidecar"
 MAX_FAILED_DESCRIBES = 20  # profiler_sidecar.MAX_FAILED_DESCRIBES (the sidecar imports smdebug: job environment only)
 T0 = float(int(time.time()) // 60 * 60 - 600)  # ten minutes ago, on a minute boundary
 
@@ -74,7 +74,7 @@ def job_events(steps: int, *, workers: int, start: float = T0 + 5) -> list[dict[
 
 def run_sidecar(job_dir: Path, database: Path, *extra: str, env: dict[str, str] | None = None,
                 pid: int = 0) -> subprocess.Popen[str]:
-    command = [str(DEFAULT_JOB_PYTHON), str(SIDECAR), "--job-dir", str(job_dir), "--database", str(database),
+    command = [str(DEFAULT_JOB_PYTHON), "-m", SIDECAR, "--job-dir", str(job_dir), "--database", str(database),
                "--job-name", "job", "--training-pid", str(pid), *extra]
     environment = {**(env or os.environ), "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(command, cwd=job_dir, env=environment, stdout=subprocess.PIPE,
@@ -90,9 +90,8 @@ def finish(process: subprocess.Popen[str], timeout: float = 120) -> str:
 # Drives the readers pass by pass over files that grow between passes, like a running job's.
 _PARTIAL = """
 import json, sys
-sys.path.insert(0, sys.argv[1])
-import profiler_sidecar as sidecar
-root = sys.argv[2]
+import analysers.profiler_sidecar as sidecar
+root = sys.argv[1]
 series = sidecar.SystemSeries(root)
 events = sidecar.LineFiles(root, "framework/events/*/*.json")
 out = []
@@ -108,7 +107,7 @@ for step in range(4):
 
 def test_files_are_read_while_they_are_written(tmp_path: Path) -> None:
     root = tmp_path / "profiler-output"
-    reader = subprocess.Popen([str(DEFAULT_JOB_PYTHON), "-c", _PARTIAL, str(ENTRYPOINTS_DIR), str(root)],
+    reader = subprocess.Popen([str(DEFAULT_JOB_PYTHON), "-c", _PARTIAL, str(root)],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, cwd=tmp_path)
     assert reader.stdin and reader.stdout
@@ -391,7 +390,6 @@ def test_a_running_sagemaker_job_is_followed_until_it_ends_and_its_data_are_read
 
 def test_the_mirror_lists_once_per_pass_and_downloads_only_new_or_changed_objects(
         moto_endpoint: str, tmp_path: Path) -> None:
-    s3_sync = load_entrypoint_module("s3_sync")
     s3 = boto3.client("s3")
     calls: list[str] = []
     s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))

@@ -14,7 +14,7 @@ import boto3
 import pytest
 
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
-from core.entrypoint_modules import load_entrypoint_module
+from entrypoints import s3_sync
 from tests.entrypoints.test_profiler_sidecar import moto_endpoint_fixture  # noqa: F401  (registers moto_endpoint)
 from tests.entrypoints.test_train import _job_env, _write_dataset
 
@@ -243,7 +243,6 @@ def _objects(prefix: str) -> dict[str, bytes]:
 
 def test_the_uploader_sends_new_and_changed_files_and_outlives_failures(
         moto_endpoint: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    s3_sync = load_entrypoint_module("s3_sync")
     folder = tmp_path / "profiler-output"
     (folder / "system" / "2026120418").mkdir(parents=True)
     minute = folder / "system" / "2026120418" / "1796407200.algo-1.json"

@@ -33,7 +33,7 @@ JOB = "sm-digits-1"
 TEMPLATE = "s3://bucket/sm-console/jobs/{job_name}/debug-output"
 URI = f"s3://bucket/sm-console/jobs/{JOB}/debug-output"
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-POLL_SECONDS = 0.5
+POLL_S = 0.5
 
 StartResponse = Callable[..., Any]
 
@@ -123,8 +123,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackAws]:
 def evaluators(tmp_path: Path) -> Iterator[SageMakerRuleEvaluators]:
     """The evaluators of a fresh workspace, polling every 0.5 s; one left running (a failed test) is killed."""
     store = DebugStore(JobStore(tmp_path / "console.db"))
-    settings = Settings(workspace=tmp_path / "workspace", region="us-east-1")
-    started = SageMakerRuleEvaluators(settings, store, poll_seconds=POLL_SECONDS)
+    settings = Settings(workspace=tmp_path / "workspace", region="us-east-1", analysis_poll_s=POLL_S)
+    started = SageMakerRuleEvaluators(settings, store)
     yield started
     if started.processes.running(JOB):
         os.kill(_pid(started), signal.SIGKILL)

@@ -484,7 +484,9 @@ def test_the_image_copies_every_entrypoint_module_the_server_imports() -> None:
             modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
                 [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
             todo.extend(f"{m}.py" for m in modules if f"{m}.py" in local and f"{m}.py" not in needed)
-    assert needed == {"serve.py", "inference.py", "imagedata.py", "imagemodels.py", "local_iam.py", "iam_eval.py"}
+    assert needed == {"serve.py", "model_server.py", "http1.py", "batching.py", "runtime_errors.py",
+                      "model_loading.py", "loop_wakeups.py", "inference.py", "imagedata.py", "imagemodels.py",
+                      "local_iam.py", "iam_eval.py"}
     assert needed <= copied
 
 

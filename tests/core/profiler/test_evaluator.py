@@ -40,8 +40,8 @@ def _job(**hyperparameters: str) -> TrainingJob:
 def analysers(tmp_path: Path) -> Iterator[SageMakerProfilerAnalysers]:
     """The analysers of a fresh workspace; an analysis still running at the end (a failed test) is killed."""
     store = ProfilerStore(JobStore(tmp_path / "console.db"))
-    settings = Settings(workspace=tmp_path / "workspace", region="us-east-1")
-    started = SageMakerProfilerAnalysers(settings, store, poll_seconds=0.1)
+    settings = Settings(workspace=tmp_path / "workspace", region="us-east-1", analysis_poll_s=0.1)
+    started = SageMakerProfilerAnalysers(settings, store)
     yield started
     if started.processes.running(JOB):
         os.kill(int((started.processes.folder(JOB) / PID_FILE).read_text().split()[0]), signal.SIGKILL)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Iterator
 import urllib.error
 import urllib.request
+from typing import Iterator
 
 import pytest
 
-from core.entrypoint_modules import load_entrypoint_module
 from core.spot.metadata import LocalMetadataServer, iso_utc
-
-spot_notice = load_entrypoint_module("spot_notice")  # the script's own module (standard library only)
+from entrypoints import spot_notice  # the script's own module (standard library only)
 
 HANG_GUARD_S = 30
 

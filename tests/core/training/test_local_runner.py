@@ -15,6 +15,7 @@ import pytest
 
 from core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
+from core.processes import start_supervisor
 from core.training import LocalJobRunner, TrainingJobSpec
 from core.types import JobStatus
 
@@ -130,11 +131,12 @@ def test_stop_sends_sigterm_and_ends_stopped(runner, source_dir, data_uri):
 def test_a_job_stopped_before_its_supervisor_starts_never_runs(runner, source_dir, data_uri, monkeypatch):
     """The window between start and the supervisor recording its pid: a stop there used to mark the
     job Stopped while the supervisor went on to run the whole script."""
-    launch = runner._launch
-    monkeypatch.setattr(runner, "_launch", lambda layout: None)  # the supervisor is slow to start
+    delayed: list[tuple[str, ...]] = []
+    monkeypatch.setattr("core.training._local.start_supervisor",  # the supervisor is slow to start
+                        lambda *args, what: delayed.append(args))
     runner.start(spec("early-stop", source_dir, data_uri, mode="sleep"))
     assert runner.stop("early-stop").status is JobStatus.STOPPED
-    launch(runner.job_folder("early-stop"))  # ... and starts now
+    start_supervisor(*delayed[0], what="the job supervisor")  # ... and starts now
     deadline = time.time() + 60
     while not (pid := runner.store.job_runtime("early-stop")["supervisor_pid"]) and time.time() < deadline:
         time.sleep(0.1)
@@ -215,7 +217,7 @@ def test_sidecars_run_beside_the_job_and_finish_first(tmp_path, source_dir, data
     sidecar = tmp_path / "sidecar.py"
     sidecar.write_text(SIDECAR)
     store = JobStore(tmp_path / "ws2" / "console.db")
-    runner = LocalJobRunner(store, tmp_path / "ws2" / "jobs", Path(sys.executable), sidecars=[sidecar])
+    runner = LocalJobRunner(store, tmp_path / "ws2" / "jobs", Path(sys.executable), sidecars=[[str(sidecar)]])
     runner.start(spec("side-job", source_dir, data_uri, mode="slow"))
     job = wait_for(runner, "side-job", lambda j: j.status.is_terminal)
     assert job.status is JobStatus.COMPLETED

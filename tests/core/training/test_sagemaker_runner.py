@@ -478,6 +478,16 @@ def test_stop_of_a_job_that_just_finished_returns_it(runner: SageMakerJobRunner,
     assert job.status is JobStatus.COMPLETED
 
 
+def test_a_refused_stop_of_a_running_job_is_an_error(runner: SageMakerJobRunner, aws: AwsSession) -> None:
+    with Stubber(aws.client("sagemaker")) as stub:
+        stub.add_response("describe_training_job", _description("InProgress"), {"TrainingJobName": "digits-1"})
+        stub.add_client_error("stop_training_job", "ValidationException", "Stop is not allowed now.", 400)
+        stub.add_response("describe_training_job", _description("InProgress"), {"TrainingJobName": "digits-1"})
+        with pytest.raises(InvalidInputError, match="stopping training job digits-1: Stop is not allowed now"):
+            runner.stop("digits-1")
+        stub.assert_no_pending_responses()
+
+
 def test_stop_of_a_finished_job_sends_no_stop(runner: SageMakerJobRunner, source_dir: Path) -> None:
     runner.start(_spec(source_dir))  # completed at once under moto, which would reject a stop
     assert runner.stop("digits-1").status is JobStatus.COMPLETED

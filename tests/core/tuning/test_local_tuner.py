@@ -64,7 +64,7 @@ def tuner(tmp_path: Path) -> LocalTuner:
     fake.write_text(FAKE_PYTHON)
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     workspace = tmp_path / "ws"
-    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake)
+    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=())
     return LocalTuner(runner, workspace)
 
 
@@ -190,7 +190,7 @@ def test_killed_supervisor_is_detected_after_restart(tuner: LocalTuner, data_uri
     os.kill(tuner.store.runtime("orphan")["supervisor_pid"], signal.SIGKILL)
     time.sleep(0.5)
     restarted = LocalTuner(LocalJobRunner(JobStore(tuner.runner.store.path), tuner.runner.jobs_root,
-                                          tuner.runner.job_python), tuner.workspace)
+                                          tuner.runner.job_python, sidecars=()), tuner.workspace)
     [job] = restarted.list_tuning_jobs()
     assert job.status is JobStatus.FAILED and "supervisor disappeared" in job.failure_reason
     [trial] = restarted.trials("orphan")
@@ -230,7 +230,7 @@ def test_trials_run_with_the_runners_sidecars(tmp_path: Path, data_uri: str) -> 
     sidecar = tmp_path / "stand_in_sidecar.py"
     sidecar.write_text("# run by the stand-in interpreter, which ignores it\n")
     workspace = tmp_path / "ws"
-    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=[sidecar])
+    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=[[str(sidecar)]])
     tuner = LocalTuner(runner, workspace)
     tuner.start(TuningJobSpec(name="watched", inputs={"training": data_uri}, max_jobs=2, max_parallel_jobs=2,
                               ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1}))

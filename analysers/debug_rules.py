@@ -1,7 +1,7 @@
 """The Debugger's built-in rules as smdebug ``Rule`` subclasses (same names and parameters).
 
 SageMaker's rule containers are closed to new customers, so these rules re-implement the
-built-in rules on a trial written by ``debugging.py``. Each is an ordinary smdebug rule
+built-in rules on a trial written by ``entrypoints/debug_hook.py``. Each is an ordinary smdebug rule
 (``invoke(step)`` raises ``RuleEvaluationConditionMet``, so ``smdebug.rules.invoke_rule``
 runs it), with what the console needs on top: ``finding`` (step, tensor, message) once it
 fired, ``checks`` (how many evaluations found data), ``finalize()`` for the last look once

@@ -1,4 +1,4 @@
-"""Tensor capture for the training script: an smdebug hook configured by hyperparameters.
+"""Tensor capture for the training script: an smdebug hook configured by the ``--debug-*`` hyperparameters.
 
 SageMaker Debugger closed to new customers, so the script registers its own hook and writes
 its own trial (smdebug's format), which the rule evaluator reads beside the job. The hook
@@ -16,12 +16,8 @@ separate. What is saved:
   (full values plus reductions) for DeadRelu, SaturatedActivation and PoorWeightInitialization.
 
 The test-split evaluation after training runs in smdebug's PREDICT mode (``start_test``),
-so only validation passes count as EVAL.
-
-Where it goes (``resolve_out_dir``): ``--debug-out-dir`` (``s3://.../{job_name}/debug-output``
-on SageMaker, where the script uploads as it runs; the console's runner sets it), else ``$SAGEMAKER_BASE_DIR/debug-output`` (a local job
-folder), else ``$SM_OUTPUT_DATA_DIR/debug-output`` (a SageMaker job without an S3 location:
-the data arrive with ``output.tar.gz`` at the end).
+so only validation passes count as EVAL. The options and where the trial goes are
+``debug_config.py``.
 
 Known smdebug 1.0.34 traps handled here: a hook on a parameter that does not require a
 gradient (frozen layers; sagemaker-python-sdk #1401) is never registered; its tensor writer's
@@ -37,63 +33,35 @@ import functools
 import json
 import logging
 import math
-import os
-import re
 import struct
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from debug_config import (
+    CAPTURE_FILE,
+    REDUCED_COLLECTIONS,
+    STEP_COLLECTIONS,
+    DebugConfigError,
+    prepare_smdebug_import,
+    resolve_out_dir,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
 LOG = logging.getLogger("train.debugger")
 
-OUT_DIR_NAME = "debug-output"
-JOB_NAME_PLACEHOLDER = "{job_name}"
-CAPTURE_FILE = "capture.json"
-DEFAULT_SAVE_INTERVAL = 20
 REDUCTIONS: tuple[str, ...] = ("l2", "mean", "abs_mean", "std", "min", "max", "zero_fraction")
-REDUCED_COLLECTIONS: tuple[str, ...] = ("weights", "biases", "gradients")
-STEP_COLLECTIONS: tuple[str, ...] = ("losses", "labels", "predictions")
-ACTIVATION_COLLECTIONS: tuple[str, ...] = ("relu_output", "relu_input", "tanh_input", "sigmoid_input")
-COLLECTIONS: tuple[str, ...] = STEP_COLLECTIONS + REDUCED_COLLECTIONS
 RELU_TYPES = ("ReLU", "ReLU6", "LeakyReLU", "PReLU", "RReLU", "ELU", "CELU", "SELU")
 ACTIVATION_KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "relu": (RELU_TYPES, ("relu_output", "relu_input")),
     "tanh": (("Tanh", "Hardtanh"), ("tanh_input",)),
     "sigmoid": (("Sigmoid", "Hardsigmoid"), ("sigmoid_input",)),
 }  # kind -> (module class names, collections)
-
-# Rules the evaluator knows (the built-in rules' names); the default set needs no activations.
-RULE_NAMES: tuple[str, ...] = (
-    "VanishingGradient", "ExplodingTensor", "Overfit", "Overtraining", "LossNotDecreasing",
-    "PoorWeightInitialization", "WeightUpdateRatio", "AllZero", "ClassImbalance", "DeadRelu",
-    "SaturatedActivation",
-)  # fmt: skip
-DEFAULT_RULES: tuple[str, ...] = (
-    "VanishingGradient", "ExplodingTensor", "Overfit", "Overtraining", "LossNotDecreasing",
-    "WeightUpdateRatio", "AllZero", "ClassImbalance",
-)  # fmt: skip
-ACTIVATION_RULES: tuple[str, ...] = ("PoorWeightInitialization", "DeadRelu", "SaturatedActivation")
-MAX_RULES = 20  # SageMaker's limit per job
-_RULE_RE = re.compile(r"^(?P<name>[A-Za-z]+)(?:\((?P<params>[^()]*)\))?(?::(?P<action>[A-Za-z]+))?$")
-
-
-class DebugConfigError(ValueError):
-    """A ``--debug-*`` hyperparameter that cannot be used."""
-
-
-@dataclass(frozen=True)
-class RuleSpec:
-    """One rule chosen at launch: its name, parameter overrides and whether it stops the job."""
-
-    name: str
-    params: Mapping[str, Any] = field(default_factory=dict)
-    stop_training: bool = False
 
 
 @dataclass
@@ -112,198 +80,6 @@ class CaptureInfo:
     started_at: float = field(default_factory=time.time)
     error: str | None = None
 
-
-# --- hyperparameters ----------------------------------------------------------------------
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false (or 1/0), got {value!r}")
-
-
-def _interval(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
-
-
-def _collections(value: str) -> list[str]:
-    names = [part.strip() for part in value.split(",") if part.strip()]
-    unknown = sorted(set(names) - set(COLLECTIONS))
-    if unknown:
-        raise argparse.ArgumentTypeError(f"unknown collection(s) {unknown}; known: {', '.join(COLLECTIONS)}")
-    return names
-
-
-def _rules(value: str) -> list[RuleSpec]:
-    try:
-        return parse_rules(value)
-    except DebugConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Adds the ``--debug-*`` hyperparameters to the training script's parser."""
-    add = parser.add_argument
-    add("--debug", type=_bool, default=True, help="capture tensors with smdebug for the Debugger")
-    add("--debug-save-interval", type=_interval, default=DEFAULT_SAVE_INTERVAL,
-        help="save weights, biases, gradients (and activations) every N steps; losses every step")
-    add("--debug-collections", type=_collections, default=list(COLLECTIONS),
-        help=f"comma-separated subset of {','.join(COLLECTIONS)}")
-    add("--debug-activations", type=_bool, default=False,
-        help="also save activations (ReLU in/out, tanh/sigmoid inputs) in full: DeadRelu, SaturatedActivation")
-    add("--debug-full-tensors", type=_bool, default=False,
-        help="save weights and gradients in full, not only reductions (about 27 MB per saved step)")
-    add("--debug-out-dir", default=None,
-        help="trial folder or s3:// URI; unset: $SAGEMAKER_BASE_DIR/debug-output or $SM_OUTPUT_DATA_DIR/debug-output")
-    add("--debug-rules", type=_rules, default=None,
-        help="rules for the evaluator: Name[(param=value,...)][:stop], comma-separated; unset: the default set")
-
-
-def parse_rules(text: str) -> list[RuleSpec]:
-    """Parses ``--debug-rules`` such as ``"VanishingGradient,LossNotDecreasing(num_steps=20):stop"``.
-
-    ``default`` stands for the default set (``default:stop`` with StopTraining on each).
-
-    Raises:
-        DebugConfigError: unknown rule or action, malformed parameters, a rule twice, or more
-            than 20 rules.
-    """
-    specs: list[RuleSpec] = []
-    for item in _split_top_level(text):
-        match = _RULE_RE.match(item)
-        if not match:
-            raise DebugConfigError(f"cannot read rule {item!r}: use Name, Name:stop or Name(param=value,...)")
-        name, action = match["name"], (match["action"] or "").lower()
-        if action not in ("", "stop", "stoptraining"):
-            raise DebugConfigError(f"rule {name}: unknown action {match['action']!r} (use :stop)")
-        params = _parse_params(name, match["params"] or "")
-        if name.lower() == "default":
-            specs += [RuleSpec(rule, {}, bool(action)) for rule in DEFAULT_RULES]
-            continue
-        if name not in RULE_NAMES:
-            raise DebugConfigError(f"unknown rule {name!r}; known: {', '.join(RULE_NAMES)}")
-        specs.append(RuleSpec(name, params, bool(action)))
-    names = [s.name for s in specs]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DebugConfigError(f"rule(s) named twice: {', '.join(duplicates)}")
-    if len(specs) > MAX_RULES:
-        raise DebugConfigError(f"{len(specs)} rules: a job runs at most {MAX_RULES}")
-    return specs
-
-
-def format_rules(specs: Sequence[RuleSpec]) -> str:
-    """The ``--debug-rules`` text of ``specs`` (inverse of :func:`parse_rules`)."""
-    parts = []
-    for spec in specs:
-        params = ",".join(f"{k}={v}" for k, v in spec.params.items())
-        parts.append(spec.name + (f"({params})" if params else "") + (":stop" if spec.stop_training else ""))
-    return ",".join(parts)
-
-
-def default_rules(activations: bool) -> list[RuleSpec]:
-    """The rules run when ``--debug-rules`` is unset (activation rules only when captured)."""
-    names = DEFAULT_RULES + (ACTIVATION_RULES if activations else ())
-    return [RuleSpec(name) for name in names]
-
-
-def _split_top_level(text: str) -> list[str]:
-    items, depth, current = [], 0, ""
-    for char in text:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            items.append(current.strip())
-            current = ""
-        else:
-            current += char
-    items.append(current.strip())
-    return [item for item in items if item]
-
-
-def _parse_params(rule: str, text: str) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for part in (p.strip() for p in text.split(",") if p.strip()):
-        key, sep, raw = part.partition("=")
-        if not sep or not key.strip().isidentifier():
-            raise DebugConfigError(f"rule {rule}: parameter {part!r} is not name=value")
-        params[key.strip()] = _literal(raw.strip())
-    return params
-
-
-def _literal(raw: str) -> Any:
-    lowered = raw.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            pass
-    return raw
-
-
-# --- where the trial goes -----------------------------------------------------------------
-
-
-def resolve_out_dir(explicit: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The trial location: the explicit one, else inside the job folder (see the module doc).
-
-    ``{job_name}`` in the explicit location stands for ``$TRAINING_JOB_NAME`` (set by SageMaker
-    and the local runner), so one template serves every trial of a tuning job.
-
-    Raises:
-        DebugConfigError: the location names ``{job_name}`` but the job's name is unknown.
-    """
-    env = os.environ if environ is None else environ
-    if explicit:
-        if JOB_NAME_PLACEHOLDER not in explicit:
-            return explicit
-        if not env.get("TRAINING_JOB_NAME"):
-            raise DebugConfigError(f"--debug-out-dir {explicit} names {JOB_NAME_PLACEHOLDER} but TRAINING_JOB_NAME is unset")
-        return explicit.replace(JOB_NAME_PLACEHOLDER, env["TRAINING_JOB_NAME"])
-    if env.get("SAGEMAKER_BASE_DIR"):
-        return str(Path(env["SAGEMAKER_BASE_DIR"]) / OUT_DIR_NAME)
-    if env.get("SM_OUTPUT_DATA_DIR"):
-        return str(Path(env["SM_OUTPUT_DATA_DIR"]) / OUT_DIR_NAME)
-    return str(Path.cwd() / OUT_DIR_NAME)
-
-
-def needs_pure_python_protobuf(version: str | None) -> bool:
-    """smdebug's generated code needs protobuf <= 3.20.3 or, from 4 on, the pure-Python one."""
-    if not version:
-        return False
-    major = re.match(r"\d+", version)
-    return bool(major) and int(major.group()) >= 4
-
-
-def prepare_smdebug_import(environ: dict[str, str] | None = None) -> None:
-    """Sets what smdebug needs before its first import (protobuf implementation, log level).
-
-    Raises:
-        DebugConfigError: protobuf >= 4 was imported already with its fast implementation,
-            which smdebug's generated code refuses.
-    """
-    env = os.environ if environ is None else environ
-    env.setdefault("SMDEBUG_LOG_LEVEL", "warning")
-    try:
-        version = metadata.version("protobuf")
-    except metadata.PackageNotFoundError:
-        version = None
-    if not needs_pure_python_protobuf(version):
-        return
-    if "google.protobuf" in sys.modules and env.get("PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION") != "python":
-        raise DebugConfigError(
-            f"protobuf {version} was imported before the debugger could select its pure-Python "
-            "implementation: set PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python for the training process"
-        )
-    env["PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION"] = "python"
 
 
 _MODE_STEP_PLUGIN, _MODE_PLUGIN = "mode_step", "mode"  # smdebug.core.modes' plugin names
@@ -482,9 +258,9 @@ def _build_hook(model: nn.Module, criterion: nn.Module, info: CaptureInfo,
         out_dir=info.out_dir, include_collections=info.collections,
         save_config=SaveConfig(save_interval=info.save_interval),
     )  # fmt: skip
-    every_step = SaveConfig(
-        mode_save_configs={m: SaveConfigMode(save_interval=1) for m in (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)}
-    )
+    every_step = SaveConfig(mode_save_configs={
+        m: SaveConfigMode(save_interval=1) for m in (ModeKeys.TRAIN, ModeKeys.EVAL, ModeKeys.PREDICT)
+    })
     never = SaveConfigMode(save_interval=info.save_interval, start_step=10**12)
     train_only = SaveConfig(
         mode_save_configs={ModeKeys.TRAIN: SaveConfigMode(save_interval=info.save_interval),
@@ -587,9 +363,10 @@ def _hook_class() -> Any:
         """Writes the reduced collections' summary in one pass per tensor (one device sync),
         adds the weights' ``update_ratio``, and never hooks a frozen parameter."""
 
-        reduced_collections: set[str] = set()
-        frozen_names: set[str] = set()
-        watched_modules: set[int] = set()  # ids of the modules whose inputs/outputs may be saved
+        # set per hook by _build_hook, before the model is registered
+        reduced_collections: set[str]
+        frozen_names: set[str]
+        watched_modules: set[int]  # ids of the modules whose inputs/outputs may be saved
         testing = False
         gradients_due = False  # whether this step saves gradients (set before its forward pass)
 
@@ -691,7 +468,7 @@ def _hook_class() -> Any:
         stats = [l2, mean_, abs_mean, std_, low_, high_, 1 - nonzero / count]
         keys = [("l2", False), ("mean", False), ("mean", True), ("std", False), ("min", False), ("max", False),
                 ("zero_fraction", False)]
-        return dict(zip(keys, stats))
+        return dict(zip(keys, stats, strict=True))
 
     _HOOK_CLASS = DebugHook
     return DebugHook

@@ -3,13 +3,13 @@ and stores pre-aggregated results and an HTML report in the job store.
 
 Run beside a training job by the local supervisor (with the job environment's interpreter)::
 
-    profiler_sidecar.py --job-dir D --database DB --job-name N --training-pid P
+    python -m analysers.profiler_sidecar --job-dir D --database DB --job-name N --training-pid P
 
 It passes over the profiler output every ``--poll-s`` seconds while the training process
 lives, once more after it is gone, and exits. For a SageMaker training job the console starts
 it on its own machine (``core.profiler.evaluator``)::
 
-    profiler_sidecar.py --job-dir D --database DB --job-name N --profiler-path s3://... --sagemaker-job
+    python -m analysers.profiler_sidecar --job-dir D --database DB --job-name N --profiler-path s3://... --sagemaker-job
 
 and it follows the job through DescribeTrainingJob instead of a process, until the job has
 ended and its data are read. An ``s3://`` profiler path (where the training script uploads
@@ -30,21 +30,21 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # smdebug logs every file list at info
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # core, when PYTHONPATH lacks the repo
 
-import numpy as np  # noqa: E402
-from s3_sync import S3Mirror  # noqa: E402  (entrypoints/ is a script folder)
-from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader  # noqa: E402
-from smdebug.profiler.utils import TimeUnits  # noqa: E402
+import numpy as np
+from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
+from smdebug.profiler.utils import TimeUnits
 
-from core.jobstore import JobStore  # noqa: E402
-from core.profiler._store import REPORT, ProfilerStore  # noqa: E402
-from core.profiler.aggregate import build_documents, merge_operator_rows, top_operators  # noqa: E402
-from core.profiler.data import (  # noqa: E402
+from core.jobstore import JobStore
+from core.processes import is_process_alive
+from core.profiler._store import REPORT, ProfilerStore
+from core.profiler.aggregate import build_documents, merge_operator_rows, top_operators
+from core.profiler.data import (
     JobInfo,
     ProfileData,
     SeriesKey,
@@ -52,12 +52,15 @@ from core.profiler.data import (  # noqa: E402
     phases_from_events,
     system_metrics_from_series,
 )
-from core.profiler.report import render_report  # noqa: E402
-from core.profiler.rules import evaluate_rules  # noqa: E402
+from core.profiler.report import render_report
+from core.profiler.rules import evaluate_rules
+from entrypoints.s3_sync import S3Mirror
 
 LOG = logging.getLogger("profiler_sidecar")
 PROFILER_DIR = Path("output") / "data" / "profiler-output"
 REPORT_FILE = Path("report") / "profiler-report.html"
+POLL_S = 10.0
+"""Between passes while the job runs, unless ``--poll-s`` says otherwise."""
 FUTURE_S = 24 * 3600  # read events up to a day ahead: clocks of other machines may run ahead
 MAX_FAILED_DESCRIBES = 20
 """DescribeTrainingJob failures in a row (each retried at the next poll) before the analysis gives up."""
@@ -75,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profiler-path", default=None,
                         help=f"profiler-output folder or s3:// URI (mirrored into <job-dir>/{PROFILER_DIR}); "
                              f"default <job-dir>/{PROFILER_DIR}")
-    parser.add_argument("--poll-s", type=float, default=10.0, help="seconds between passes while training runs")
+    parser.add_argument("--poll-s", type=float, default=POLL_S, help="seconds between passes while training runs")
     parser.add_argument("--rule-parameters", type=json.loads, default={},
                         help='JSON overrides per rule, e.g. {"StepOutlier": {"n_outliers": 5}}')
     return parser
@@ -244,21 +247,6 @@ def _no_data_summary(source: str) -> dict[str, Any]:
     return {"state": "complete", "samples": 0, "steps": 0, "no_data": True, "errors": [reason]}
 
 
-def is_alive(pid: int) -> bool:
-    """Whether pid runs and is not a zombie waiting for its parent."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except OSError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
-    except OSError:
-        return True
-    return state not in ("Z", "X")
-
-
 class SageMakerJob:
     """A SageMaker training job followed through DescribeTrainingJob (credentials and region from the environment).
 
@@ -308,7 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sagemaker_job:
         running, watch_s = SageMakerJob(args.job_name).running, args.poll_s  # an API call: once per poll
     else:
-        running, watch_s = (lambda: is_alive(args.training_pid)), min(0.5, args.poll_s)
+        running, watch_s = (lambda: is_process_alive(args.training_pid, "")), min(0.5, args.poll_s)
 
     def run_pass(final: bool) -> None:
         if mirror is not None:
@@ -331,7 +319,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         traceback.print_exc()
         try:  # keep what earlier passes stored, and say why the last one failed
             summary = analyser.store.documents(args.job_name).get("summary") or {"samples": 0, "steps": 0}
-            summary.update(state="failed", errors=[*summary.get("errors", []), f"the profiler analysis failed: {exc!r}"])
+            errors = [*summary.get("errors", []), f"the profiler analysis failed: {exc!r}"]
+            summary.update(state="failed", errors=errors)
             analyser.store.put_documents(args.job_name, {"summary": summary})
         except Exception:
             traceback.print_exc()

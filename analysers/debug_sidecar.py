@@ -1,23 +1,24 @@
-"""The Debugger's collector and rule evaluator for one training job (a job-side sidecar).
+"""The Debugger's collector and rule evaluator for one training job (a sidecar beside it).
 
 SageMaker runs a rule job beside each training job; locally the job supervisor starts this
-script with the job environment's interpreter::
+module with the job environment's interpreter::
 
-    debug_sidecar.py --job-dir D --database DB --job-name N --training-pid P [--trial PATH]
+    python -m analysers.debug_sidecar --job-dir D --database DB --job-name N --training-pid P [--trial PATH]
 
 and, for a SageMaker training job, the console starts it on its own machine with
 ``--sagemaker-job --trial s3://...`` (``core.debugger.evaluator``): it then watches the job
-through the SageMaker API (one DescribeTrainingJob per poll) instead of a process.
+through the SageMaker API (one DescribeTrainingJob per poll, every ``--poll-s`` seconds)
+instead of a process.
 
 It reads the job's hyperparameters (``SM_HPS``, else ``input/config/hyperparameters.json``),
-opens the trial that ``train.py`` writes (``debugging.resolve_out_dir``, or ``--trial``, a
+opens the trial that ``train.py`` writes (``debug_config.resolve_out_dir``, or ``--trial``, a
 folder or ``s3://`` URI) with ``smdebug.trials.create_trial`` as soon as its collections file
 exists, and every few seconds until the training process ``P`` (or the SageMaker job) has
 ended, then once more:
 
 - copies each new step's reductions and scalar values into the job store
   (``core.debugger.DebugStore``), thinning the series when they grow past a limit;
-- runs the chosen rules (``--debug-rules``, else ``debugging.default_rules``) on the new
+- runs the chosen rules (``--debug-rules``, else ``debug_config.default_rules``) on the new
   steps and records each rule's status, the step and tensor that fired it, and a notification;
   a rule with the StopTraining action stops the job (its supervisor gets SIGTERM, as
   ``LocalJobRunner.stop`` does).
@@ -45,36 +46,37 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # core, when PYTHONPATH lacks the repo
+from entrypoints import debug_config
 
-import debugging  # noqa: E402  (entrypoints/ is a script folder)
-
-debugging.prepare_smdebug_import()
+debug_config.prepare_smdebug_import()  # before numpy and smdebug
 
 import numpy as np  # noqa: E402
-from debug_rules import RULES, ConsoleRule  # noqa: E402
-from s3_sync import S3Mirror  # noqa: E402
 from smdebug.analysis.utils import no_refresh, refresh  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.exceptions import SMDebugError  # noqa: E402
 
+from analysers.debug_rules import RULES, ConsoleRule  # noqa: E402
 from core.debugger import SERIES_COLUMNS, DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState  # noqa: E402
 from core.errors import ConsoleError  # noqa: E402
 from core.jobstore import JobStore  # noqa: E402
+from core.processes import is_process_alive, signal_process  # noqa: E402
 from core.types import JobStatus  # noqa: E402
+from entrypoints.s3_sync import S3Mirror  # noqa: E402
 
 LOG = logging.getLogger("debug_sidecar")
-POLL_SECONDS = 3.0
+POLL_S = 3.0
+"""Between polls, unless ``--poll-s`` says otherwise (a local job: reading its own folder is cheap)."""
 MAX_FAILED_DESCRIBES = 20
 """DescribeTrainingJob failures in a row (each retried at the next poll) before the evaluator gives up."""
 MIRROR_FOLDER = "debug-output"
 """Where an ``s3://`` trial is copied, under the job folder."""
 MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
 MAX_SCALAR_STEPS = 20000  # per job, for losses
-SERIES_COLLECTIONS = ("losses", *debugging.REDUCED_COLLECTIONS, *debugging.ACTIVATION_COLLECTIONS)
+SERIES_COLLECTIONS = ("losses", *debug_config.REDUCED_COLLECTIONS, *debug_config.ACTIVATION_COLLECTIONS)
 REDUCED = tuple(c for c in SERIES_COLLECTIONS if c != "losses")
 
 
@@ -96,7 +98,7 @@ def debug_settings(hps: Mapping[str, str]) -> argparse.Namespace:
         argparse.ArgumentError: an invalid value (the training script refuses it too).
     """
     parser = argparse.ArgumentParser(add_help=False, exit_on_error=False)
-    debugging.add_arguments(parser)
+    debug_config.add_arguments(parser)
     args: list[str] = []
     for key, value in hps.items():
         if key.startswith("debug"):
@@ -124,10 +126,11 @@ class Stopper:
         if job.status.is_terminal:
             return f"the job is already {job.status.value}"
         pid = runtime.get("supervisor_pid")
-        if not pid or not _alive(pid, str(runtime.get("job_dir") or "")):
+        marker = str(runtime.get("job_dir") or "")
+        if not is_process_alive(pid, marker):
             return "the job's supervisor process is not running"
         self.jobs.update_job(self.job_name, status=JobStatus.STOPPING, secondary_status="Stopping")
-        os.kill(pid, signal.SIGTERM)
+        signal_process(pid, marker, signal.SIGTERM)
         return None
 
 
@@ -181,16 +184,6 @@ class SageMakerJob:
         except (BotoCoreError, ClientError) as exc:
             return f"SageMaker did not stop the job: {exc}"
         return None
-
-
-def _alive(pid: int, marker: str = "") -> bool:
-    """True while ``pid`` runs (not a zombie) and its command line contains ``marker``."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X") and marker in cmdline
 
 
 # --- copying series -------------------------------------------------------------------------
@@ -293,7 +286,7 @@ class Collector:
         available = self.trial.collections()
         for collection in reversed(SERIES_COLLECTIONS):  # the first listed wins
             if collection in available:
-                members.update({n: collection for n in self.trial.tensor_names(collection=collection)})
+                members.update(dict.fromkeys(self.trial.tensor_names(collection=collection), collection))
         return members
 
 
@@ -312,7 +305,7 @@ def _finite_or_none(value: float) -> float | None:
 class RuleRunner:
     """Runs the chosen rules over new steps and records their status in the store."""
 
-    def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debugging.RuleSpec],
+    def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debug_config.RuleSpec],
                  stopper: Stopper | SageMakerJob) -> None:
         self.store = store
         self.job_name = job_name
@@ -422,7 +415,8 @@ class RuleRunner:
             self.store.update_rule(self.job_name, name, status=RuleStatus.NO_ISSUES_FOUND,
                                    message="nothing to check: the model has no tanh or sigmoid layer")
         elif missing:
-            hint = ("start the job with --debug-activations true" if set(missing) & set(debugging.ACTIVATION_COLLECTIONS)
+            hint = ("start the job with --debug-activations true"
+                    if set(missing) & set(debug_config.ACTIVATION_COLLECTIONS)
                     else f"add {', '.join(missing)} to --debug-collections")
             self._error(name, f"no data for this rule: it reads the {', '.join(missing)} collection(s), which this "
                         f"job did not save; {hint}")
@@ -552,7 +546,7 @@ class Session:
 
 def _read_capture(folder: Path) -> dict[str, Any]:
     try:
-        return dict(json.loads((folder / debugging.CAPTURE_FILE).read_text()))
+        return dict(json.loads((folder / debug_config.CAPTURE_FILE).read_text()))
     except (OSError, ValueError):
         return {}
 
@@ -571,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"trial folder or s3:// URI (copied into <job-dir>/{MIRROR_FOLDER}); unset: where train.py writes it")
     add("--sagemaker-job", action="store_true",
         help="the job is a SageMaker training job: watch it and stop it through the SageMaker API")
-    add("--poll-seconds", type=float, default=POLL_SECONDS)
+    add("--poll-s", type=float, default=POLL_S, help="seconds between polls while the job runs")
     return parser
 
 
@@ -584,30 +578,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     environ.setdefault("SAGEMAKER_BASE_DIR", str(args.job_dir))
     try:
         settings = debug_settings(hyperparameters(args.job_dir, environ))
-        out_dir = args.trial or debugging.resolve_out_dir(settings.debug_out_dir, environ)
+        out_dir = args.trial or debug_config.resolve_out_dir(settings.debug_out_dir, environ)
     except (argparse.ArgumentError, ValueError) as exc:
-        store.set_trial(args.job_name, path="", state=TrialState.FAILED, message=f"invalid debugger hyperparameter: {exc}")
+        store.set_trial(args.job_name, path="", state=TrialState.FAILED,
+                        message=f"invalid debugger hyperparameter: {exc}")
         return 0
     if not settings.debug:
         store.set_trial(args.job_name, path="", state=TrialState.DISABLED,
                         message="the job ran with --debug false: no tensors were saved and no rule ran")
         return 0
-    specs = settings.debug_rules or debugging.default_rules(settings.debug_activations)
+    specs = settings.debug_rules or debug_config.default_rules(settings.debug_activations)
     job = SageMakerJob(args.job_name) if args.sagemaker_job else None
     if job is not None:
         running, stopper = job.running, job
     else:
-        running = lambda: bool(args.training_pid) and _alive(args.training_pid)  # noqa: E731
+        running = lambda: bool(args.training_pid) and is_process_alive(args.training_pid, "")  # noqa: E731
         stopper = Stopper(store.jobs, args.job_name)
     runner = RuleRunner(store, args.job_name, specs, stopper)
     mirror = S3Mirror(out_dir, args.job_dir / MIRROR_FOLDER) if out_dir.startswith("s3://") else None
     session = Session(store, args.job_name, out_dir, runner, mirror=mirror)
     session.begin()
-    LOG.info("evaluating %s on %s", debugging.format_rules(specs), out_dir)
+    LOG.info("evaluating %s on %s", debug_config.format_rules(specs), out_dir)
     try:
         while running():
             session.poll(final=False)
-            time.sleep(args.poll_seconds)
+            time.sleep(args.poll_s)
         session.poll(final=True, ended=job.status if job is not None else "")
     except Exception as exc:  # the evaluator's own failure: said in the store, never a hung job
         LOG.error("evaluator failed:\n%s", traceback.format_exc())

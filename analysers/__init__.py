@@ -1,0 +1,14 @@
+"""The console's analysers of training jobs: the Debugger's rule evaluator and the Profiler's analysis.
+
+Each is a process run with the job environment's interpreter (smdebug, numpy), as
+``python -m analysers.<module>`` with the repository on ``PYTHONPATH``: beside a local job
+(the training supervisor starts them, ``core.training._supervisor.ANALYSERS``), or on this
+machine for a SageMaker job, following what the job uploads to S3 (``core.debugger.evaluator``,
+``core.profiler.evaluator``). SageMaker runs rule jobs beside a training job in the same way.
+
+They stand between the two other folders and may import both: ``core`` (the job store and the
+profiler's aggregation) and the standard-library leaf modules of ``entrypoints/`` as
+``entrypoints.<module>`` (``debug_config``, ``s3_sync``), which the training script imports
+flat from its own folder. Nothing here is shipped with a job: ``entrypoints/`` is packed into
+``sourcedir.tar.gz`` without them.
+"""
