@@ -18,7 +18,6 @@ from core.config import load_settings
 from core.errors import InvalidInputError, NotFoundError
 from core.uploads import UPLOADS_ROUTE, UploadSpool
 
-
 WRITE_BYTES = 1024 * 1024
 
 

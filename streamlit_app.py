@@ -6,12 +6,12 @@ from pathlib import Path
 
 import streamlit as st
 
+from app_pages._shared import backend, forget_backend, journey, next_step_link
 from core.backend import Backend
 from core.errors import ConsoleError
 from core.health import BackendHealth
 from core.job_environment import JobEnvironmentPhase, read_state
 from core.journey import next_step
-from app_pages._shared import backend, forget_backend, journey, next_step_link
 
 # Served by the app itself: a ":material/…:" icon would make every page fetch it from the internet.
 FAVICON = Path(__file__).parent / "app_pages" / "assets" / "favicon.png"

@@ -22,8 +22,9 @@ Where our data differ from what the built-in rules saw, the rules say so:
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Iterable
+from typing import Any, ClassVar
 
 import numpy as np
 from smdebug.core.modes import ModeKeys
@@ -553,7 +554,7 @@ class ClassImbalance(ConsoleRule):
         pair = self._pair(step)
         if pair is None:
             return False
-        labels, predicted = pair
+        labels, _ = pair
         if mode == ModeKeys.EVAL:
             self._pass.append(pair)
             self._pass_end = step
@@ -596,7 +597,7 @@ class ClassImbalance(ConsoleRule):
         return False
 
     def _judge_pass(self) -> bool:
-        labels = np.concatenate([l for l, _ in self._pass])
+        labels = np.concatenate([true for true, _ in self._pass])
         predicted = np.concatenate([p for _, p in self._pass])
         self._pass, end = [], self._pass_end
         if self.counts.sum() < self.params["samples"]:
@@ -651,7 +652,7 @@ class PoorWeightInitialization(ConsoleRule):
             self.checks += 1
             positive = {n: v for n, v in variances.items() if v > 0}
             if positive and max(positive.values()) / min(positive.values()) > self.params["threshold"]:
-                low, high = min(positive, key=positive.get), max(positive, key=positive.get)
+                low, high = min(positive, key=positive.__getitem__), max(positive, key=positive.__getitem__)
                 return self.fire(step, low, f"activation variances range from {positive[low]:.3g} ({low}) to "
                                  f"{positive[high]:.3g} ({high}), more than {self.params['threshold']:g} times apart")
         if self._flat_gradients(step):

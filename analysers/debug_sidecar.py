@@ -589,6 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     specs = settings.debug_rules or debug_config.default_rules(settings.debug_activations)
     job = SageMakerJob(args.job_name) if args.sagemaker_job else None
+    stopper: Stopper | SageMakerJob
     if job is not None:
         running, stopper = job.running, job
     else:

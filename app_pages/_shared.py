@@ -49,7 +49,7 @@ def job_and_analysis(name: str) -> tuple[TrainingJob, AnalysisNotes]:
     try:
         job = be.runner.describe(name)
         return job, be.analysis.ensure_analysed(job)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         st.stop()
 

@@ -8,6 +8,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages._shared import backend, journey, journey_checklist, show_error
+from app_pages._zip_drop import zip_drop
 from core.catalog import check_dataset, check_in_place, list_datasets, register_dataset, register_in_place
 from core.datasets import (
     EXCLUDED_MANIFEST,
@@ -26,8 +28,6 @@ from core.datasets import (
 from core.datasets.in_place import InPlaceDataset
 from core.progress import TimeLeft, run_with_progress
 from core.uploads import UploadSpool
-from app_pages._shared import backend, journey, journey_checklist, show_error
-from app_pages._zip_drop import zip_drop
 
 st.title("Data")
 st.caption(
@@ -106,7 +106,7 @@ if st.button("Check dataset", type="primary", disabled=not (prefix_uri or source
             st.session_state["in_place"] = check_in_place(be, prefix_uri, progress=show_check)
         else:
             st.session_state["prepared"] = check_dataset(source, staging, progress=show_check)
-    except Exception as exc:  # noqa: BLE001 - every failure is shown to the user; nothing is left staged
+    except Exception as exc:
         show_error(exc)
     finally:
         bar.empty()
@@ -182,7 +182,7 @@ if prepared is not None:
                 )
                 _forget_prepared()
                 st.success(f"Dataset {record.name} is ready at {record.uri}")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 show_error(exc)
             finally:
                 bar.empty()
@@ -198,7 +198,7 @@ elif checked is not None:
                 record = register_in_place(be, checked, name=name)
                 st.session_state.pop("in_place", None)
                 st.success(f"Dataset {record.name} is ready at {record.uri}")
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 show_error(exc)
 
 st.subheader("Datasets")

@@ -5,11 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.debugger import DebugStore, RuleStatus
-from core.debugger import charts, views
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
+from core.debugger import DebugStore, RuleStatus, charts, views
 from core.entities import TrainingJob
 from core.types import JobStatus
-from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 
 POLL_SECONDS = 3
 _LEVELS = {"info": st.info, "warning": st.warning, "error": st.error}
@@ -73,7 +72,7 @@ def _rules(name: str, job: TrainingJob) -> None:
 def _service_rules(name: str) -> None:
     try:
         own = be.analysis.service_rule_results(name)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return
     if own:
@@ -161,5 +160,5 @@ def debugger_view(name: str) -> None:
 
 try:
     debugger_view(selected)
-except Exception as exc:  # noqa: BLE001 - shown to the user
+except Exception as exc:
     show_error(exc)

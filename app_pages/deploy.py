@@ -11,12 +11,19 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit.runtime.uploaded_file_manager import UploadedFile
 
+from app_pages._shared import (
+    ENDPOINT_QUERY_PARAM,
+    JOB_QUERY_PARAM,
+    TUNING_QUERY_PARAM,
+    backend,
+    show_error,
+    take_linked_choice,
+)
 from core.catalog import list_datasets
 from core.endpoints import DEFAULT_SERVING, Endpoint, EndpointStatus, InvocationResult
 from core.endpoints.invoke import image_request
 from core.entities import TrainingJob
 from core.errors import ConsoleError
-from core.job_environment import waiting_notice
 from core.evaluation import (
     Comparison,
     DatasetTestSplit,
@@ -28,18 +35,11 @@ from core.evaluation import (
     run_evaluation,
 )
 from core.evaluation.charts import confusion_heatmap, failure_rows, per_class_rows, top_confusion_rows
+from core.job_environment import waiting_notice
 from core.spot import completed_runs_as_jobs
 from core.training.launch import new_job_name
 from core.tuning import TuningJob
 from core.types import JobStatus
-from app_pages._shared import (
-    ENDPOINT_QUERY_PARAM,
-    JOB_QUERY_PARAM,
-    TUNING_QUERY_PARAM,
-    backend,
-    show_error,
-    take_linked_choice,
-)
 
 POLL_SECONDS = 2
 SOURCES = {"job": "Completed training job", "tuning": "Best trial of a tuning job"}
@@ -73,7 +73,7 @@ def _model_from_tuning(tuning_jobs: list[TuningJob]) -> str | None:
     name = st.selectbox("Tuning job", [j.name for j in tuning_jobs], key="deploy_tuning_job")
     try:
         best = be.tuner.best_trial(name)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return None
     if best is None or not best.training_job.model_uri:
@@ -127,7 +127,7 @@ def _deploy_form() -> None:
             endpoint = be.endpoints.deploy(endpoint_name, model_uri, instance_type=str(instance_type),
                                            instance_count=int(count), max_batch_size=int(max_batch),
                                            max_wait_ms=float(max_wait), workers=int(workers))
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
             return
         del st.session_state["deploy_default_name"]
@@ -179,7 +179,7 @@ def endpoints_panel() -> None:
         try:
             with st.spinner(f"Deleting {name}…"):
                 be.endpoints.delete(name)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
             return
         st.session_state["deploy_message"] = f"Deleted {name}"
@@ -207,7 +207,7 @@ def _predict(endpoint: Endpoint, upload: UploadedFile) -> InvocationResult | str
             cache[key] = be.endpoints.invoke(endpoint.name, body, content_type)
         except ConsoleError as exc:
             cache[key] = str(exc)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             cache[key] = f"unexpected error ({type(exc).__name__}): {exc}"
     return cache[key]
 
@@ -294,7 +294,7 @@ def _evaluate(names: list[str], source: EvaluationSource) -> None:
     try:
         results = run_evaluation(be.endpoints, names, source, storage=be.storage, object_prefixes=be.object_prefixes,
                                  scratch_dir=be.settings.workspace / "evaluations", on_progress=show)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
     else:
         st.session_state["eval_results"] = results
@@ -368,7 +368,7 @@ def _show_results(results: list[EvaluationResult]) -> None:
     if len(results) == 2:
         try:
             comparison = compare_results(*results)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
     for position, (column, result) in enumerate(zip(st.columns(len(results)), results, strict=True)):
         with column:

@@ -6,13 +6,13 @@ import json
 
 import streamlit as st
 
+from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, show_error, take_linked_choice
 from core.endpoints import EndpointStatus
 from core.job_environment import waiting_notice
 from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain
 from core.lambdas.events import image_event, parse_event
 from core.lambdas.iam import evaluate
 from core.lambdas.policies import endpoint_arn
-from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, show_error, take_linked_choice
 
 EMPTY_EVENT = json.dumps({"image": "", "top_k": 5}, indent=2)
 FORMATS = {"direct": "Direct invocation", "api_gateway": "API Gateway proxy (JSON body)"}
@@ -56,7 +56,7 @@ def _deploy_form() -> None:
                                 timeout_s=int(timeout), memory_mb=int(memory))
             with st.spinner(f"Deploying {spec.function_name}…"):
                 info = functions.deploy(spec)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
             return
         st.session_state["lambda_function"] = info.name
@@ -87,7 +87,7 @@ def _policy_panel(info: FunctionInfo) -> FunctionInfo:
     if allowed != info.allows_invoke:
         try:
             info = functions.set_invoke_permission(info.name, allowed)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
     resource = endpoint_arn(info.region, info.account, info.spec.endpoint_name)
     outcome = evaluate([info.policy], "sagemaker:InvokeEndpoint", resource)
@@ -167,7 +167,7 @@ if c1.button("Invoke", type="primary", key="lambda_invoke", disabled=bool(waitin
     try:
         with st.spinner(f"Invoking {function.name}…"):
             st.session_state["lambda_result"] = (function.name, functions.invoke(function.name, parse_event(event_text)))
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
 last = st.session_state.get("lambda_result")
 if last and last[0] == function.name:
@@ -175,12 +175,12 @@ if last and last[0] == function.name:
 with st.expander("Recent log lines"):
     try:
         st.code("\n".join(functions.recent_log_lines(function.name)) or "(none yet)", language="text")
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
 if c2.button("Delete function", key="lambda_delete"):
     try:
         functions.delete(function.name)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
     else:
         st.session_state.pop("lambda_result", None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 from core.profiler import ProfilerStore
 from core.profiler.charts import build_figures
 from core.profiler.views import ProfileView, load_profile, no_data_message
 from core.types import JobStatus
-from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 
 POLL_SECONDS = 5
 
@@ -79,7 +79,7 @@ def profile(name: str) -> None:
         st.rerun()  # a last full render with the final pass, then no more polling
     try:
         view, figures = _prepared(name, store.updated_at(name), store)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return
     c1, c2 = st.columns(2)
@@ -101,7 +101,7 @@ def profile(name: str) -> None:
     if not job.status.is_terminal and c2.button("Stop job", icon=":material/stop_circle:", key=f"profiler_stop_{name}"):
         try:
             be.runner.stop(name)
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
     tabs = st.tabs(["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators", "System usage"])
     with tabs[0]:

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from app_pages._shared import JOB_QUERY_PARAM, backend, show_error
 from core.catalog import list_datasets
 from core.job_environment import waiting_notice
 from core.spot import (
@@ -24,7 +25,6 @@ from core.spot import (
 )
 from core.spot.pricing import latest_prices, synthetic_reasons
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, new_job_name
-from app_pages._shared import JOB_QUERY_PARAM, backend, show_error
 
 POLL_SECONDS = 2
 MARKERS = {"notice": ("orange", "triangle-down"), "checkpoint": ("green", "circle"), "interrupted": ("red", "x"),
@@ -45,7 +45,7 @@ def _prices() -> float | None:
     days = c2.slider("Days", 1, 90, 7, key="spot_price_days")
     try:
         points = spot.price_history(types, days=days)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return None
     if not points:
@@ -141,7 +141,7 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
                            watch_notice=bool(watch), spot_price_per_h=spot_price, on_demand_price_per_h=on_demand,
                            expected_hours=hours)
         run = spot.launch(spec)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return
     st.session_state["spot_selected"] = run.name
@@ -224,24 +224,24 @@ def run_details(name: str) -> None:
     st.caption(run.detail or "")
     if run.failure_reason:
         st.error(run.failure_reason)
-    if run.status.is_terminal and spot.can_clean_up and run.resources.get("role"):
-        if st.button("Delete the run's role, instance profile and security group", key=f"spot_cleanup_{name}"):
-            try:
-                st.success("Deleted " + ", ".join(spot.cleanup(name)))
-            except Exception as exc:  # noqa: BLE001
-                show_error(exc)
+    if run.status.is_terminal and spot.can_clean_up and run.resources.get("role") and \
+            st.button("Delete the run's role, instance profile and security group", key=f"spot_cleanup_{name}"):
+        try:
+            st.success("Deleted " + ", ".join(spot.cleanup(name)))
+        except Exception as exc:
+            show_error(exc)
     if not run.status.is_terminal:
         c1, c2, _ = st.columns([1, 1, 3])
         if spot.can_interrupt and c1.button("Interrupt now", key=f"spot_interrupt_{name}",
                                             help="Serve the interruption notice to the current instance"):
             try:
                 spot.interrupt(name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 show_error(exc)
         if c2.button("Terminate", key=f"spot_terminate_{name}"):
             try:
                 spot.terminate(name)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 show_error(exc)
     st.markdown("**Timeline** — launch, notice, checkpoint, interruption and resume")
     st.plotly_chart(_timeline(run), key=f"spot_timeline_{name}")
@@ -272,7 +272,7 @@ def run_details(name: str) -> None:
     st.markdown(f"**{spot.log_title}**")
     try:
         st.code("\n".join(spot.log_tail(name, 200)) or "(no output yet)", language="text")
-    except Exception as exc:  # noqa: BLE001 - the console may not be available yet
+    except Exception as exc:
         show_error(exc)
 
 

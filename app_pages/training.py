@@ -6,13 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages._shared import backend, job_views_links, show_error
 from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
 from core.job_environment import waiting_notice
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
 from core.types import JobStatus
-from app_pages._shared import backend, job_views_links, show_error
 
 POLL_SECONDS = 2
 
@@ -61,7 +61,7 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                     job = start_training(be, dataset, hps, name=name.strip() or None)
                     st.session_state["selected_job"] = job.name
                     st.session_state["training_notice"] = f"Started {job.name}"
-                except Exception as exc:  # noqa: BLE001 - shown to the user
+                except Exception as exc:
                     show_error(exc)
 
 notice = st.session_state.get("training_notice")
@@ -113,7 +113,7 @@ def job_details(name: str) -> None:
     if not job.status.is_terminal and st.button("Stop job", key=f"stop_{name}"):
         try:
             be.runner.stop(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
     points = be.runner.metrics(name)
     if points:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
 
+from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, show_error
 from core.catalog import list_datasets
 from core.entities import DatasetRecord
 from core.job_environment import waiting_notice
@@ -25,7 +27,6 @@ from core.tuning.form import (
 from core.tuning.importance import parameter_importance
 from core.tuning.spec import TUNABLE_HYPERPARAMETERS, Scaling
 from core.tuning.views import leaderboard, learning_curves
-from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, show_error
 
 POLL_SECONDS = 2
 RANGE_ROWS = 5
@@ -40,7 +41,7 @@ def _or_error(call: Callable[[], T], fallback: T) -> T:
     """call's answer; if it fails, the error is shown and fallback stands in, so the rest of the page renders."""
     try:
         return call()
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return fallback
 
@@ -120,7 +121,7 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
                 job = be.tuner.start(spec)
                 st.session_state["selected_tuning_job"] = job.name
                 st.success(f"Started {job.name}: {spec.max_jobs} trials, {spec.max_parallel_jobs} at a time")
-            except Exception as exc:  # noqa: BLE001 - shown to the user
+            except Exception as exc:
                 show_error(exc)
 
 
@@ -212,7 +213,7 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
     st.subheader("Best hyperparameters")
     try:
         best = be.tuner.best_trial(name)
-    except Exception as exc:  # noqa: BLE001 - shown to the user
+    except Exception as exc:
         show_error(exc)
         return
     if best is None:
@@ -236,7 +237,7 @@ def _best_panel(name: str, spec: TuningJobSpec) -> None:
                 job = start_training(be, dataset, full_training_hyperparameters(best.hyperparameters, int(epochs)))
                 st.session_state["selected_job"] = job.name
                 st.session_state[f"tune_full_run_{name}"] = f"Started {job.name} on {dataset.name}"
-        except Exception as exc:  # noqa: BLE001 - shown to the user
+        except Exception as exc:
             show_error(exc)
     if best.training_job.model_uri:
         c3.page_link("app_pages/deploy.py", label="Deploy the best model", icon=":material/rocket_launch:",
@@ -274,7 +275,7 @@ def tuning_details(name: str) -> None:
     if not job.status.is_terminal and st.button("Stop tuning job", key=f"tune_stop_{name}"):
         try:
             be.tuner.stop(name)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             show_error(exc)
     trials = None if spec is None else _or_error(lambda: be.tuner.trials(name), None)
     if spec is None or trials is None:

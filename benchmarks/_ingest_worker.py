@@ -24,8 +24,9 @@ import resource
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINTS_DIR = REPO_ROOT / "entrypoints"
@@ -193,7 +194,7 @@ def loading(args: argparse.Namespace) -> dict[str, Any]:
 
     import torch
 
-    import train  # noqa: E402  (entrypoints/ is a script folder, not a package)
+    import train
     from imagedata import Batch, collate_readable, epoch_batches, load_splits, make_loader
     from imagemodels import build_model, default_weights_path
 

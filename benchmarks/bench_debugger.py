@@ -24,8 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
@@ -56,8 +56,9 @@ def training(args: argparse.Namespace, scratch: Path) -> list[tuple[str, float]]
     import logging
 
     sys.path.insert(0, str(REPO_ROOT / "entrypoints"))
-    import debug_hook
     import torch
+
+    import debug_hook
     import train
     from imagedata import epoch_batches, load_splits, make_loader
     from imagemodels import build_model
@@ -127,13 +128,12 @@ def write_and_collect(args: argparse.Namespace, scratch: Path) -> None:
     import numpy as np
 
     sys.path[:0] = [str(REPO_ROOT / "entrypoints"), str(REPO_ROOT / "tests" / "entrypoints"), str(REPO_ROOT)]
-    import debug_hook
     import synthetic_trials as st
     from smdebug.analysis.utils import no_refresh
     from smdebug.trials import create_trial
 
+    import debug_hook
     from analysers.debug_sidecar import Collector
-
     from core.debugger import DebugStore
     from core.jobstore import JobStore
 

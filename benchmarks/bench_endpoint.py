@@ -48,9 +48,9 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from PIL import Image
@@ -61,7 +61,14 @@ APP_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
 sys.path.insert(0, str(ENTRYPOINTS_DIR))
 
 from inference import (  # noqa: E402
-    ImageBatch, LoadedModel, forward, input_fn, model_fn, output_fn, predict_fn, preprocess,
+    ImageBatch,
+    LoadedModel,
+    forward,
+    input_fn,
+    model_fn,
+    output_fn,
+    predict_fn,
+    preprocess,
 )
 from serve import default_torch_threads, keep_freed_memory  # noqa: E402
 
@@ -125,7 +132,7 @@ def test_images(data_dir: Path) -> list[tuple[bytes, str]]:
 
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def timed(calls: int, call: Callable[[int], None]) -> Load:

@@ -34,9 +34,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the job-environment part imports no more than it needs
     from streamlit.testing.v1 import AppTest
@@ -197,13 +198,12 @@ def write_debug_trial(database: Path, trial_dir: Path, train_steps: int, layers:
     import numpy as np
 
     sys.path[:0] = [str(REPO_ROOT / "entrypoints"), str(REPO_ROOT / "tests" / "entrypoints")]
-    import debug_hook
     import synthetic_trials
     from smdebug.analysis.utils import no_refresh
     from smdebug.trials import create_trial
 
+    import debug_hook
     from analysers.debug_sidecar import Collector
-
     from core.debugger import DebugStore, TrialState
     from core.jobstore import JobStore
 

@@ -26,8 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINTS_DIR = REPO_ROOT / "entrypoints"
@@ -56,9 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
 def training_part(args: argparse.Namespace) -> dict[str, Any]:
     """Images/s with and without profiling, alternating; returns the rates per setting."""
     sys.path.insert(0, str(ENTRYPOINTS_DIR))
-    import profiling
     import psutil
     import torch
+
+    import profiling
     import train
     from imagedata import epoch_batches, load_splits, make_loader
     from imagemodels import build_model
@@ -118,9 +120,10 @@ def instrumentation_costs(scratch: Path, steps: int = 3000) -> dict[str, float]:
     The loop's own noise then stays small against the wrapper, hooks and event writes, so the
     cost is measured directly instead of as a small difference of two noisy throughputs.
     """
-    import profiling
     import psutil
     import torch
+
+    import profiling
     from system_monitor import GpuReader, MinuteFiles, SystemMonitor
 
     model, batch = torch.nn.Linear(4, 2), (torch.zeros(1, 4), torch.zeros(1, dtype=torch.long))

@@ -28,11 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.backend import get_backend  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.datasets import write_demo_folder  # noqa: E402
-from core.spot import LocalSpotManager, SpotRunSpec, interruptions  # noqa: E402
-from core.training.launch import DEFAULT_HYPERPARAMETERS  # noqa: E402
+from core.backend import get_backend
+from core.config import Settings
+from core.datasets import write_demo_folder
+from core.spot import LocalSpotManager, SpotRunSpec, interruptions
+from core.training.launch import DEFAULT_HYPERPARAMETERS
 
 ATTEMPT = re.compile(r"^=== instance \S+ launched \(attempt (\d+)\) ===$")
 
@@ -51,10 +51,10 @@ def run_arm(manager: LocalSpotManager, name: str, data_uri: str, args: argparse.
             starts = [i for i, line in enumerate(lines) if ATTEMPT.match(line)]
             current = lines[starts[-1]:] if starts else []
             attempt = int(ATTEMPT.match(current[0])[1]) if current else 0  # type: ignore[index]
-            if attempt == len(cut_at) - len(pending) + 1 and any(line.startswith(pending[0]) for line in current):
-                if manager.describe(name).status.value == "Running":
-                    manager.interrupt(name)
-                    pending.pop(0)
+            due = attempt == len(cut_at) - len(pending) + 1 and any(line.startswith(pending[0]) for line in current)
+            if due and manager.describe(name).status.value == "Running":
+                manager.interrupt(name)
+                pending.pop(0)
         time.sleep(0.5)
     run = manager.describe(name)
     found = interruptions(manager.events(name))
@@ -88,8 +88,8 @@ def main() -> int:
         accuracy = row["test_acc"]
         delta = 100 * (accuracy - reference) if isinstance(accuracy, float) and isinstance(reference, float) else None
         print(f"{row['run']:<26} {row['status']:<10} {accuracy if accuracy is not None else float('nan'):>9.4f} "
-              f"{delta if delta is not None else float('nan'):>+9.2f} {str(row['lost_steps']):>12} "
-              f"{str(row['lost_epochs']):>16} {str(row['ckpt_after_notice_s']):>20} {row['wall_s']:>7.1f}")
+              f"{delta if delta is not None else float('nan'):>+9.2f} {row['lost_steps']!s:>12} "
+              f"{row['lost_epochs']!s:>16} {row['ckpt_after_notice_s']!s:>20} {row['wall_s']:>7.1f}")
     return 0
 
 

@@ -30,8 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             loops[name] = make(model, splits.train, optimizer, batch_size=args.batch_size, workers=args.num_workers)
             loops[name](args.warmup)
         loops["train.py subprocess (1 epoch)"] = lambda steps: subprocess_rate(args, data_dir, scratch)
-        rates: dict[str, float] = {name: 0.0 for name in loops}
+        rates: dict[str, float] = dict.fromkeys(loops, 0.0)
         for round_ in range(1, args.rounds + 1):
             for name, loop in loops.items():
                 rate = loop(args.steps)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.backend import get_backend  # noqa: E402
-from core.config import Settings  # noqa: E402
-from core.datasets import write_demo_folder  # noqa: E402
-from core.tuning import (  # noqa: E402
+from core.backend import get_backend
+from core.config import Settings
+from core.datasets import write_demo_folder
+from core.tuning import (
     CategoricalRange,
     ContinuousRange,
     EarlyStopping,

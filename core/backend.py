@@ -12,8 +12,9 @@ null implementation.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from core.analysis import BesideJobAnalysis, JobAnalysis
 from core.config import Settings
@@ -29,7 +30,9 @@ if TYPE_CHECKING:
     from core.lambdas import FunctionManager
     from core.spot import SpotManager
     from core.storage import Storage
-    from core.training import JobRunner
+    from core.storage._s3 import S3Storage
+    from core.training import JobRunner, LocalJobRunner
+    from core.training._sagemaker import SageMakerJobRunner
     from core.tuning import Tuner
 
 DEFAULT_LOCAL_REGION = "us-east-1"
@@ -92,7 +95,7 @@ class LocalBackend(Backend):
         return LocalStorage(self.settings.workspace / "storage")
 
     @cached_property
-    def runner(self) -> JobRunner:  # type: ignore[override]
+    def runner(self) -> LocalJobRunner:  # type: ignore[override]
         from core.training import LocalJobRunner
 
         return LocalJobRunner(self.store, self.settings.workspace / "jobs", self.settings.job_python)
@@ -101,7 +104,7 @@ class LocalBackend(Backend):
     def tuner(self) -> Tuner:  # type: ignore[override]
         from core.tuning import LocalTuner
 
-        return LocalTuner(self.runner, self.settings.workspace)  # type: ignore[arg-type]
+        return LocalTuner(self.runner, self.settings.workspace)
 
     @cached_property
     def endpoints(self) -> EndpointManager:  # type: ignore[override]
@@ -158,22 +161,22 @@ class AwsBackend(Backend):
         return check_aws(self.settings, lambda _settings: self.session)
 
     @cached_property
-    def storage(self) -> Storage:  # type: ignore[override]
+    def storage(self) -> S3Storage:  # type: ignore[override]
         from core.storage._s3 import S3Storage
 
         return S3Storage(self.session.client("s3"), self.settings.bucket or "", self.settings.prefix)
 
     @cached_property
-    def runner(self) -> JobRunner:  # type: ignore[override]
+    def runner(self) -> SageMakerJobRunner:  # type: ignore[override]
         from core.training._sagemaker import SageMakerJobRunner
 
-        return SageMakerJobRunner(self.settings, self.session, self.storage)  # type: ignore[arg-type]
+        return SageMakerJobRunner(self.settings, self.session, self.storage)
 
     @cached_property
     def tuner(self) -> Tuner:  # type: ignore[override]
         from core.tuning._sagemaker import SageMakerTuner
 
-        return SageMakerTuner(self.settings, self.session, self.storage, self.runner)  # type: ignore[arg-type]
+        return SageMakerTuner(self.settings, self.session, self.storage, self.runner)
 
     @cached_property
     def endpoints(self) -> EndpointManager:  # type: ignore[override]
@@ -207,7 +210,7 @@ class AwsBackend(Backend):
         return S3Prefixes(self.session.client("s3"))
 
 
-_REGISTRY: dict[BackendKind, Callable[[Settings, "AwsSession | None"], Backend]] = {
+_REGISTRY: dict[BackendKind, Callable[[Settings, AwsSession | None], Backend]] = {
     BackendKind.LOCAL: lambda settings, _session: LocalBackend(settings),
     BackendKind.AWS: AwsBackend,
 }

@@ -11,9 +11,9 @@ import os
 import re
 import sys
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Mapping
 
 from core.errors import ConfigError
 from core.types import BackendKind

@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from core.entities import DatasetRecord, MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, BackendError, NotFoundError
@@ -78,10 +79,11 @@ CREATE TABLE IF NOT EXISTS datasets (
 );
 """
 
-_JOB_FIELDS = (
-    "name backend status secondary_status failure_reason created_at started_at ended_at "
-    "hyperparameters inputs instance_type model_uri final_metrics job_dir supervisor_pid worker_pid heartbeat_at"
-).split()
+_JOB_FIELDS = [
+    "name", "backend", "status", "secondary_status", "failure_reason", "created_at", "started_at", "ended_at",
+    "hyperparameters", "inputs", "instance_type", "model_uri", "final_metrics", "job_dir", "supervisor_pid",
+    "worker_pid", "heartbeat_at"
+]
 
 
 class JobStore:

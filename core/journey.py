@@ -60,4 +60,5 @@ def journey_steps(backend: Backend) -> list[JourneyStep]:
 def next_step(steps: list[JourneyStep]) -> JourneyStep | None:
     """The first required step not done yet, else the first optional one; None when all are done."""
     required = [s for s in steps if not s.done and not s.optional]
-    return (required or [s for s in steps if not s.done] or [None])[0]
+    pending = required or [s for s in steps if not s.done]
+    return pending[0] if pending else None

@@ -88,7 +88,7 @@ def detach_and_run(log: Path, run: Callable[[], int], on_crash: Callable[[Except
         on_crash: records a crash of ``run`` (the work must not stay running because of it).
     """
     log.parent.mkdir(parents=True, exist_ok=True)
-    out = open(log, "a", buffering=1)  # noqa: SIM115 (kept open: it becomes stdout; opened before the fork, so a failure reaches the launcher)
+    out = open(log, "a", buffering=1)
     if os.fork() > 0:
         os._exit(0)
     os.setsid()

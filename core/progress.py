@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, wait
-from typing import Any, Callable, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def run_with_progress(
         future.set_running_or_notify_cancel()
         try:
             result = call(latest)
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, which re-raises it
+        except BaseException as exc:
             future.set_exception(exc)
         else:
             future.set_result(result)

@@ -7,7 +7,8 @@ finished between the describe that found it running and the stop.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, TypeVar
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from core.aws import aws_errors
 from core.errors import InvalidInputError

@@ -19,6 +19,8 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
+
 from core.errors import InvalidInputError, NotFoundError
 
 MAX_UPLOAD_BYTES = 16 * 1024**3
@@ -38,6 +40,13 @@ class SpooledFile:
 
     filename: str
     path: Path
+    size: int
+
+
+class _UploadMeta(TypedDict):
+    """What ``<id>.json`` holds: the announced file name and size."""
+
+    filename: str
     size: int
 
 
@@ -65,7 +74,8 @@ class UploadSpool:
             raise InvalidInputError(f"{filename} is {size / 1e9:.2f} GB and the workspace disk has "
                                     f"{free / 1e9:.2f} GB free")
         upload_id = secrets.token_urlsafe(24)
-        self._meta(upload_id).write_text(json.dumps({"filename": filename, "size": size}))
+        meta: _UploadMeta = {"filename": filename, "size": size}
+        self._meta(upload_id).write_text(json.dumps(meta))
         self._part(upload_id).touch()
         return upload_id
 
@@ -81,7 +91,7 @@ class UploadSpool:
         """
         meta = self._read_meta(upload_id)
         if self._done(upload_id).exists():
-            return int(meta["size"])
+            return meta["size"]
         return self._part(upload_id).stat().st_size
 
     def append(self, upload_id: str, start: int, piece: bytes) -> int:
@@ -95,7 +105,7 @@ class UploadSpool:
             InvalidInputError: start is not where the received bytes end, or the piece runs past the
                 announced size.
         """
-        size = int(self._read_meta(upload_id)["size"])
+        size = self._read_meta(upload_id)["size"]
         part = self._part(upload_id)
         try:
             out = open(part, "r+b")
@@ -123,7 +133,7 @@ class UploadSpool:
         done = self._done(upload_id)
         if not done.exists():
             return None
-        return SpooledFile(filename=str(meta["filename"]), path=done, size=int(meta["size"]))
+        return SpooledFile(filename=meta["filename"], path=done, size=meta["size"])
 
     def discard(self, upload_id: str) -> None:
         """Removes the upload, finished or not (nothing if it is gone already)."""
@@ -145,7 +155,7 @@ class UploadSpool:
         self.folder.mkdir(parents=True, exist_ok=True)
         return self.folder
 
-    def _read_meta(self, upload_id: str) -> dict[str, object]:
+    def _read_meta(self, upload_id: str) -> _UploadMeta:
         if not _ID.match(upload_id):
             raise NotFoundError(f"no upload {upload_id!r}")
         try:

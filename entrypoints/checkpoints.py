@@ -14,7 +14,7 @@ import os
 import random
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -62,7 +62,8 @@ def remove_stale_temps(folder: Path, name: str = CHECKPOINT_FILE) -> list[Path]:
 
 def capture_rng() -> dict[str, Any]:
     """The state of python's, numpy's, torch's (and CUDA's) global generators."""
-    np_state = np.random.get_state()
+    # the global generator is MT19937, so the legacy form is always the tuple (numpy's stub allows a dict)
+    np_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state(legacy=True))
     return {
         "python": random.getstate(),
         "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],

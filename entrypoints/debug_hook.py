@@ -305,7 +305,8 @@ def _add_activation_collections(hook: Any, activations: Mapping[str, list[nn.Mod
             hook.reduced_collections.add(name)
             for module in modules:
                 if getattr(module, "inplace", False):
-                    module.inplace = False  # an in-place activation would overwrite the input we save
+                    # an in-place activation would overwrite the input we save
+                    module.inplace = False  # type: ignore[assignment]  # torch's __setattr__ stub: tensors/modules only
                 collection.add_module_tensors(module, inputs=name.endswith("_input"), outputs=name.endswith("_output"))
 
 
@@ -359,7 +360,7 @@ def _hook_class() -> Any:
     from smdebug.core.utils import error_handling_agent
     from smdebug.pytorch import Hook
 
-    class DebugHook(Hook):  # type: ignore[misc, valid-type]
+    class DebugHook(Hook):
         """Writes the reduced collections' summary in one pass per tensor (one device sync),
         adds the weights' ``update_ratio``, and never hooks a frozen parameter."""
 
@@ -367,6 +368,9 @@ def _hook_class() -> Any:
         reduced_collections: set[str]
         frozen_names: set[str]
         watched_modules: set[int]  # ids of the modules whose inputs/outputs may be saved
+        # smdebug's own flags (set in BaseHook), declared for the methods below
+        prepared_collections: bool
+        exported_collections: bool
         testing = False
         gradients_due = False  # whether this step saves gradients (set before its forward pass)
 

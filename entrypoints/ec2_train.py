@@ -43,8 +43,9 @@ import tarfile
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import debug_config
@@ -52,8 +53,8 @@ import debug_hook
 import profiling
 import shutdown
 import train
-from hyperparameters import parse_bool
 from checkpoints import CHECKPOINT_FILE, CheckpointError, atomic_torch_save, remove_stale_temps
+from hyperparameters import parse_bool
 from imagedata import DataError
 from imagemodels import WeightsError
 from spot_notice import DEFAULT_METADATA_URL, POLL_INTERVAL_S, InterruptionNotice, MetadataClient, NoticePoller
@@ -333,9 +334,9 @@ def run(args: argparse.Namespace, stop: train.StopRequest, *, events: EventLog,
     debug_hook.attach(job.model, job.criterion, args)
     profiling.attach(job.model, job.optimizer, job.device)
     remove_stale_temps(job.checkpoint_path.parent)
-    if not job.checkpoint_path.is_file() and checkpoints is not None:
-        if checkpoints.get(CHECKPOINT_FILE, job.checkpoint_path):
-            LOG.info("spot: restored the checkpoint from %s", checkpoints.child_uri(CHECKPOINT_FILE))
+    if not job.checkpoint_path.is_file() and checkpoints is not None \
+            and checkpoints.get(CHECKPOINT_FILE, job.checkpoint_path):
+        LOG.info("spot: restored the checkpoint from %s", checkpoints.child_uri(CHECKPOINT_FILE))
     state = train.RunState()
     steps = job.steps_per_epoch
     if job.checkpoint_path.is_file():

@@ -24,10 +24,11 @@ round: an ``Allow`` with a condition does not grant, a ``Deny`` with one still d
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 VERSIONS = ("2012-10-17", "2008-10-17")
 _ACTION_RE = re.compile(r"^(\*|[A-Za-z0-9*?-]+:[A-Za-z0-9*?]+)$")

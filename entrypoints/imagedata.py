@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import random
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ Sample = tuple[torch.Tensor, int] | Unreadable
 """What ``ImageSamples`` gives for one index."""
 
 
-class Batch(tuple):  # type: ignore[type-arg]
+class Batch(tuple[torch.Tensor, torch.Tensor]):
     """A batch as ``(images, labels)`` of its readable samples; ``skipped`` lists the others.
 
     A 2-tuple, so ``images, labels = batch`` works as with the default collate. ``images`` and
@@ -248,10 +248,10 @@ def load_splits(data_dir: Path, image_size: int, augment: str) -> Splits:
     """
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} does not exist")
-    for split in ("train", "valid"):
-        if not (data_dir / split).is_dir():
+    for required in ("train", "valid"):
+        if not (data_dir / required).is_dir():
             raise DataError(
-                f"no {split}/ folder in {data_dir}: expected train/<class>/*.jpg, "
+                f"no {required}/ folder in {data_dir}: expected train/<class>/*.jpg, "
                 "valid/<class>/... and optionally test/<class>/..."
             )
     class_names = _class_dirs(data_dir / "train")

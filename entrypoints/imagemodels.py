@@ -8,8 +8,9 @@ Shared by ``train.py``, the EC2 script and the inference handlers.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -160,7 +161,7 @@ def read_artifact(path: Path) -> dict[str, Any]:
         ValueError: the file is not such an artifact.
     """
     artifact = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(artifact, dict) or not ARTIFACT_KEYS <= set(artifact):
+    if not isinstance(artifact, dict) or not set(artifact) >= ARTIFACT_KEYS:
         raise ValueError(f"{path} is not a model artifact: it needs keys {sorted(ARTIFACT_KEYS)}")
     return artifact
 

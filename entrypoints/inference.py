@@ -36,15 +36,17 @@ import binascii
 import functools
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
-from imagedata import eval_pixels, normalise_pixels
-from imagemodels import model_from_artifact, read_artifact
 from PIL import Image, UnidentifiedImageError
 from torch import nn
+
+from imagedata import eval_pixels, normalise_pixels
+from imagemodels import model_from_artifact, read_artifact
 
 MODEL_FILE = "model.pth"
 MAX_BODY_BYTES = 6 * 1024 * 1024

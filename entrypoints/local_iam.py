@@ -22,6 +22,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from iam_eval import evaluate
 
@@ -76,7 +77,7 @@ def authorize_invoke(iam_dir: Path, account: str, authorization: str | None, end
                    f"on resource: {resource} {outcome.denial_reason(INVOKE_ACTION)}")
 
 
-def _read_json(path: Path) -> dict | None:  # type: ignore[type-arg]
+def _read_json(path: Path) -> dict[str, Any] | None:
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
+
 from batching import PREDICT_TIMEOUT_S, Forward, MicroBatcher, forward_cpu_ms, padding_start
 from inference import LoadedModel, forward, model_fn
 

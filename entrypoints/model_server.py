@@ -126,7 +126,7 @@ class ModelServer:
                 answer, readable = await self._answer(request, reader, writer)
             except (ConnectionError, asyncio.IncompleteReadError, TimeoutError):
                 raise  # the client went away, or sent its body too slowly: nobody to answer
-            except Exception:  # noqa: BLE001 - a bug of ours: answered, logged, connection closed
+            except Exception:
                 LOG.exception("%s %s failed", request.method, request.path)
                 answer, readable = error_answer(500, "the server failed on this request"), False
             await self._send(writer, request, answer, started, close=not (readable and request.keep_alive))
@@ -214,7 +214,7 @@ class ModelServer:
             try:
                 payload, content_type = output_fn(Prediction(job.outcome(), model.class_names, batch.top_k),
                                                   headers.get("accept"))
-            except BaseException as exc:  # noqa: BLE001 - answered by the request's coroutine
+            except BaseException as exc:
                 self._wakeups.settle(done, error=exc)
             else:
                 self._wakeups.settle(done, Answer(200, payload, content_type, batch_size=job.batch_size))
@@ -223,7 +223,7 @@ class ModelServer:
             with batcher.arrival() as submit:
                 batch, inputs = decode(data, headers.get("content-type"), model)
                 submit(inputs, answer)
-        except BaseException as exc:  # noqa: BLE001 - answered by the request's coroutine
+        except BaseException as exc:
             self._wakeups.settle(done, error=exc)
 
     async def _send(self, writer: asyncio.StreamWriter, request: Request | None, answer: Answer, started: float,

@@ -34,11 +34,13 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import psutil
 import torch
+
 from debug_config import JOB_NAME_PLACEHOLDER
 from hyperparameters import parse_bool
 from s3_sync import FolderUploader, split_s3_uri
@@ -51,7 +53,7 @@ INTERVALS_MS = (100, 200, 500, 1000, 5000, 60000)
 PHASE_LABELS = ("dataloader", "forward", "backward", "optimizer")
 T = TypeVar("T")
 
-_ACTIVE: "ProfilingSession | None" = None
+_ACTIVE: ProfilingSession | None = None
 
 
 # --- command line -------------------------------------------------------------------------
@@ -113,7 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class _Marks:
     """Boundaries of the current training step, set by the loop wrapper and the module hooks."""
 
-    __slots__ = ("start", "data_end", "fwd_start", "fwd_end", "opt_start", "opt_end", "cuda", "epoch", "batch")
+    __slots__ = ("batch", "cuda", "data_end", "epoch", "fwd_end", "fwd_start", "opt_end", "opt_start", "start")
 
     def __init__(self, start: float, epoch: int) -> None:
         self.start = start
@@ -197,7 +199,7 @@ class ProfilingSession:
     def train_steps(self, loader: Iterable[T], epoch: int) -> Iterator[T]:
         """Yields the loader's batches, timing each step from one batch request to the next."""
         if hasattr(loader, "num_workers"):
-            self._emit({"Type": "job", "Time": time.time(), "NumWorkers": int(getattr(loader, "num_workers")),
+            self._emit({"Type": "job", "Time": time.time(), "NumWorkers": int(loader.num_workers),
                         "PinMemory": bool(getattr(loader, "pin_memory", False))})
         iterator: Iterator[T] | None = None
         epoch_start = time.time()

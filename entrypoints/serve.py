@@ -54,10 +54,12 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any
 
 import torch
+
 from batching import MAX_WAIT_SPREAD, MicroBatcher
 from inference import LoadedModel
 from loop_wakeups import Wakeups
@@ -152,7 +154,8 @@ async def serve(args: argparse.Namespace) -> int:
         threading.Thread(target=_load_into, args=(loading, Wakeups(loop), args, scratch, server.open_connections),
                          name="load", daemon=True).start()
         stop_wait = asyncio.ensure_future(stopping.wait())
-        await asyncio.wait({loading, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        loaded_or_stopped: set[asyncio.Future[Any]] = {loading, stop_wait}
+        await asyncio.wait(loaded_or_stopped, return_when=asyncio.FIRST_COMPLETED)
         if loading.done():
             try:
                 model, batcher = loading.result()
@@ -181,7 +184,7 @@ def _load_into(loading: asyncio.Future[tuple[LoadedModel, MicroBatcher]], wakeup
         prepared = prepare(args.model, scratch, max_batch_size=args.max_batch_size,
                            max_wait_s=args.max_wait_ms / 1000, pad_batches=args.pad_batches == "auto",
                            clients=clients)
-    except Exception as exc:  # noqa: BLE001 - reported by serve()
+    except Exception as exc:
         wakeups.settle(loading, error=exc)
     else:
         wakeups.settle(loading, prepared)

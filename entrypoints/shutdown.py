@@ -26,8 +26,9 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping, NoReturn
+from typing import NoReturn
 
 FAILURE_FILE = "failure"
 DEFAULT_OUTPUT_DIR = Path("/opt/ml/output")
@@ -112,12 +113,12 @@ def flush_output() -> None:
     for handler in logging.getLogger().handlers:
         try:
             handler.flush()
-        except Exception:  # noqa: BLE001 - nothing left to tell
+        except Exception:
             pass
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 

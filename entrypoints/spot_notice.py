@@ -19,8 +19,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 LOG = logging.getLogger("train.spot")
 DEFAULT_METADATA_URL = "http://169.254.169.254"

@@ -33,18 +33,22 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
 
 import debug_config
 import debug_hook
 import hyperparameters
-import numpy as np
 import profiling
 import shutdown
-import torch
 from checkpoints import (
     CHECKPOINT_FILE,
     CheckpointError,
@@ -64,8 +68,6 @@ from imagedata import (
     make_loader,
 )
 from imagemodels import WeightsError, build_model, freeze_backbone, make_artifact
-from torch import nn
-from torch.utils.data import DataLoader
 from unreadable import UnreadableImages, summary
 
 LOG = logging.getLogger("train")

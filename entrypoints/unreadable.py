@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from imagedata import DataError, Unreadable
 

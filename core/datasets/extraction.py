@@ -17,9 +17,9 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Iterator
 
 from core.datasets.report import find_dataset_root
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError

@@ -10,8 +10,8 @@ stored with the dataset. The training script never meets a file the check refuse
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from core.datasets.report import SPLITS, BadFile, is_hidden_name, is_image_name
 

@@ -14,9 +14,9 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from core.datasets.extraction import ExtractionLimits, is_junk_name, safe_extract_zip
@@ -234,13 +234,14 @@ def _materialise(
         write_demo_folder(data, image_size=source.image_size, seed=source.seed)
         progress("render", 1.0)
         return data
-    if isinstance(source, ZipUpload) and isinstance(source.data, Path):
-        return extract(source.data)
-    incoming.mkdir()
     if isinstance(source, ZipUpload):
+        if isinstance(source.data, Path):
+            return extract(source.data)
+        incoming.mkdir()
         archive = incoming / _safe_filename(source.filename, "upload.zip")
         _write_bytes(archive, source.data)
     else:
+        incoming.mkdir()
         archive = incoming / _safe_filename(unquote(urlparse(source.url).path), "download.zip")
         download_url(
             source.url,

@@ -20,9 +20,10 @@ from __future__ import annotations
 import os
 import statistics
 import warnings
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
@@ -216,7 +217,7 @@ def validate_imagefolder(
     tree = _scan_layout(root, errors, warns, bad)
     classes = tuple(sorted(tree.get("train", {})))
 
-    counts = {split: {cls: 0 for cls in per_class} for split, per_class in tree.items()}
+    counts = {split: dict.fromkeys(per_class, 0) for split, per_class in tree.items()}
     sizes: list[tuple[int, int]] = []
     modes: dict[str, int] = {}
     files = [(s, c, p) for s, per in tree.items() for c, paths in sorted(per.items()) for p in paths]
@@ -352,7 +353,7 @@ def inspect_image(path: Path, max_pixels: int) -> tuple[tuple[int, int], str] | 
         return f"decompression bomb: {exc}"
     except UnidentifiedImageError:
         return "not a readable image (unknown or corrupt format)"
-    except Exception as exc:  # noqa: BLE001 - Pillow's parsers raise many types on hostile input
+    except Exception as exc:
         return f"corrupt image: {type(exc).__name__}: {exc}"
     if fmt == "JPEG" and not _has_jpeg_end(path):
         return "truncated JPEG: the end-of-image marker is missing"

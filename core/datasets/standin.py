@@ -30,12 +30,12 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image
@@ -418,7 +418,7 @@ def _fractal_noise(rng: np.random.Generator, width: int, height: int, grain: flo
     return field
 
 
-@lru_cache(maxsize=None)
+@cache
 def _class_look(seed: int, class_index: int) -> _Look:
     rng = np.random.default_rng([seed, _LOOK, class_index])
 

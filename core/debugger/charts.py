@@ -11,7 +11,8 @@ import plotly.graph_objects as go
 def loss_figure(curves: pd.DataFrame) -> go.Figure:
     """Training loss (batches faint, moving mean bold) and validation pass means, by step."""
     figure = go.Figure()
-    styles = {"train (batch)": {"opacity": 0.3, "line": {"width": 1}}, "validation (pass mean)": {"mode": "lines+markers"}}
+    styles: dict[str, dict[str, object]] = {"train (batch)": {"opacity": 0.3, "line": {"width": 1}},
+                                            "validation (pass mean)": {"mode": "lines+markers"}}
     for series, part in curves.groupby("series", sort=False):
         style = {"mode": "lines", **styles.get(str(series), {})}
         figure.add_trace(go.Scatter(x=part["step"], y=part["loss"], name=str(series), **style))

@@ -7,7 +7,7 @@ library); the app imports that same module, so a choice the form accepts is one 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from core.errors import InvalidInputError
 from entrypoints.debug_config import (

@@ -31,9 +31,10 @@ import contextlib
 import json
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from core.aws import aws_errors, is_aws_error, roll_back, translate_client_error, with_leftovers
 from core.endpoints._base import EndpointManager

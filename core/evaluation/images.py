@@ -7,10 +7,10 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from core.datasets import IMAGE_EXTENSIONS, find_dataset_root, is_junk_name, safe_extract_zip
 from core.datasets.in_place import ObjectPrefix, ObjectPrefixes

@@ -5,8 +5,9 @@ image answered (true label, top-k predictions with scores, latency) in, :class:`
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from core.errors import InvalidInputError
 

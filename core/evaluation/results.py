@@ -7,9 +7,10 @@ from __future__ import annotations
 import base64
 import io
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from core.datasets.in_place import ObjectPrefixes
 from core.endpoints._base import EndpointManager

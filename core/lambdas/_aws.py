@@ -14,7 +14,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from core.aws import aws_errors, roll_back, with_leftovers
 from core.errors import BackendError, InvalidInputError, NotFoundError

@@ -89,7 +89,7 @@ def main(code_dir: str, result_file: str) -> int:
         event = json.loads(sys.stdin.buffer.read() or b"null")
         module = importlib.import_module("lambda_function")
         handler = module.lambda_handler
-    except Exception as exc:  # noqa: BLE001 - reported as Lambda reports an init error
+    except Exception as exc:
         init_ms = (time.perf_counter() - init_started) * 1000
         outcome, duration_ms = {"error": _error(exc)}, 0.0
         traceback.print_exc(file=sys.stdout)
@@ -105,7 +105,7 @@ def main(code_dir: str, result_file: str) -> int:
             message = f"Task timed out after {timeout_s:.2f} seconds"
             outcome = {"error": {"errorType": "Sandbox.Timedout", "errorMessage": message}}
             print(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())} {request_id} {message}", flush=True)
-        except Exception as exc:  # noqa: BLE001 - an unhandled error is the function's answer
+        except Exception as exc:
             outcome = {"error": _error(exc)}
             print(f"[ERROR] {type(exc).__name__}: {exc}", flush=True)
         finally:

@@ -22,11 +22,12 @@ import tempfile
 import time
 import zipfile
 from collections import deque
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from core.endpoints import EndpointManager, EndpointStatus
 from core.endpoints._local import IAM_FOLDER, LOCAL_ACCOUNT_ID

@@ -14,10 +14,11 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from core.errors import BackendError, InvalidInputError, NotFoundError
 from core.lambdas.iam import validate_policy

@@ -8,7 +8,8 @@ Written job-side by the sidecar into the job store (see :mod:`core.profiler._sto
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def timeline_document(data: ProfileData) -> dict[str, Any]:
     t0 = float(system.times[0])
     span = float(system.times[-1]) - t0 + system.interval_s
     bucket = bucket_seconds(span, system.interval_s)
-    buckets = max(1, int(math.ceil(span / bucket)))
+    buckets = max(1, math.ceil(span / bucket))
     named: list[tuple[str, np.ndarray]] = [("cpu", system.cpu_total), ("iowait", system.iowait_total),
                                            ("memory", system.memory)]
     named += [(f"gpu:gpu{g}", system.gpu[:, g]) for g in range(system.gpus)]
@@ -130,7 +131,7 @@ def steps_document(steps: StepRecords, params: StepOutlier = StepOutlier()) -> d
     t0 = float(steps.start.min())
     span = float(steps.start.max()) - t0 + 1e-3
     bucket = bucket_seconds(span, 0.1)
-    buckets = max(1, int(math.ceil(span / bucket)))
+    buckets = max(1, math.ceil(span / bucket))
     columns = np.column_stack([steps.duration, *(steps.phases[p] for p in PHASES)])
     means = bucket_means(steps.start, columns, t0, bucket, buckets)
     doc["timeline"] = {"times": to_json_list(t0 + np.arange(buckets) * bucket, 3), "bucket_s": bucket,

@@ -6,7 +6,9 @@ layout shapes (one list, not one ``add_vrect`` call per band, which is slow for 
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 
@@ -100,7 +102,7 @@ def step_histogram(view: ProfileView) -> go.Figure:
     steps = view.steps
     hist = steps.get("histogram", {"edges": [], "normal": [], "outlier": []})
     edges = hist["edges"]
-    centres = [500 * (a + b) for a, b in zip(edges[:-1], edges[1:])]
+    centres = [500 * (a + b) for a, b in itertools.pairwise(edges)]
     width = 1000 * (edges[1] - edges[0]) if len(edges) > 1 else 1
     threshold = 1000 * steps.get("threshold_s", 0)
     return go.Figure(

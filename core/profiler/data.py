@@ -7,8 +7,9 @@ environments (numpy 1.26 in the job environment, numpy 2 in the app's).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -107,8 +108,8 @@ class StepRecords:
     def from_events(cls, events: Sequence[Mapping[str, object]]) -> StepRecords:
         """From the script's ``{"Type": "step", ...}`` events, sorted by start time."""
         rows = sorted(events, key=lambda e: float(e["Start"]))  # type: ignore[arg-type]
-        phases = {name: np.array([float(e.get("Phases", {}).get(name, 0.0)) for e in rows])  # type: ignore[union-attr]
-                  for name in PHASES}
+        step_phases = [cast("Mapping[str, float]", e.get("Phases", {})) for e in rows]
+        phases = {name: np.array([float(p.get(name, 0.0)) for p in step_phases]) for name in PHASES}
         return cls(
             step=np.array([int(e.get("Step", i)) for i, e in enumerate(rows)], dtype=np.int64),  # type: ignore[call-overload]
             epoch=np.array([int(e.get("Epoch", 0)) for e in rows], dtype=np.int64),  # type: ignore[call-overload]
@@ -162,7 +163,7 @@ class JobInfo:
             process_start=_float_or_none(merged.get("ProcessStart")),
             cpus=int(merged.get("Cpus", 0)),  # type: ignore[call-overload]
             gpus=int(merged.get("Gpus", 0)),  # type: ignore[call-overload]
-            gpu_names=tuple(str(n) for n in merged.get("GpuNames", ()) or ()),  # type: ignore[union-attr]
+            gpu_names=tuple(str(n) for n in cast("Iterable[object]", merged.get("GpuNames") or ())),
             device=str(merged.get("Device", "cpu")),
             batch_size=int(merged.get("BatchSize", 0)),  # type: ignore[call-overload]
             num_workers=int(merged["NumWorkers"]) if "NumWorkers" in merged else None,  # type: ignore[call-overload]

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import html
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from core.profiler.data import PHASES
 
@@ -132,7 +133,7 @@ def _line_chart(times: Sequence[float], series: Mapping[str, Sequence[float | No
         return ""
     t0, t1 = times[0], times[-1] if times[-1] > times[0] else times[0] + 1
     values = [v for s in series.values() for v in s if v is not None]
-    top = y_max or max(values + [1.0]) * 1.1
+    top = y_max or max([*values, 1.0]) * 1.1
     w, h = WIDTH - 2 * PAD, HEIGHT - 2 * PAD // 2 - 20
 
     def x(t: float) -> float:
@@ -149,7 +150,8 @@ def _line_chart(times: Sequence[float], series: Mapping[str, Sequence[float | No
         parts.append(f"<rect x='{a:.1f}' y='10' width='{max(b - a, 1):.1f}' height='{h}' "
                      f"fill='{PHASE_FILL.get(phase['name'], '#eee')}'><title>{_e(phase['name'])}</title></rect>")
     for i, (name, points) in enumerate(series.items()):
-        segments, current = [], []
+        segments: list[list[str]] = []
+        current: list[str] = []
         for t, v in zip(times, points):
             if v is None:
                 if current:
@@ -185,7 +187,7 @@ def _steps(steps: Mapping[str, Any]) -> str:
         return ""
     hist = steps["histogram"]
     edges, normal, outlier = hist["edges"], hist["normal"], hist["outlier"]
-    top = max(max(normal + outlier), 1)
+    top = max(*(normal + outlier), 1)
     w = (WIDTH - 2 * PAD) / max(len(normal), 1)
     bars = []
     for i, (n, o) in enumerate(zip(normal, outlier)):

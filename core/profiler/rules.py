@@ -10,8 +10,9 @@ job-side, the tests run them on synthetic metrics.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,9 @@ def low_gpu_utilization(data: ProfileData, params: LowGPUUtilization = LowGPUUti
     start = _gpu_missing(name, params, data) or _after_patience(name, params, data, params.patience, params.window)
     if isinstance(start, Finding):
         return start
-    low, fluctuating, first = {}, {}, None
+    low: dict[str, int] = {}
+    fluctuating: dict[str, int] = {}
+    first: float | None = None
     for g in range(data.system.gpus):
         column = data.system.gpu[start:, g]
         for i, window in enumerate(_windows(column, params.window)):
@@ -234,8 +237,8 @@ def dataloader(data: ProfileData, params: Dataloader = Dataloader()) -> Finding:
     loading = float(data.steps.phases["dataloader"].sum()) if data.steps.count else 0.0
     total = float(data.steps.duration.sum()) if data.steps.count else 0.0
     share = 100.0 * loading / total if total > 0 else 0.0
-    details = {"num_workers": info.num_workers, "cpus": info.cpus, "workers_percent": ratio,
-               "dataloading_percent": share, "pin_memory": info.pin_memory}
+    details: dict[str, Any] = {"num_workers": info.num_workers, "cpus": info.cpus, "workers_percent": ratio,
+                               "dataloading_percent": share, "pin_memory": info.pin_memory}
     where = "in the training process itself (num-workers=0)" if info.num_workers == 0 else \
         f"in {info.num_workers} worker process(es)"
     message = (f"Data is loaded {where} on {info.cpus} cores: {ratio:.0f}% of the cores (fires outside "

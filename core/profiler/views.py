@@ -6,8 +6,9 @@ never the raw profiler files.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from core.entities import TrainingJob
 from core.profiler._store import ProfilerStore

@@ -35,10 +35,24 @@ if TYPE_CHECKING:
     from core.entities import TrainingJob
 
 __all__ = [
-    "AWS_NOTICE_S", "INTERRUPTION_BEHAVIORS", "REQUEST_TYPES", "CostEstimate", "completed_runs_as_jobs", "Interruption", "LocalSpotManager",
-    "SpotEvent", "SpotManager", "SpotRun", "SpotRunSpec", "SpotRunStatus", "estimate_cost", "find_reference",
+    "AWS_NOTICE_S",
+    "INTERRUPTION_BEHAVIORS",
+    "REQUEST_TYPES",
+    "CostEstimate",
+    "Interruption",
+    "LocalSpotManager",
+    "SpotEvent",
+    "SpotManager",
+    "SpotRun",
+    "SpotRunSpec",
+    "SpotRunStatus",
+    "completed_runs_as_jobs",
+    "estimate_cost",
+    "find_reference",
     "instance_intervals",
-    "interruptions", "parse_interrupt_schedule", "run_cost",
+    "interruptions",
+    "parse_interrupt_schedule",
+    "run_cost",
 ]
 
 

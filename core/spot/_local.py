@@ -7,11 +7,11 @@ import shutil
 import signal
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from core.config import ENTRYPOINTS_DIR
-from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
+from core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from core.job_environment import require_ready
 from core.jobstore import JobStore
 from core.processes import is_process_alive, signal_process, start_supervisor

@@ -232,7 +232,9 @@ class SpotSimulator:
                 button = self.store.runtime(self.name)["interrupt_requested_at"]
                 if (planned is not None and now - launched >= planned) or (button is not None and button >= launched):
                     notice_at, deadline = now, now + self.spec.notice_s
-                    served = imds.serve_notice(action=self.spec.interruption_behavior, at=deadline)
+                    action = self.spec.interruption_behavior
+                    assert action is not None, "SpotRunSpec.__post_init__ fills in the request type's default"
+                    served = imds.serve_notice(action=action, at=deadline)
                     self.store.update_run(self.name, status=SpotRunStatus.NOTICE, interrupt_requested_at=None,
                                           detail=f"Interruption notice: {served['action']} at {served['time']}")
                     self.event("notice", instance_id, action=served["action"], at=served["time"],

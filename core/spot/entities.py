@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Mapping
+from typing import Any
 
 from core.errors import InvalidInputError
 from core.training.spec import HYPERPARAMETER_KEY_RE, JOB_NAME_RE

@@ -16,18 +16,19 @@ import json
 import secrets
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 TOKEN_HEADER = "X-aws-ec2-metadata-token"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
 MAX_TTL_S = 21600
+_HOST = "127.0.0.1"
 
 
 def iso_utc(timestamp: float) -> str:
     """``2026-11-29T18:02:00Z``, the format of EC2's notice time."""
-    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class LocalMetadataServer:
@@ -45,14 +46,13 @@ class LocalMetadataServer:
         self.instance = {"instance-id": instance_id, "instance-type": instance_type,
                          "placement/availability-zone": zone}
         self.requests = 0
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = ThreadingHTTPServer((_HOST, 0), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{_HOST}:{self._server.server_port}"
 
     def start(self) -> LocalMetadataServer:
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-imds", daemon=True)
@@ -122,14 +122,14 @@ class LocalMetadataServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_PUT(self) -> None:  # noqa: N802 - http.server's naming
+            def do_PUT(self) -> None:
                 if self.path != "/latest/api/token":
                     self._send(404, "text/plain", "Not Found")
                     return
                 status, body = server._issue_token(self.headers.get(TTL_HEADER))
                 self._send(status, "text/plain", body)
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 self._send(*server._answer(self.path, self.headers.get(TOKEN_HEADER)))
 
             def _send(self, status: int, content_type: str, body: str) -> None:

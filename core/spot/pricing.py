@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from core.aws import aws_errors
 from core.errors import InvalidInputError
@@ -43,7 +44,7 @@ def fetch_price_history(ec2: Any, instance_types: Sequence[str], *, days: float 
         raise InvalidInputError("choose at least one instance type")
     if not 0 < days <= MAX_HISTORY_DAYS:
         raise InvalidInputError(f"days: EC2 keeps {MAX_HISTORY_DAYS} days of spot prices; got {days}")
-    end = now or dt.datetime.now(dt.timezone.utc)
+    end = now or dt.datetime.now(dt.UTC)
     start = end - dt.timedelta(days=days)
     points: list[PricePoint] = []
     with aws_errors("reading the spot price history"):
@@ -72,7 +73,7 @@ def synthetic_reasons(points: Sequence[PricePoint], *, window_start: float) -> l
         reasons.append(f"every zone and instance type has the same price (${points[0].price:g}/hour)")
     stale = [p for p in points if p.timestamp < window_start - MAX_HISTORY_DAYS * 86400]
     if stale:
-        year = dt.datetime.fromtimestamp(min(p.timestamp for p in stale), dt.timezone.utc).year
+        year = dt.datetime.fromtimestamp(min(p.timestamp for p in stale), dt.UTC).year
         reasons.append(f"prices are stamped {year}, long before the requested window")
     return reasons
 

@@ -45,8 +45,10 @@ CREATE TABLE IF NOT EXISTS spot_events (
 CREATE INDEX IF NOT EXISTS spot_events_by_run ON spot_events(run, time);
 """
 _FIELDS = frozenset(
-    "status detail failure_reason ended_at run_dir supervisor_pid instance_pid interrupt_requested_at "
-    "model_uri final_metrics resources".split()
+    [
+        "status", "detail", "failure_reason", "ended_at", "run_dir", "supervisor_pid", "instance_pid",
+        "interrupt_requested_at", "model_uri", "final_metrics", "resources"
+    ]
 )
 _JSON_FIELDS = ("final_metrics", "resources")
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from string import Template
-from typing import Mapping
 
 from core.errors import InvalidInputError
 from core.training.spec import HYPERPARAMETER_KEY_RE, JOB_NAME_RE

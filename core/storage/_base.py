@@ -6,9 +6,9 @@ import logging
 import os
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Sequence
 
 from core.errors import ConsoleError, InvalidInputError
 
@@ -163,7 +163,7 @@ class Storage(ABC):
     def get_folder(self, prefix: str, folder: Path, progress: ProgressCallback | None = None) -> Path:
         """Downloads every object under prefix into folder, keeping relative paths."""
         prefix = validate_key(prefix)
-        objects = [o for o in self.list(prefix + "/")]
+        objects = list(self.list(prefix + "/"))
         total = sum(o.size for o in objects)
         report = SafeProgress(progress)
         done = 0
@@ -171,10 +171,14 @@ class Storage(ABC):
             relative = obj.key[len(prefix) + 1 :]
             target = Path(folder) / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            base = done
-            self.get_file(obj.key, target, lambda n, _t, b=base: report(b + n, total))
-            done = base + obj.size
+            self.get_file(obj.key, target, _offset_progress(report, done, total))
+            done += obj.size
         return Path(folder)
+
+
+def _offset_progress(report: ProgressCallback, base: int, total: int) -> ProgressCallback:
+    """Reports one object's progress as the folder's: base bytes were done before it, of total."""
+    return lambda done, _object_total: report(base + done, total)
 
 
 def replace_atomically(tmp_path: Path, final_path: Path) -> None:

@@ -7,8 +7,8 @@ import shutil
 import signal
 import time
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from core.entities import MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, BackendError, NotFoundError

@@ -44,9 +44,10 @@ import tarfile
 import tempfile
 import threading
 from collections import OrderedDict
-from datetime import datetime, timedelta, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from core.aws import aws_errors, roll_back, with_leftovers
 from core.debugger.launch import JOB_NAME_PLACEHOLDER
@@ -419,7 +420,7 @@ class SageMakerJobRunner(JobRunner):
             }
             for i, metric in enumerate(names[:500])
         ]
-        end = description.get("TrainingEndTime") or datetime.now(timezone.utc)
+        end = description.get("TrainingEndTime") or datetime.now(UTC)
         series: dict[str, list[tuple[float, float]]] = {metric: [] for metric in names}
         with aws_errors(f"metrics of training job {description['TrainingJobName']}"):
             for page in cloudwatch.get_paginator("get_metric_data").paginate(

@@ -146,7 +146,7 @@ class Supervisor:
             for line in self.process.stdout:
                 log.write(line)
                 log.flush()
-                tail = (tail + [line.rstrip("\n")])[-20:]
+                tail = ([*tail, line.rstrip("\n")])[-20:]
                 points = scraper.feed(line)
                 if points:
                     self.store.add_metrics(self.spec.name, points)

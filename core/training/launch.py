@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from core.entities import DatasetRecord, TrainingJob
 from core.training.spec import TrainingJobSpec

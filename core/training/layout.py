@@ -14,6 +14,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urlparse
 
 from core.errors import InvalidInputError
@@ -201,7 +202,8 @@ def spec_from_dict(data: dict[str, object]) -> TrainingJobSpec:
 
     values = dict(data)
     values["source_dir"] = Path(str(values["source_dir"]))
-    values["metric_definitions"] = tuple(MetricDefinition(**m) for m in values["metric_definitions"])  # type: ignore[union-attr]
+    definitions = cast("list[dict[str, str]]", values["metric_definitions"])
+    values["metric_definitions"] = tuple(MetricDefinition(**m) for m in definitions)
     return TrainingJobSpec(**values)  # type: ignore[arg-type]
 
 

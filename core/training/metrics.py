@@ -6,7 +6,7 @@ import math
 import re
 import time
 from collections import defaultdict
-from typing import Iterable
+from collections.abc import Iterable
 
 from core.entities import MetricPoint
 from core.training.spec import MetricDefinition

@@ -15,7 +15,8 @@ class Tuner(ABC):
 
     Invariants: ``start`` returns at once with the job InProgress; every trial is a real
     training job of ``runner`` whose name starts with ``<tuning job>-NNN`` (SageMaker adds a
-    suffix); returned objects are frozen; a terminal tuning job never changes again. Safe to use from several threads and processes.
+    suffix); returned objects are frozen; a terminal tuning job never changes again. Safe to use
+    from several threads and processes.
     """
 
     backend_name: str

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
 from core.job_environment import require_ready
-from core.training import LocalJobRunner
 from core.processes import is_process_alive, signal_process, start_supervisor
+from core.training import LocalJobRunner
 from core.training._local import STARTUP_GRACE_S
 from core.tuning._base import Tuner
 from core.tuning._store import TuningStore
@@ -34,6 +34,7 @@ class LocalTuner(Tuner):
     """
 
     backend_name = "local"
+    runner: LocalJobRunner
 
     def __init__(self, runner: LocalJobRunner, workspace: Path) -> None:
         self.runner = runner

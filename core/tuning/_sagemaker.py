@@ -49,9 +49,10 @@ from __future__ import annotations
 import math
 import re
 import tempfile
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 from core.aws import aws_errors, roll_back, with_leftovers
 from core.config import ENTRYPOINTS_DIR
@@ -104,11 +105,11 @@ def _seconds(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
 
 
-def _grid_size(ranges: tuple[ParameterRange, ...]) -> int:
+def _grid_size(ranges: Sequence[ParameterRange]) -> int:
     return math.prod(len(r.values) for r in ranges if isinstance(r, CategoricalRange))
 
 
-def parameter_ranges(ranges: tuple[ParameterRange, ...]) -> dict[str, list[dict[str, Any]]]:
+def parameter_ranges(ranges: Sequence[ParameterRange]) -> dict[str, list[dict[str, Any]]]:
     """SageMaker's ParameterRanges for the spec's ranges (bounds and values as strings)."""
     out: dict[str, list[dict[str, Any]]] = {
         "ContinuousParameterRanges": [],
@@ -261,6 +262,7 @@ class SageMakerTuner(Tuner):
     """
 
     backend_name = BackendKind.AWS.value
+    runner: SageMakerJobRunner
 
     def __init__(
         self,

@@ -6,7 +6,8 @@ Each figure says so in an annotation when it has nothing to draw yet.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import TypeGuard
 
 import pandas as pd
 import plotly.express as px
@@ -72,6 +73,12 @@ def _in_range(r: ParameterRange, value: float | int | str | None) -> bool:
     return r.min_value <= float(value) <= r.max_value and (not is_log_scale(r) or float(value) > 0)
 
 
+def _all_in_range(values: list[float | int | str | None],
+                  ranges: Sequence[ParameterRange]) -> TypeGuard[list[float | int | str]]:
+    """Whether every value lies in its range (so none is missing)."""
+    return all(_in_range(r, v) for r, v in zip(ranges, values))
+
+
 def parallel_coordinates(trials: Sequence[Trial], spec: TuningJobSpec) -> go.Figure:
     """One line per trial with an objective across every tuned hyperparameter, coloured by objective.
 
@@ -82,7 +89,7 @@ def parallel_coordinates(trials: Sequence[Trial], spec: TuningJobSpec) -> go.Fig
     rows = []
     for t in sorted(trials, key=lambda t: t.number):
         values = [typed_value(r, t.hyperparameters.get(r.name)) for r in spec.ranges]
-        if has_objective(t) and all(_in_range(r, v) for r, v in zip(spec.ranges, values)):
+        if has_objective(t) and _all_in_range(values, spec.ranges):
             rows.append((values, t.objective))
     if not rows:
         return _empty_figure(title, "No trial has an objective yet")

@@ -8,7 +8,7 @@ of them blank counts as not given.
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from core.errors import InvalidInputError
 from core.tuning.spec import CategoricalRange, ContinuousRange, IntegerRange, ParameterRange, Scaling, check_range

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Literal, cast
 
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -66,7 +67,7 @@ def grid_points(spec: TuningJobSpec) -> list[dict[str, str]]:
     return [dict(zip((r.name for r in ranges), combo)) for combo in itertools.product(*(r.values for r in ranges))]
 
 
-def direction(spec: TuningJobSpec) -> str:
+def direction(spec: TuningJobSpec) -> Literal["maximize", "minimize"]:
     return "maximize" if spec.objective_type is ObjectiveType.MAXIMIZE else "minimize"
 
 
@@ -85,8 +86,9 @@ def typed_params(spec: TuningJobSpec, hyperparameters: dict[str, str]) -> dict[s
                 if value not in dist.choices:
                     return None
             else:
-                value = int(float(raw)) if isinstance(dist, IntDistribution) else float(raw)
-                if not dist.low <= value <= dist.high:  # type: ignore[attr-defined, operator]
+                numeric = cast("IntDistribution | FloatDistribution", dist)  # distribution() makes no other kind
+                value = int(float(raw)) if isinstance(numeric, IntDistribution) else float(raw)
+                if not numeric.low <= value <= numeric.high:
                     return None
         except ValueError:
             return None

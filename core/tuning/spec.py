@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Mapping, Sequence
+from typing import cast
 
 from core.errors import InvalidInputError
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS, JOB_NAME_RE
@@ -207,7 +208,7 @@ def range_from_dict(data: Mapping[str, object]) -> ParameterRange:
     kind = data.get("type")
     name = str(data["name"])
     if kind == "categorical":
-        return CategoricalRange(name, tuple(str(v) for v in data["values"]))  # type: ignore[union-attr]
+        return CategoricalRange(name, tuple(str(v) for v in cast("list[object]", data["values"])))
     if kind == "continuous":
         return ContinuousRange(name, float(data["min_value"]), float(data["max_value"]),  # type: ignore[arg-type]
                                Scaling(data.get("scaling", "Auto")))
@@ -239,6 +240,6 @@ def spec_to_dict(spec: TuningJobSpec) -> dict[str, object]:
 def spec_from_dict(data: Mapping[str, object]) -> TuningJobSpec:
     """Rebuilds a spec written by :func:`spec_to_dict` (validating it again)."""
     values = dict(data)
-    values["ranges"] = tuple(range_from_dict(r) for r in values["ranges"])  # type: ignore[union-attr]
+    values["ranges"] = tuple(range_from_dict(r) for r in cast("list[Mapping[str, object]]", values["ranges"]))
     values["warm_start_from"] = tuple(values.get("warm_start_from", ()))  # type: ignore[arg-type]
     return TuningJobSpec(**values)  # type: ignore[arg-type]

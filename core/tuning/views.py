@@ -8,7 +8,7 @@ frames (the figures of ``core.tuning.charts`` are drawn from them). Trials are s
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pandas as pd
 

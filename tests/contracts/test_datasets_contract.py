@@ -127,7 +127,7 @@ def test_a_missing_bucket_and_a_denied_one_are_said_in_words(backend: Backend, t
     _put_prefix(backend, dataset_with_bad_files(tmp_path / "dogs"), "dogs")
     faults["s3"].append(Fault("ListObjectsV2", "AccessDenied", "Access Denied", status=403))
     denied = get_backend(backend.settings)  # a new session: the fault is armed in its clients
-    with pytest.raises(ConsoleError, match="(?i)access denied.*s3:ListBucket|s3:ListBucket.*access denied"):
+    with pytest.raises(ConsoleError, match=r"(?i)access denied.*s3:ListBucket|s3:ListBucket.*access denied"):
         check_in_place(denied, f"s3://{USER_BUCKET}/dogs/")
     assert denied.store.list_datasets() == []
 

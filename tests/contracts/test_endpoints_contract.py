@@ -10,8 +10,9 @@ deployed endpoint are not part of this suite yet: only an unknown endpoint's is.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def endpoints(backend: Backend) -> Iterator[EndpointManager]:
 
 
 @pytest.fixture
-def model_uri(backend: Backend, model_tar: Path) -> str:  # noqa: F811  (the fixture imported above)
+def model_uri(backend: Backend, model_tar: Path) -> str:
     """The model.tar.gz in the backend's storage, as the URI that storage gives it."""
     return backend.storage.put_file(model_tar, "models/contract/model.tar.gz")
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -38,7 +38,7 @@ IMAGES_PER_REQUEST = 4
 
 
 @pytest.fixture
-def serving(endpoints: EndpointManager, deploy: Callable[..., Endpoint]) -> Callable[[str], str]:  # noqa: F811
+def serving(endpoints: EndpointManager, deploy: Callable[..., Endpoint]) -> Callable[[str], str]:
     """Deploys the tiny model under a name and waits until it is InService."""
 
     def serve(name: str) -> str:
@@ -81,7 +81,7 @@ def test_a_labelled_zip_is_evaluated_image_by_image(backend: Backend, serving: C
     assert metrics.correct == sum(metrics.confusion[i][i] for i in range(len(metrics.labels)))
     assert metrics.top_k_accuracy == 1.0  # 3 classes: every label is in the top 5
     assert metrics.latency.requests == math.ceil(images / IMAGES_PER_REQUEST) and metrics.latency.p50_ms > 0
-    zipped = {path: data for path, data in _test_images(tmp_path / "zip" / "shapes" / "test")}
+    zipped = dict(_test_images(tmp_path / "zip" / "shapes" / "test"))
     for answer in result.records:
         assert answer.true_score == dict(answer.top_k)[answer.true_label]  # every label's probability was asked
         alone = backend.endpoints.invoke("eval-ep", *image_request(zipped[answer.path])).predictions[0]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -39,7 +39,7 @@ def local_job_python() -> Path:
 
 
 @pytest.fixture
-def endpoint(backend: Backend, model_tar: Path) -> Iterator[Endpoint]:  # noqa: F811  (the fixture imported above)
+def endpoint(backend: Backend, model_tar: Path) -> Iterator[Endpoint]:
     """The model deployed and in service on the backend; deleted (its server stopped) after the test."""
     model_uri = backend.storage.put_file(model_tar, "models/lambda-contract/model.tar.gz")
     manager = backend.endpoints

@@ -11,8 +11,9 @@ import io
 import json
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import botocore.session
@@ -88,7 +89,7 @@ def _backend(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, moto_url: str,
 
 
 @pytest.fixture(scope="module")
-def endpoint(moto_url: str, stand_ins: tuple[RuntimeStandIn, LambdaStandIn], model_tar: Path,  # noqa: F811
+def endpoint(moto_url: str, stand_ins: tuple[RuntimeStandIn, LambdaStandIn], model_tar: Path,
              tmp_path_factory: pytest.TempPathFactory) -> Endpoint:
     """The model in moto S3, deployed by the console as ENDPOINT."""
     with pytest.MonkeyPatch.context() as monkeypatch:

@@ -5,8 +5,9 @@ reads every answer; the stand-in checks each answer against botocore's model bef
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import botocore.session

@@ -11,8 +11,8 @@ older Deep Learning AMI moto does have (as tests/core/spot/test_aws_spot.py does
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -133,7 +133,7 @@ def test_terminate_ends_the_run_and_cleanup_keeps_its_promise(spot: SpotManager,
     assert final.status is SpotRunStatus.TERMINATED
     assert final.ended_at is not None and final.ended_at >= final.created_at
     events = spot.events("spot-end")
-    assert [e.kind for e in events][0] == "launch" and events[-1].kind == "terminated"
+    assert next(e.kind for e in events) == "launch" and events[-1].kind == "terminated"
     assert {e.run for e in events} == {"spot-end"}
     assert [e.time for e in events] == sorted(e.time for e in events)
     assert spot.list_runs() == [final]

@@ -7,10 +7,11 @@ job is InProgress for a few describes and then Completed, and StopTrainingJob wo
 
 from __future__ import annotations
 
+import itertools
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -86,7 +87,7 @@ def _wait_until(runner: JobRunner, name: str, done: Callable[[TrainingJob], bool
 
 
 def _assert_valid_path(statuses: list[JobStatus]) -> None:
-    for before, after in zip(statuses, statuses[1:]):
+    for before, after in itertools.pairwise(statuses):
         assert after in ALLOWED_NEXT[before], f"{before.value} -> {after.value} in {[s.value for s in statuses]}"
 
 

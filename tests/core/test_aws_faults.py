@@ -11,8 +11,8 @@ or Lambda cannot assume.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
@@ -382,8 +382,8 @@ def test_an_endpoint_name_taken_meanwhile_rolls_back_the_model_and_config(endpoi
     inject(aws.client("sagemaker"), Fault(
         "CreateEndpoint", "ValidationException",
         f'Cannot create already existing endpoint "arn:aws:sagemaker:{REGION}:123456789012:endpoint/digits-ep".'))
-    with pytest.raises(AlreadyExistsError, match="^SageMaker endpoint digits-ep exists already: deploy under another "
-                                                 "name, or delete it in the SageMaker console"):
+    with pytest.raises(AlreadyExistsError, match=r"^SageMaker endpoint digits-ep exists already: deploy under another "
+                                                 r"name, or delete it in the SageMaker console"):
         endpoints.deploy("digits-ep", MODEL_URI)
     _no_deployment(aws)
 

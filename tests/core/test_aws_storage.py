@@ -331,7 +331,7 @@ def test_unknown_profile_and_missing_region(monkeypatch: pytest.MonkeyPatch, tmp
 def test_no_credentials_become_a_clear_credentials_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     clear_aws_environment(monkeypatch, tmp_path)
     storage = S3Storage(AwsSession(Settings(region="us-east-1")).client("s3"), BUCKET, PREFIX)
-    with pytest.raises(CredentialsError, match="No AWS credentials found.*SMC_AWS_PROFILE"):
+    with pytest.raises(CredentialsError, match=r"No AWS credentials found.*SMC_AWS_PROFILE"):
         storage.exists("x")
 
 

@@ -12,8 +12,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from core.aws import AwsSession
-from core.config import Settings
 from core.backend import get_backend
+from core.config import Settings
 from core.health import BackendHealth
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
     BUCKET,

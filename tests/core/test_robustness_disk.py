@@ -26,8 +26,7 @@ from PIL import Image
 from core.backend import get_backend
 from core.catalog import register_dataset
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR, Settings
-from core.datasets import ZipUpload, prepare_dataset, safe_extract_zip
-from core.datasets import extraction
+from core.datasets import ZipUpload, extraction, prepare_dataset, safe_extract_zip
 from core.entities import DatasetRecord, TrainingJob
 from core.errors import BackendError
 from core.jobstore import JobStore
@@ -173,7 +172,7 @@ def test_job_store_full_while_recording_a_dataset_removes_its_upload(tmp_path: P
     assert backend.store.list_datasets() == []  # the store is open before the disk fills, as in a running app
     root = image_folder(tmp_path / "ds")
     job_store_full(monkeypatch)
-    with pytest.raises(BackendError, match="^job store error: database or disk is full$"):
+    with pytest.raises(BackendError, match=r"^job store error: database or disk is full$"):
         register_dataset(backend, root, name="dogs", source="folder", report={"notes": "x" * 100_000})
     monkeypatch.undo()
     assert backend.storage.list() == []
@@ -220,7 +219,7 @@ def test_job_store_full_while_recording_a_new_job(tmp_path: Path, runner: LocalJ
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     spec = job_spec(tmp_path, notes="x" * 50_000)  # a record that needs a new database page
     job_store_full(monkeypatch)
-    with pytest.raises(BackendError, match="^job store error: database or disk is full$"):
+    with pytest.raises(BackendError, match=r"^job store error: database or disk is full$"):
         runner.start(spec)
     monkeypatch.undo()
     assert files_below(runner.jobs_root) == []

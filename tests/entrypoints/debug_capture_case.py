@@ -22,11 +22,12 @@ sys.path.insert(0, str(ROOT / "entrypoints"))
 
 warnings.filterwarnings("error", message=r".*tostring.*")
 
-import debug_config  # noqa: E402
-import debug_hook  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+
+import debug_config  # noqa: E402
+import debug_hook  # noqa: E402
 
 
 class TinyNet(nn.Module):
@@ -102,7 +103,7 @@ def summarize(out: Path, attached: bool) -> dict[str, object]:
     labels_steps = trial.tensor("CrossEntropyLoss_input_1").steps(mode=ModeKeys.TRAIN) if has_labels else []
     reductions = trial.tensor(grad).reduction_values(saved[0], mode=ModeKeys.TRAIN)
     weight_reductions = trial.tensor(weight).reduction_values(saved[-1], mode=ModeKeys.TRAIN)
-    relu = [n for n in collections.get("relu_output", [])]
+    relu = list(collections.get("relu_output", []))
     return {
         "attached": True,
         "capture": capture,

@@ -14,14 +14,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "entrypoints"))
 
-import debug_hook  # noqa: E402
-import numpy as np  # noqa: E402
-from smdebug.core.modes import ModeKeys  # noqa: E402
-from smdebug.core.tfevent.proto.event_pb2 import Event  # noqa: E402
-from smdebug.core.tfevent.proto.summary_pb2 import Summary  # noqa: E402
-from smdebug.core.tfevent.proto.types_pb2 import DataType  # noqa: E402
-from smdebug.core.tfevent.util import _get_proto_dtype, make_tensor_proto  # noqa: E402
-from smdebug.core.writer import FileWriter  # noqa: E402
+import numpy as np
+from smdebug.core.modes import ModeKeys
+from smdebug.core.tfevent.proto.event_pb2 import Event
+from smdebug.core.tfevent.proto.summary_pb2 import Summary
+from smdebug.core.tfevent.proto.types_pb2 import DataType
+from smdebug.core.tfevent.util import _get_proto_dtype, make_tensor_proto
+from smdebug.core.writer import FileWriter
+
+import debug_hook
 
 CASES = {
     "float32 scalar": (np.array([1.5], dtype=np.float32), 7, ModeKeys.TRAIN, 3),

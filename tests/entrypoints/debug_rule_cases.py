@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
@@ -133,8 +134,8 @@ CASES: dict[str, Case] = {
     "ClassImbalance/fires-imbalance": ("ClassImbalance", {}, lambda: st.training_run(
         decreasing(30), labels=labelled(30, 0, 4, [40, 1, 1, 1], 0.9)[0],
         predictions=labelled(30, 0, 4, [40, 1, 1, 1], 0.9)[1])),
-    "ClassImbalance/fires-misprediction": ("ClassImbalance", {}, lambda: _mispredicted()),
-    "ClassImbalance/quiet": ("ClassImbalance", {}, lambda: _balanced()),
+    "ClassImbalance/fires-misprediction": ("ClassImbalance", {}, lambda: _mispredicted()),  # noqa: PLW0108 (defined below)
+    "ClassImbalance/quiet": ("ClassImbalance", {}, lambda: _balanced()),  # noqa: PLW0108 (defined below)
     "PoorWeightInitialization/fires": ("PoorWeightInitialization", {}, poor_init((0.01, 1.0, 10.0))),
     "PoorWeightInitialization/quiet": ("PoorWeightInitialization", {}, poor_init((1.0, 1.3, 0.8))),
     "DeadRelu/fires": ("DeadRelu", {}, activations("relu_output", lambda: dead_units(0.8))),

@@ -22,9 +22,10 @@ ENTRYPOINTS = Path(__file__).resolve().parents[2] / "entrypoints"
 TRAIN_PY = ENTRYPOINTS / "train.py"
 sys.path.insert(0, str(ENTRYPOINTS))
 
-import imagedata  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import get_worker_info  # noqa: E402
+
+import imagedata  # noqa: E402
 
 
 def fail_in_loop(at: int) -> None:

@@ -10,18 +10,19 @@ reductions (``l2``, ``mean``, ``abs_mean``, ``zero_fraction``, ``update_ratio``,
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "error")
 os.environ.setdefault("SMDEBUG_TRAINING_END_DELAY_REFRESH", "0")
 
-import numpy as np  # noqa: E402
-from smdebug.core.collection_manager import CollectionManager  # noqa: E402
-from smdebug.core.modes import ModeKeys  # noqa: E402
-from smdebug.core.reductions import get_reduction_tensor_name  # noqa: E402
-from smdebug.core.access_layer.utils import training_has_ended  # noqa: E402
-from smdebug.core.writer import FileWriter  # noqa: E402
+import numpy as np
+from smdebug.core.access_layer.utils import training_has_ended
+from smdebug.core.collection_manager import CollectionManager
+from smdebug.core.modes import ModeKeys
+from smdebug.core.reductions import get_reduction_tensor_name
+from smdebug.core.writer import FileWriter
 
 WORKER = "worker_0"
 LOSS = "CrossEntropyLoss_output_0"
@@ -37,7 +38,7 @@ def write_trial(path: Path, steps: Sequence[Step], collections: Mapping[str, Seq
     """Writes ``steps`` (global steps 0, 1, ...) and the collections file; returns the mode
     step counters for :func:`append_steps`."""
     path.mkdir(parents=True, exist_ok=True)
-    mode_steps = {mode: 0 for mode in MODES}
+    mode_steps = dict.fromkeys(MODES, 0)
     _write_steps(path, steps, 0, mode_steps)
     manager = CollectionManager()
     for name, tensors in collections.items():

@@ -154,7 +154,8 @@ def test_default_rules_add_the_activation_rules_only_with_activations() -> None:
 
 def test_out_dir_is_explicit_then_the_job_folder_then_the_output_data_dir(tmp_path: Path) -> None:
     assert debug_config.resolve_out_dir("s3://bucket/jobs/x/debug", {"SAGEMAKER_BASE_DIR": "/a"}) == "s3://bucket/jobs/x/debug"
-    assert debug_config.resolve_out_dir(None, {"SAGEMAKER_BASE_DIR": "/jobs/j1", "SM_OUTPUT_DATA_DIR": "/o"}) == "/jobs/j1/debug-output"
+    job_folder = {"SAGEMAKER_BASE_DIR": "/jobs/j1", "SM_OUTPUT_DATA_DIR": "/o"}
+    assert debug_config.resolve_out_dir(None, job_folder) == "/jobs/j1/debug-output"
     assert debug_config.resolve_out_dir(None, {"SM_OUTPUT_DATA_DIR": "/opt/ml/output/data"}) == "/opt/ml/output/data/debug-output"
 
 

@@ -87,7 +87,7 @@ def test_healthy_trial_is_copied_and_every_default_rule_passes(store: DebugStore
     assert list(rules) == ["VanishingGradient", "ExplodingTensor", "Overfit", "Overtraining", "LossNotDecreasing",
                            "WeightUpdateRatio", "AllZero", "ClassImbalance"]
     statuses = {name: r.status for name, r in rules.items()}
-    assert statuses == {name: RuleStatus.NO_ISSUES_FOUND for name in rules}, {n: r.message for n, r in rules.items()}
+    assert statuses == dict.fromkeys(rules, RuleStatus.NO_ISSUES_FOUND), {n: r.message for n, r in rules.items()}
     assert (rules["ClassImbalance"].message or "").startswith("no issue in")
     losses = store.series(JOB, "losses", ["value"])
     assert {row[1] for row in losses} == {"TRAIN", "EVAL"} and len(losses) == 72

@@ -12,8 +12,9 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -170,7 +171,7 @@ def test_live_passes_then_a_final_pass_after_the_training_process_ends(
     assert view.summary["samples"] == 39  # the newest sample waits for the next pass
     assert [f.rule for f in view.fired] == ["Dataloader"]
     write_samples(root, [T0 + 20 + 0.5 * i for i in range(20)], cpu=95.0)
-    write_events(root, job_events(10, workers=0, start=T0 + 20)[1:] + [{"Type": "end", "Time": T0 + 31}])
+    write_events(root, [*job_events(10, workers=0, start=T0 + 20)[1:], {"Type": "end", "Time": T0 + 31}])
     sleeper.kill()
     sleeper.wait()
     finish(sidecar)
@@ -336,7 +337,7 @@ class TrainingJobStandIn(http.server.ThreadingHTTPServer):
 class _DescribeHandler(http.server.BaseHTTPRequestHandler):
     server: TrainingJobStandIn
 
-    def do_POST(self) -> None:  # noqa: N802  (http.server's name)
+    def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         assert self.headers["X-Amz-Target"] == "SageMaker.DescribeTrainingJob"
         self.server.calls += 1
@@ -348,7 +349,7 @@ class _DescribeHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(answer)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  (http.server's signature)
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 

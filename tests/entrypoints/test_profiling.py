@@ -218,9 +218,9 @@ def test_train_py_profiles_itself_unless_told_not_to(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     cases = [
-        (common + ["--profile-window", "1:1", "--profile-interval-ms", "100"], _job_env(tmp_path / "on", data)),
-        (common + ["--profile", "false"], _job_env(tmp_path / "off", data)),
-        (common + ["--profiler-dir", str(blocker / "profiler-output")], _job_env(tmp_path / "blocked", data)),
+        ([*common, "--profile-window", "1:1", "--profile-interval-ms", "100"], _job_env(tmp_path / "on", data)),
+        ([*common, "--profile", "false"], _job_env(tmp_path / "off", data)),
+        ([*common, "--profiler-dir", str(blocker / "profiler-output")], _job_env(tmp_path / "blocked", data)),
     ]
     on, off, blocked = _run(_TRAIN_CASES, json.dumps(cases), cwd=tmp_path)
     assert on["code"] == off["code"] == blocked["code"] == 0, (on, off, blocked)

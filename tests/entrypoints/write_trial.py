@@ -16,9 +16,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import synthetic_trials as st  # noqa: E402
-from smdebug.core.access_layer.utils import training_has_ended  # noqa: E402
+import numpy as np
+import synthetic_trials as st
+from smdebug.core.access_layer.utils import training_has_ended
 
 
 def scenario(name: str) -> tuple[list[st.Step], dict[str, list[str]]]:

@@ -10,8 +10,9 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import boto3
 import pytest
@@ -240,7 +241,7 @@ def test_s3_inputs_outside_the_prefix_or_missing(fn: Any, runtime: Stubber, s3_i
 
 
 class _ImageServer(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the base class's name)
+    def do_GET(self) -> None:
         if self.path == "/cat.png":
             self.send_response(200)
             self.send_header("Content-Length", str(len(PNG)))
@@ -249,7 +250,7 @@ class _ImageServer(BaseHTTPRequestHandler):
         else:
             self.send_error(404)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

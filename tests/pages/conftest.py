@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
-
 from streamlit.testing.v1 import AppTest
 
 from core.analysis import AnalysisNotes, BesideJobAnalysis

@@ -7,16 +7,18 @@ from pathlib import Path
 from core.aws import AwsSession
 from core.backend import Backend
 from tests.contracts.test_datasets_contract import GOOD, dataset_with_bad_files
-from tests.core.aws_faults import Fault
-from tests.pages.conftest import open_page
-from tests.pages.test_aws_faults_pages import _shows_only_words, aws_backend  # noqa: F401  (fixture)
-from tests.core.aws_faults import faults_fixture  # noqa: F401  (fixture)
+from tests.core.aws_faults import (
+    Fault,
+    faults_fixture,  # noqa: F401  (fixture)
+)
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
     aws_credentials_fixture,
     aws_fixture,
     aws_settings_fixture,
     no_network_fixture,
 )
+from tests.pages.conftest import open_page
+from tests.pages.test_aws_faults_pages import _shows_only_words, aws_backend  # noqa: F401  (fixture)
 
 USER_BUCKET = "user-data"
 

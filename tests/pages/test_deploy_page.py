@@ -9,8 +9,8 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -146,7 +146,7 @@ def test_the_best_trial_of_a_tuning_job_is_offered(local_backend: Backend, tmp_p
 
 
 @pytest.fixture(scope="module")
-def evaluation_workspace(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[Path]:  # noqa: F811
+def evaluation_workspace(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[Path]:
     """A workspace with two InService endpoints of the tiny 3-class model, shared by the evaluation tests."""
     folder = tmp_path_factory.mktemp("evaluation") / "workspace"
     endpoints = get_backend(Settings(workspace=folder)).endpoints

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from PIL import Image
@@ -22,7 +22,7 @@ TIMEOUT = 120
 
 
 @pytest.fixture
-def endpoint(local_backend: Backend, model_tar: Path) -> Iterator[LocalEndpointManager]:  # noqa: F811
+def endpoint(local_backend: Backend, model_tar: Path) -> Iterator[LocalEndpointManager]:
     """One InService endpoint named Shapes-EP; everything is stopped at the end."""
     backend = get_backend(load_settings())
     endpoints = backend.endpoints

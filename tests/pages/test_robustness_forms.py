@@ -8,14 +8,13 @@ import time
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from core.backend import Backend
 from core.entities import DatasetRecord, TrainingJob
 from core.types import JobStatus
 from tests.core.aws_fixtures import BUCKET, REGION, clear_aws_environment
 from tests.pages.conftest import APP, open_page
-
-from streamlit.testing.v1 import AppTest
 
 NO_CREDENTIALS = ("No AWS credentials found: set a profile (SMC_AWS_PROFILE) or the AWS_ACCESS_KEY_ID and "
                   "AWS_SECRET_ACCESS_KEY environment variables, or run `aws sso login` for an SSO profile")

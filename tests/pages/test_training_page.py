@@ -13,7 +13,6 @@ from core.types import JobStatus
 from tests.pages.conftest import open_page
 
 
-
 def add_dataset(backend: Backend, tmp_path: Path) -> DatasetRecord:
     folder = tmp_path / "ds"
     (folder / "train" / "a").mkdir(parents=True)

@@ -43,10 +43,11 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from io import BytesIO
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from botocore.exceptions import ClientError

@@ -53,10 +53,11 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import boto3
@@ -148,7 +149,7 @@ class LoopbackService:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: a test's output is its own."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

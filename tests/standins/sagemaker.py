@@ -67,10 +67,11 @@ import http.client
 import itertools
 import json
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import urlparse
 
 import botocore.session
@@ -100,7 +101,7 @@ class StandInError(Exception):
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -245,7 +246,7 @@ class SageMakerStandIn:
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+            def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: a test's output is its own."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -6,8 +6,8 @@ import http.server
 import io
 import threading
 import zipfile
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Callable, Iterator, Mapping
 
 import pytest
 from PIL import Image
@@ -68,7 +68,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class _Handler(http.server.BaseHTTPRequestHandler):
     routes: dict[str, tuple[int, bytes, bool]] = {}
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         status, body, with_length = self.routes.get(self.path, (404, b"not found", True))
         self.send_response(status)
         if with_length:
@@ -79,7 +79,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client stopped reading, as it should for oversize bodies
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

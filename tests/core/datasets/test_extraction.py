@@ -10,7 +10,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from PIL import Image
 
 from core.datasets import ExtractionLimits, is_junk_name, safe_extract_zip
@@ -111,7 +110,7 @@ def test_refuses_symlink_member(tmp_path: Path, out: Path) -> None:
     with zipfile.ZipFile(tmp_path / "link.zip", "w") as archive:
         archive.writestr("train/a/1.png", png_bytes())
         archive.writestr(info, "/etc/passwd")
-    with pytest.raises(InvalidInputError, match="'train/a/link.png' is a symbolic link"):
+    with pytest.raises(InvalidInputError, match=r"'train/a/link.png' is a symbolic link"):
         safe_extract_zip(tmp_path / "link.zip", out / "data")
     _assert_nothing_left(out, tmp_path)
 
@@ -127,7 +126,7 @@ def test_refuses_encrypted_member(tmp_path: Path, out: Path) -> None:
 def test_refuses_zip_bomb_member(tmp_path: Path, out: Path) -> None:
     archive = _zip(tmp_path / "bomb.zip", {"train/a/zeros.png": bytes(50 * 1024 * 1024)})
     assert archive.stat().st_size < 1024 * 1024
-    with pytest.raises(InvalidInputError, match="'train/a/zeros.png' has a suspicious compression ratio"):
+    with pytest.raises(InvalidInputError, match=r"'train/a/zeros.png' has a suspicious compression ratio"):
         safe_extract_zip(archive, out / "data")
     _assert_nothing_left(out, tmp_path)
 
@@ -145,7 +144,7 @@ def test_lying_size_header_cannot_bypass_limits(tmp_path: Path, out: Path) -> No
     _patch_headers(archive, central=(24, "<I", 1_000), local=(22, "<I", 1_000))
     with zipfile.ZipFile(archive) as check:
         assert check.getinfo("train/a/big.png").file_size == 1_000
-    with pytest.raises(InvalidInputError, match="'train/a/big.png'"):
+    with pytest.raises(InvalidInputError, match=r"'train/a/big.png'"):
         safe_extract_zip(archive, out / "data", ExtractionLimits(max_member_bytes=10_000))
     _assert_nothing_left(out, tmp_path)
 
@@ -162,7 +161,7 @@ def test_refuses_too_many_bytes(tmp_path: Path, out: Path) -> None:
     archive = _zip(tmp_path / "big.zip", members)
     with pytest.raises(InvalidInputError, match="1,200 bytes uncompressed, over the limit of 1,000"):
         safe_extract_zip(archive, out / "data", ExtractionLimits(max_total_bytes=1_000))
-    with pytest.raises(InvalidInputError, match="'train/a/1.bin' is 600 bytes"):
+    with pytest.raises(InvalidInputError, match=r"'train/a/1.bin' is 600 bytes"):
         safe_extract_zip(archive, out / "data", ExtractionLimits(max_member_bytes=500))
     _assert_nothing_left(out, tmp_path)
 
@@ -171,7 +170,7 @@ def test_refuses_too_many_bytes(tmp_path: Path, out: Path) -> None:
 def test_refuses_non_zip(tmp_path: Path, out: Path, content: bytes) -> None:
     path = tmp_path / "photo.png"
     path.write_bytes(content)
-    with pytest.raises(InvalidInputError, match="photo.png is not a zip archive"):
+    with pytest.raises(InvalidInputError, match=r"photo.png is not a zip archive"):
         safe_extract_zip(path, out / "data")
     assert not out.exists()
 
@@ -182,7 +181,7 @@ def test_refuses_corrupt_member(tmp_path: Path, out: Path) -> None:
     start = data.find(_LOCAL) + 30 + len("train/a/1.txt")
     data[start + 5 : start + 40] = bytes(35)
     archive.write_bytes(bytes(data))
-    with pytest.raises(InvalidInputError, match="'train/a/1.txt' is corrupt"):
+    with pytest.raises(InvalidInputError, match=r"'train/a/1.txt' is corrupt"):
         safe_extract_zip(archive, out / "data")
     _assert_nothing_left(out, tmp_path)
 
@@ -190,7 +189,7 @@ def test_refuses_corrupt_member(tmp_path: Path, out: Path) -> None:
 @pytest.mark.parametrize("members", [{}, {"__MACOSX/._x": b"junk", "empty/": b""}])
 def test_refuses_empty_archive(tmp_path: Path, out: Path, members: dict[str, bytes]) -> None:
     archive = _zip(tmp_path / "empty.zip", members)
-    with pytest.raises(InvalidInputError, match="empty.zip is empty"):
+    with pytest.raises(InvalidInputError, match=r"empty.zip is empty"):
         safe_extract_zip(archive, out / "data")
     assert not out.exists()
 

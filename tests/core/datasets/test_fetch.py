@@ -6,8 +6,8 @@ import http.server
 import os
 import socket
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
@@ -44,7 +44,7 @@ def test_refuses_announced_oversize(tmp_path: Path, http_server: Serve) -> None:
 def test_stops_unannounced_oversize(tmp_path: Path, http_server: Serve) -> None:
     url = http_server("/big.zip", bytes(5_000_000), False)
     seen: list[int] = []
-    with pytest.raises(InvalidInputError, match="larger than the limit of 1.5 MB: download stopped"):
+    with pytest.raises(InvalidInputError, match=r"larger than the limit of 1.5 MB: download stopped"):
         download_url(url, tmp_path / "big.zip", max_bytes=1_500_000, progress=lambda d, t: seen.append(d))
     assert seen and max(seen) <= 1_500_000  # it received some bytes, then stopped at the limit
     assert os.listdir(tmp_path) == []
@@ -52,14 +52,14 @@ def test_stops_unannounced_oversize(tmp_path: Path, http_server: Serve) -> None:
 
 def test_http_error_status(tmp_path: Path, http_server: Serve) -> None:
     url = http_server("/exists.zip", BODY)
-    with pytest.raises(InvalidInputError, match="download failed: 127.0.0.1 answered HTTP 404 Not Found"):
+    with pytest.raises(InvalidInputError, match=r"download failed: 127.0.0.1 answered HTTP 404 Not Found"):
         download_url(url.replace("exists", "missing"), tmp_path / "x.zip", max_bytes=10**6)
     assert os.listdir(tmp_path) == []
 
 
 def test_unreachable_host(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{_closed_port()}/data.zip"
-    with pytest.raises(InvalidInputError, match="could not reach 127.0.0.1: is this machine offline?"):
+    with pytest.raises(InvalidInputError, match=r"could not reach 127.0.0.1: is this machine offline?"):
         download_url(url, tmp_path / "x.zip", max_bytes=10**6, timeout_s=5)
     assert os.listdir(tmp_path) == []
 
@@ -94,7 +94,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
     cut = 100_000
     requests_seen: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+    def do_GET(self) -> None:
         asked = self.headers.get("Range", "")
         self.requests_seen.append(asked)
         start = int(asked.removeprefix("bytes=").rstrip("-")) if asked and self.ranges else 0
@@ -107,7 +107,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(BODY[start:start + self.cut])  # then the connection closes: the body is short
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

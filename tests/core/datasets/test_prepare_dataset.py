@@ -7,12 +7,13 @@ import io
 import os
 import socket
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 from PIL import Image
 
+from core.catalog import check_dataset
 from core.datasets import (
     DemoSource,
     ExtractionLimits,
@@ -23,7 +24,6 @@ from core.datasets import (
     staged_datasets,
     suggest_dataset_name,
 )
-from core.catalog import check_dataset
 from core.errors import BackendError, InvalidInputError
 
 Build = Callable[..., Path]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import boto3
 import pytest
@@ -14,7 +14,7 @@ from core.errors import NotFoundError
 from tests.core.aws_fixtures import no_network_fixture  # noqa: F401  (autouse: no network)
 
 JOB = "train-20261125-1"
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 DESCRIBED = {
     "TrainingJobName": JOB,
     "TrainingJobArn": f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{JOB}",

@@ -14,8 +14,9 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import boto3
 import pytest

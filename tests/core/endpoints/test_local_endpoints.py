@@ -7,9 +7,9 @@ import json
 import os
 import signal
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
@@ -23,7 +23,6 @@ from core.endpoints.invoke import error_message, image_request, json_request, sn
 from core.errors import AlreadyExistsError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
 from core.training._local import is_process_alive
-
 from tests.core.endpoints.conftest import CLASS_NAMES, image_bytes
 
 SIX_MB = 6 * 1024 * 1024

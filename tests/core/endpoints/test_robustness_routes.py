@@ -8,15 +8,14 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from core.config import DEFAULT_JOB_PYTHON
 from core.endpoints import EndpointStatus, LocalEndpointManager
 from core.jobstore import JobStore
-
 from tests.core.endpoints.conftest import image_bytes
 
 

@@ -10,11 +10,12 @@ import re
 import subprocess
 import sys
 import threading
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from botocore.stub import ANY, Stubber
@@ -107,9 +108,9 @@ def test_the_requests_fit_botocores_service_model(manager: SageMakerEndpointMana
 def test_unusable_models_and_instance_types_are_refused_before_any_request(
     manager: SageMakerEndpointManager, aws: AwsSession
 ) -> None:
-    with pytest.raises(InvalidInputError, match="train on SageMaker .* or upload the model.tar.gz to S3"):
+    with pytest.raises(InvalidInputError, match=r"train on SageMaker .* or upload the model.tar.gz to S3"):
         manager.deploy("ep", "file:///workspace/jobs/x/output/model.tar.gz")
-    with pytest.raises(InvalidInputError, match="model.tar.gz"):
+    with pytest.raises(InvalidInputError, match=r"model.tar.gz"):
         manager.deploy("ep", f"s3://{BUCKET}/models/model.pth")
     with pytest.raises(InvalidInputError, match="SageMaker type"):
         manager.deploy("ep", MODEL_URI, instance_type="m5.large")
@@ -206,7 +207,7 @@ def test_every_sagemaker_status_is_mapped(aws: AwsSession) -> None:
 
 
 def _described(status: str, **extra: Any) -> dict[str, Any]:
-    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     return {
         "EndpointName": "ep",
         "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/ep",
@@ -224,14 +225,14 @@ def test_describe_follows_the_config_to_the_model_once(manager: SageMakerEndpoin
         "EndpointConfigArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint-config/ep",
         "ProductionVariants": [{"VariantName": "AllTraffic", "ModelName": "ep", "InstanceType": "ml.g5.xlarge",
                                 "InitialInstanceCount": 3}],
-        "CreationTime": datetime(2026, 1, 2, tzinfo=timezone.utc),
+        "CreationTime": datetime(2026, 1, 2, tzinfo=UTC),
     }
     model = {
         "ModelName": "ep",
         "ModelArn": "arn:aws:sagemaker:us-east-1:123456789012:model/ep",
         "PrimaryContainer": {"Image": IMAGE, "ModelDataUrl": MODEL_URI,
                              "Environment": {"SERVE_MAX_BATCH_SIZE": "32", "SERVE_WORKERS": "not a number"}},
-        "CreationTime": datetime(2026, 1, 2, tzinfo=timezone.utc),
+        "CreationTime": datetime(2026, 1, 2, tzinfo=UTC),
     }
     with Stubber(_client(aws)) as stub:
         stub.add_response("describe_endpoint", _described("Creating"), {"EndpointName": "ep"})
@@ -248,7 +249,7 @@ def test_describe_follows_the_config_to_the_model_once(manager: SageMakerEndpoin
     assert creating.model_uri == MODEL_URI
     assert (creating.instance_type, creating.instance_count) == ("ml.g5.xlarge", 3)
     assert creating.serving == ServingConfig(max_batch_size=32)  # an unreadable value keeps its default
-    assert creating.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc).timestamp()
+    assert creating.created_at == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
     assert later.status is EndpointStatus.FAILED
     assert later.failure_reason is not None and "ping health check" in later.failure_reason
     assert later.instance_count == 1  # what runs now, not what was asked for
@@ -274,7 +275,7 @@ def test_list_is_newest_first_through_moto(manager: SageMakerEndpointManager) ->
 
 
 def test_list_asks_page_by_page(manager: SageMakerEndpointManager, aws: AwsSession) -> None:
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
 
     def summary(name: str, minutes: int, status: str) -> dict[str, Any]:
         return {"EndpointName": name, "EndpointArn": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{name}",
@@ -385,7 +386,7 @@ class _FakeRuntime(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: object) -> None:
         pass
 
 

@@ -9,8 +9,9 @@ import io
 import json
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -373,7 +374,7 @@ def test_a_key_of_a_dataset_in_place_that_climbs_out_is_refused(tmp_path: Path) 
     dataset, prefixes = in_place_dataset(tmp_path, ["test/a/0.png", "test/../../escaped.png"])
     places = {**local_places(tmp_path), "object_prefixes": prefixes}
 
-    with pytest.raises(InvalidInputError, match="invalid storage key 'test/../../escaped.png'"):
+    with pytest.raises(InvalidInputError, match=r"invalid storage key 'test/../../escaped.png'"):
         with fetch_labelled_images(DatasetTestSplit(dataset), **places):
             pass
     assert not (tmp_path / "escaped.png").exists() and list((tmp_path / "scratch").iterdir()) == []
@@ -417,7 +418,7 @@ class FakeEndpoints(EndpointManager):
     def __init__(self, labels: Sequence[str], answers: dict[str, dict[tuple[int, int, int], str]], *,
                  delay_s: float = 0.0) -> None:
         self.labels, self.answers, self.delay_s = list(labels), answers, delay_s
-        self.status = {name: EndpointStatus.IN_SERVICE for name in answers}
+        self.status = dict.fromkeys(answers, EndpointStatus.IN_SERVICE)
         self.requests: list[int] = []
         self.lock = threading.Lock()
 
@@ -535,7 +536,7 @@ def test_no_class_the_endpoint_knows_is_an_error_before_any_image_is_sent(tmp_pa
     images = find_labelled_images(write_image_folder(tmp_path, {"apple": 1, "pear": 1}), source="folder")
     endpoints = fake()
 
-    with pytest.raises(InvalidInputError, match="none of the 2 class folders .* is a label of endpoint 'ep-a'"):
+    with pytest.raises(InvalidInputError, match=r"none of the 2 class folders .* is a label of endpoint 'ep-a'"):
         evaluate_images(endpoints, "ep-a", images)
     assert endpoints.requests == [1]  # only the labels probe
 
@@ -671,7 +672,7 @@ def test_run_evaluation_returns_what_the_evaluation_found(tmp_path: Path) -> Non
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[LocalEndpointManager]:  # noqa: F811
+def served(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[LocalEndpointManager]:
     """A local endpoint ``shapes`` serving the tiny 3-class model; deleted at the end."""
     workspace = tmp_path_factory.mktemp("workspace")
     manager = LocalEndpointManager(JobStore(workspace / "console.db"), workspace, DEFAULT_JOB_PYTHON)

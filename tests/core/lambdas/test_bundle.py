@@ -33,5 +33,5 @@ def test_builds_are_byte_for_byte_identical() -> None:
 
 
 def test_a_folder_without_the_handler_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(InvalidInputError, match="no lambda_function.py"):
+    with pytest.raises(InvalidInputError, match=r"no lambda_function.py"):
         build_package(tmp_path)

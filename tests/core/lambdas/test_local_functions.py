@@ -9,8 +9,8 @@ import base64
 import dataclasses
 import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import boto3
 import pytest
@@ -39,7 +39,7 @@ def jpeg(color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[Path]:  # noqa: F811
+def workspace(tmp_path_factory: pytest.TempPathFactory, model_tar: Path) -> Iterator[Path]:
     """A workspace with one InService local endpoint; deleted at the end."""
     folder = tmp_path_factory.mktemp("workspace")
     endpoints = LocalEndpointManager(JobStore(folder / "console.db"), folder, DEFAULT_JOB_PYTHON)

@@ -56,7 +56,7 @@ def _spec(**changes: object) -> SpotRunSpec:
 
 
 def test_moto_price_history_is_recognised_as_placeholders(aws: AwsSession) -> None:
-    now = dt.datetime(2026, 11, 29, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 11, 29, tzinfo=dt.UTC)
     points = fetch_price_history(aws.client("ec2"), ["m5.xlarge", "g5.xlarge"], days=7, now=now)
     assert points and {p.instance_type for p in points} == {"m5.xlarge", "g5.xlarge"}
     assert {p.zone for p in points} >= {"us-east-1a", "us-east-1b"}
@@ -65,7 +65,7 @@ def test_moto_price_history_is_recognised_as_placeholders(aws: AwsSession) -> No
 
 
 def test_real_looking_prices_are_not_flagged_and_are_summarised() -> None:
-    t0 = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc).timestamp()
+    t0 = dt.datetime(2026, 11, 20, tzinfo=dt.UTC).timestamp()
     points = [PricePoint("m5.xlarge", "us-east-1a", 0.071, t0), PricePoint("m5.xlarge", "us-east-1a", 0.083, t0 + 3600),
               PricePoint("m5.xlarge", "us-east-1b", 0.066, t0 + 60)]
     assert synthetic_reasons(points, window_start=t0 - 60) == []

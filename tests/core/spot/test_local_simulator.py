@@ -51,7 +51,7 @@ def _wait_for_event(manager: LocalSpotManager, name: str, *kinds: str, after: st
             return
         assert not manager.describe(name).status.is_terminal, manager.describe(name)
         time.sleep(0.1)
-    raise AssertionError(f"no {kind} event in {HANG_GUARD_S} s")
+    raise AssertionError(f"no {' or '.join(kinds)} event in {HANG_GUARD_S} s")
 
 
 def test_persistent_run_survives_two_interruptions_and_is_deployable(manager: LocalSpotManager, dataset: str) -> None:

@@ -177,7 +177,8 @@ def test_kill_9_of_supervisor_is_detected_on_restart(runner, source_dir, data_ur
     deadline = time.time() + 10
     while os.path.exists(f"/proc/{runtime['worker_pid']}") and time.time() < deadline:
         time.sleep(0.1)  # the orphaned training process is killed as well
-    assert not os.path.exists(f"/proc/{runtime['worker_pid']}") or "Z" in open(f"/proc/{runtime['worker_pid']}/stat").read().split(")")[-1][:3]
+    stat = Path(f"/proc/{runtime['worker_pid']}/stat")
+    assert not stat.exists() or "Z" in stat.read_text().split(")")[-1][:3]
 
 
 def test_duplicate_name_and_bad_inputs(runner, source_dir, data_uri):
@@ -204,7 +205,8 @@ SIDECAR = textwrap.dedent(
         parser.add_argument(name)
     args = parser.parse_args()
     seen_running = os.path.exists(f"/proc/{args.training_pid}")
-    while os.path.exists(f"/proc/{args.training_pid}") and "Z" not in open(f"/proc/{args.training_pid}/stat").read().split(")")[-1][:3]:
+    stat = f"/proc/{args.training_pid}/stat"
+    while os.path.exists(stat) and "Z" not in open(stat).read().split(")")[-1][:3]:
         time.sleep(0.05)
     time.sleep(0.5)  # a final pass that takes a while: the job must wait for it
     with open(os.path.join(args.job_dir, "sidecar-done"), "w") as f:

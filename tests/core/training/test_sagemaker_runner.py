@@ -7,7 +7,7 @@ import io
 import tarfile
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,7 @@ def test_a_refused_create_removes_the_uploaded_code(
 
 
 def _description(status: str, **extra: Any) -> dict[str, Any]:
-    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     return {
         "TrainingJobName": "digits-1",
         "TrainingJobArn": "arn:aws:sagemaker:us-east-1:123456789012:training-job/digits-1",
@@ -245,7 +245,7 @@ def _description(status: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_describe_maps_a_failed_job(runner: SageMakerJobRunner, aws: AwsSession) -> None:
-    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     failed = _description(
         "Failed",
         FailureReason="AlgorithmError: ExecuteUserScriptError",
@@ -280,7 +280,7 @@ def test_describe_and_list_through_moto(runner: SageMakerJobRunner, source_dir: 
 
 
 def test_list_asks_for_the_newest_jobs_page_by_page(runner: SageMakerJobRunner, aws: AwsSession) -> None:
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
 
     def summary(i: int) -> dict[str, Any]:
         return {
@@ -375,7 +375,7 @@ def _listing(*jobs: tuple[str, str, datetime]) -> dict[str, Any]:
 def test_a_running_job_is_described_at_every_listing_until_it_finishes(
     runner: SageMakerJobRunner, aws: AwsSession
 ) -> None:
-    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    t0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     t1, reused = t0 + timedelta(minutes=1), t0 + timedelta(days=1)
 
     def described(name: str, status: str, created: datetime) -> dict[str, Any]:
@@ -420,7 +420,7 @@ def test_a_running_job_is_described_at_every_listing_until_it_finishes(
 
 
 def test_a_job_deleted_between_listing_and_describing_is_left_out(runner: SageMakerJobRunner, aws: AwsSession) -> None:
-    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    created = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     with Stubber(aws.client("sagemaker")) as stub:
         stub.add_response("list_training_jobs", _listing(("gone", "Completed", created), ("kept", "Failed", created)))
         stub.add_client_error("describe_training_job", "ValidationException", "Requested resource not found.", 400)

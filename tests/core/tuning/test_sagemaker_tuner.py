@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import tarfile
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on impor
 
 CPU_IMAGE = f"763104351884.dkr.ecr.{REGION}.amazonaws.com/pytorch-training:2.9-cpu-py312"
 DATA_URI = f"s3://{BUCKET}/{PREFIX}/datasets/digits"
-CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+CREATED = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 NAME = {"HyperParameterTuningJobName": "hpo-1"}
 RANGES = (
     ContinuousRange("lr", 1e-4, 0.1, Scaling.LOGARITHMIC),

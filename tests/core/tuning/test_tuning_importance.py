@@ -29,7 +29,7 @@ def synthetic_trials(n: int, objective_type: ObjectiveType) -> list[Trial]:
 @pytest.mark.parametrize("objective_type", [ObjectiveType.MAXIMIZE, ObjectiveType.MINIMIZE])
 def test_the_parameter_that_drives_the_objective_ranks_first(objective_type: ObjectiveType) -> None:
     spec = make_spec(objective_type)
-    trials = synthetic_trials(16, objective_type) + [trial(16, None, TrialStatus.FAILED)]
+    trials = [*synthetic_trials(16, objective_type), trial(16, None, TrialStatus.FAILED)]
     importances = parameter_importance(spec, trials)
     assert set(importances) == {"lr", "batch-size", "epochs"}
     assert max(importances, key=importances.__getitem__) == "lr"
