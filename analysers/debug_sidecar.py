@@ -60,6 +60,7 @@ from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.exceptions import SMDebugError  # noqa: E402
 
 from analysers.debug_rules import RULES, ConsoleRule  # noqa: E402
+from analysers.sagemaker_job import SageMakerJob  # noqa: E402
 from core.debugger import SERIES_COLUMNS, DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState  # noqa: E402
 from core.errors import ConsoleError  # noqa: E402
 from core.jobstore import JobStore  # noqa: E402
@@ -70,8 +71,6 @@ from entrypoints.s3_sync import S3Mirror  # noqa: E402
 LOG = logging.getLogger("debug_sidecar")
 POLL_S = 3.0
 """Between polls, unless ``--poll-s`` says otherwise (a local job: reading its own folder is cheap)."""
-MAX_FAILED_DESCRIBES = 20
-"""DescribeTrainingJob failures in a row (each retried at the next poll) before the evaluator gives up."""
 MIRROR_FOLDER = "debug-output"
 """Where an ``s3://`` trial is copied, under the job folder."""
 MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
@@ -131,58 +130,6 @@ class Stopper:
             return "the job's supervisor process is not running"
         self.jobs.update_job(self.job_name, status=JobStatus.STOPPING, secondary_status="Stopping")
         signal_process(pid, marker, signal.SIGTERM)
-        return None
-
-
-class SageMakerJob:
-    """A SageMaker training job watched from outside: whether it still runs, and StopTraining.
-
-    Credentials and region come from the environment (the console passes its profile and
-    region), as for any boto3 client. A failed DescribeTrainingJob counts as still running and
-    is retried at the next poll, up to ``MAX_FAILED_DESCRIBES`` in a row.
-
-    Attributes:
-        status: the job's last described ``TrainingJobStatus`` ("" before the first answer).
-    """
-
-    RUNNING = ("InProgress", "Stopping")
-
-    def __init__(self, job_name: str, client: Any = None) -> None:
-        import boto3
-
-        self.job_name = job_name
-        self.client = client if client is not None else boto3.client("sagemaker")
-        self.status = ""
-        self.failures = 0
-
-    def running(self) -> bool:
-        """Whether the job may still write its trial.
-
-        Raises:
-            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the last of
-                ``MAX_FAILED_DESCRIBES`` failed calls in a row.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.status = self.client.describe_training_job(TrainingJobName=self.job_name)["TrainingJobStatus"]
-        except (BotoCoreError, ClientError) as exc:
-            self.failures += 1
-            if self.failures >= MAX_FAILED_DESCRIBES:
-                raise
-            LOG.warning("DescribeTrainingJob %s failed (%d in a row; retrying): %s", self.job_name, self.failures, exc)
-            return True
-        self.failures = 0
-        return self.status in self.RUNNING
-
-    def stop(self) -> str | None:
-        """Asks SageMaker to stop the job; returns None, or why it could not."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            self.client.stop_training_job(TrainingJobName=self.job_name)
-        except (BotoCoreError, ClientError) as exc:
-            return f"SageMaker did not stop the job: {exc}"
         return None
 
 

@@ -40,6 +40,7 @@ import numpy as np
 from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader
 from smdebug.profiler.utils import TimeUnits
 
+from analysers.sagemaker_job import SageMakerJob
 from core.jobstore import JobStore
 from core.processes import is_process_alive
 from core.profiler._store import REPORT, ProfilerStore
@@ -62,8 +63,6 @@ REPORT_FILE = Path("report") / "profiler-report.html"
 POLL_S = 10.0
 """Between passes while the job runs, unless ``--poll-s`` says otherwise."""
 FUTURE_S = 24 * 3600  # read events up to a day ahead: clocks of other machines may run ahead
-MAX_FAILED_DESCRIBES = 20
-"""DescribeTrainingJob failures in a row (each retried at the next poll) before the analysis gives up."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,43 +244,6 @@ def _no_data_summary(source: str) -> dict[str, Any]:
         reason = (f"no profiler data under {source}: the job ran with --profile false, wrote elsewhere "
                   "(--profiler-dir), or stopped before the first sample")
     return {"state": "complete", "samples": 0, "steps": 0, "no_data": True, "errors": [reason]}
-
-
-class SageMakerJob:
-    """A SageMaker training job followed through DescribeTrainingJob (credentials and region from the environment).
-
-    A failed call counts as still running and is retried at the next poll, up to
-    ``MAX_FAILED_DESCRIBES`` in a row.
-    """
-
-    RUNNING = ("InProgress", "Stopping")
-
-    def __init__(self, name: str) -> None:
-        import boto3
-
-        self.name = name
-        self.client = boto3.client("sagemaker")
-        self.failures = 0
-
-    def running(self) -> bool:
-        """Whether the job may still write profiler output.
-
-        Raises:
-            botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError: the last of
-                ``MAX_FAILED_DESCRIBES`` failed calls in a row.
-        """
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
-            status = self.client.describe_training_job(TrainingJobName=self.name)["TrainingJobStatus"]
-        except (BotoCoreError, ClientError) as exc:
-            self.failures += 1
-            if self.failures >= MAX_FAILED_DESCRIBES:
-                raise
-            LOG.warning("DescribeTrainingJob %s failed (%d in a row; retrying): %s", self.name, self.failures, exc)
-            return True
-        self.failures = 0
-        return status in self.RUNNING
 
 
 def main(argv: Sequence[str] | None = None) -> int:

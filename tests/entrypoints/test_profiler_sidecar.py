@@ -27,7 +27,7 @@ from entrypoints import s3_sync
 from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment
 
 SIDECAR = "analysers.profiler_sidecar"
-MAX_FAILED_DESCRIBES = 20  # profiler_sidecar.MAX_FAILED_DESCRIBES (the sidecar imports smdebug: job environment only)
+MAX_FAILED_DESCRIBES = 20  # analysers.sagemaker_job.MAX_FAILED_DESCRIBES (the sidecar imports smdebug: job environment only)
 T0 = float(int(time.time()) // 60 * 60 - 600)  # ten minutes ago, on a minute boundary
 
 
