@@ -4,6 +4,7 @@ and the newcomer's path."""
 from __future__ import annotations
 
 import logging
+from typing import NoReturn
 
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
@@ -121,6 +122,14 @@ def journey() -> list[JourneyStep]:
     if be.lists_cheaply:
         return journey_steps(be)
     return _journey_for(repr(be.settings), be)
+
+
+def rerun_after_change() -> NoReturn:
+    """Reruns the script after an action created, deleted or settled a resource, with the journey
+    listed afresh: the sidebar is drawn before the page, so without this its next step would lag
+    behind the action by one interaction (and by the 3 s cache on AWS)."""
+    _journey_for.clear()
+    st.rerun()
 
 
 def next_step_link(step: JourneyStep) -> None:

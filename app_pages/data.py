@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import backend, journey, journey_checklist, show_error
+from app_pages._shared import backend, journey, journey_checklist, rerun_after_change, show_error
 from app_pages._zip_drop import zip_drop
 from core.catalog import check_dataset, check_in_place, list_datasets, register_dataset, register_in_place
 from core.datasets import (
@@ -26,6 +26,7 @@ from core.datasets import (
     upload_plan,
 )
 from core.datasets.in_place import InPlaceDataset
+from core.entities import DatasetRecord
 from core.progress import TimeLeft, run_with_progress
 from core.uploads import UploadSpool
 
@@ -45,6 +46,11 @@ def _forget_prepared() -> None:
     prepared: PreparedDataset | None = st.session_state.pop("prepared", None)
     if prepared is not None:
         prepared.discard()
+
+
+def _ready(record: DatasetRecord) -> None:
+    st.session_state["data_message"] = f"Dataset {record.name} is ready at {record.uri}"
+    rerun_after_change()
 
 
 staging = be.settings.workspace / "staging"
@@ -181,9 +187,10 @@ if prepared is not None:
                     name=f"upload of dataset {name!r}",
                 )
                 _forget_prepared()
-                st.success(f"Dataset {record.name} is ready at {record.uri}")
             except Exception as exc:
                 show_error(exc)
+            else:
+                _ready(record)
             finally:
                 bar.empty()
 elif checked is not None:
@@ -197,10 +204,14 @@ elif checked is not None:
             try:
                 record = register_in_place(be, checked, name=name)
                 st.session_state.pop("in_place", None)
-                st.success(f"Dataset {record.name} is ready at {record.uri}")
             except Exception as exc:
                 show_error(exc)
+            else:
+                _ready(record)
 
+message = st.session_state.pop("data_message", None)
+if message:
+    st.success(message)
 st.subheader("Datasets")
 datasets = list_datasets(be)
 if not datasets:

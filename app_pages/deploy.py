@@ -16,6 +16,7 @@ from app_pages._shared import (
     JOB_QUERY_PARAM,
     TUNING_QUERY_PARAM,
     backend,
+    rerun_after_change,
     show_error,
     take_linked_choice,
 )
@@ -133,7 +134,7 @@ def _deploy_form() -> None:
         del st.session_state["deploy_default_name"]
         st.session_state["deploy_last"] = endpoint.name
         st.session_state["deploy_message"] = f"Deploying {endpoint.name}: it answers once InService"
-        st.rerun()
+        rerun_after_change()
 
 
 linked = JOB_QUERY_PARAM in st.query_params or TUNING_QUERY_PARAM in st.query_params
@@ -167,7 +168,7 @@ is_changing = any(e.status in CHANGING for e in endpoints)
 def endpoints_panel() -> None:
     current = be.endpoints.list_endpoints()
     if is_changing and not any(e.status in CHANGING for e in current):
-        st.rerun()  # settled: refresh the test panel and stop polling
+        rerun_after_change()  # settled: refresh the test panel and stop polling
     st.subheader("Endpoints")
     st.dataframe(pd.DataFrame([_row(e) for e in current]), hide_index=True, key="endpoints_table")
     for endpoint in current:
@@ -183,7 +184,7 @@ def endpoints_panel() -> None:
             show_error(exc)
             return
         st.session_state["deploy_message"] = f"Deleted {name}"
-        st.rerun()
+        rerun_after_change()
 
 
 def _top_k_chart(pairs: list[tuple[str, float]]) -> go.Figure:

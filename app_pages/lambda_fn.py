@@ -6,7 +6,7 @@ import json
 
 import streamlit as st
 
-from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, show_error, take_linked_choice
+from app_pages._shared import ENDPOINT_QUERY_PARAM, backend, rerun_after_change, show_error, take_linked_choice
 from core.endpoints import EndpointStatus
 from core.job_environment import waiting_notice
 from core.lambdas import FunctionInfo, FunctionInvocation, FunctionManager, FunctionSpec, explain
@@ -61,7 +61,7 @@ def _deploy_form() -> None:
             return
         st.session_state["lambda_function"] = info.name
         st.session_state["lambda_message"] = f"Deployed {info.name} ({functions.location(info)})"
-        st.rerun()
+        rerun_after_change()
 
 
 with st.expander("Deploy a function", expanded=not deployed or ENDPOINT_QUERY_PARAM in st.query_params):
@@ -185,4 +185,4 @@ if c2.button("Delete function", key="lambda_delete"):
     else:
         st.session_state.pop("lambda_result", None)
         st.session_state["lambda_message"] = f"Deleted {function.name}"
-        st.rerun()
+        rerun_after_change()

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages._shared import JOB_QUERY_PARAM, backend, show_error
+from app_pages._shared import JOB_QUERY_PARAM, backend, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.job_environment import waiting_notice
 from core.spot import (
@@ -146,7 +146,7 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
         return
     st.session_state["spot_selected"] = run.name
     st.session_state["spot_message"] = f"Launched {run.name}"
-    st.rerun()
+    rerun_after_change()
 
 
 with st.expander("Launch a spot training run", expanded=not spot.list_runs(limit=1)):
@@ -212,7 +212,7 @@ def _timeline(run: SpotRun) -> go.Figure:
 def run_details(name: str) -> None:
     run = spot.describe(name)
     if is_active and run.status.is_terminal:
-        st.rerun()
+        rerun_after_change()
     events = spot.events(name)
     found = interruptions(events)
     c1, c2, c3, c4 = st.columns(4)

@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._shared import backend, job_views_links, show_error
+from app_pages._shared import backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
@@ -100,7 +100,7 @@ is_active = not be.runner.describe(selected).status.is_terminal
 def job_details(name: str) -> None:
     job = be.runner.describe(name)
     if is_active and job.status.is_terminal:
-        st.rerun()  # refresh the table and stop polling
+        rerun_after_change()  # refresh the table and stop polling
     c1, c2, c3 = st.columns(3)
     c1.metric("Status", job.status.value)
     c2.metric("Test accuracy", f"{job.final_metrics['test:accuracy']:.4f}" if "test:accuracy" in job.final_metrics else "–")

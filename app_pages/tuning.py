@@ -8,7 +8,7 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, show_error
+from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.entities import DatasetRecord
 from core.job_environment import waiting_notice
@@ -256,7 +256,7 @@ def tuning_details(name: str) -> None:
     if job is None:
         return
     if is_active and job.status.is_terminal:
-        st.rerun()  # refresh the job table and stop polling
+        rerun_after_change()  # refresh the job table and stop polling
     spec = _or_error(lambda: be.tuner.spec(name), None)
     counts = job.counts
     c = st.columns([1.6, 1, 1, 1, 1, 1.2])

@@ -24,6 +24,8 @@ def test_demo_is_checked_uploaded_and_listed(local_backend: Backend) -> None:
     at.button(key="data_upload").click().run()
     assert not at.exception
     assert any("Dataset digits-demo is ready at file://" in s.value for s in at.success)
+    # the sidebar is drawn before the page: it names the next step after the upload, not before it
+    assert [link.proto.label for link in at.sidebar.get("page_link")] == ["Next: Tune or train a model"]
     [record] = local_backend.store.list_datasets()
     assert record.report["total_images"] == 1797
     assert len(local_backend.storage.list("datasets/digits-demo/")) == 1797 + 1  # and excluded.json, empty
