@@ -17,7 +17,7 @@ from core.jobstore import JobStore
 from core.processes import is_process_alive, signal_process, start_supervisor
 from core.training._base import JobRunner
 from core.training._supervisor import RUNTIME_FILE
-from core.training.layout import JobLayout, create_job_folder
+from core.training.layout import JobLayout, cpu_share, create_job_folder
 from core.training.spec import TrainingJobSpec
 from core.types import JobStatus
 
@@ -46,7 +46,12 @@ class LocalJobRunner(JobRunner):
         self.job_python = Path(job_python)
         self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
 
-    def start(self, spec: TrainingJobSpec) -> TrainingJob:
+    def start(self, spec: TrainingJobSpec, *, num_cpus: int | None = None) -> TrainingJob:
+        """Starts the job in its own supervisor process.
+
+        ``num_cpus`` (``SM_NUM_CPUS``): the job's share of this machine; None shares it with the local
+        jobs running now (a tuning job, which knows how many of its trials run at once, says).
+        """
         job_dir = self.jobs_root / spec.name
         try:
             self.store.get_job(spec.name)
@@ -56,11 +61,14 @@ class LocalJobRunner(JobRunner):
         if job_dir.exists():
             raise AlreadyExistsError(f"the job folder {job_dir} exists already: choose another name")
         require_ready(self.job_python)
+        if num_cpus is None:
+            running = self.store.list_jobs(backend=self.backend_name, status=JobStatus.IN_PROGRESS, limit=10_000)
+            num_cpus = cpu_share(len(running) + 1)
         try:
             layout = create_job_folder(spec, job_dir)
             (layout.root / RUNTIME_FILE).write_text(
                 json.dumps({"database": str(self.store.path), "job_python": str(self.job_python),
-                            "sidecars": self.sidecars})
+                            "sidecars": self.sidecars, "num_cpus": num_cpus})
             )
             job = TrainingJob(
                 name=spec.name, status=JobStatus.IN_PROGRESS, backend=self.backend_name, created_at=time.time(),

@@ -52,6 +52,7 @@ class Supervisor:
         self.job_python = runtime["job_python"]
         named = runtime.get("sidecars")  # set by a runner that runs other sidecars, or none
         self.sidecars: Sequence[Sequence[str]] = ANALYSERS if named is None else named
+        self.num_cpus: int | None = runtime.get("num_cpus")
         self.spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
         self.stop_requested = threading.Event()
         self.timed_out = threading.Event()
@@ -69,7 +70,7 @@ class Supervisor:
         if self.stop_requested.is_set():
             self._finish(JobStatus.STOPPED, None)
             return 0
-        env = training_environment(self.spec, self.layout, dict(os.environ))
+        env = training_environment(self.spec, self.layout, dict(os.environ), num_cpus=self.num_cpus)
         command = [self.job_python, str(self.layout.code_dir / self.spec.entry_point),
                    *hyperparameters_to_args(self.spec.hyperparameters_as_strings)]
         try:

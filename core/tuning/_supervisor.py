@@ -25,6 +25,7 @@ import optuna
 from core.jobstore import JobStore
 from core.processes import detach_and_run
 from core.training import DEFAULT_METRIC_DEFINITIONS, LocalJobRunner, TrainingJobSpec
+from core.training.layout import cpu_share
 from core.tuning import search
 from core.tuning._store import TuningStore
 from core.tuning.entities import Trial, TrialStatus
@@ -109,7 +110,7 @@ class TuningSupervisor:
             self.runner.start(TrainingJobSpec(
                 name=job_name, inputs=self.spec.inputs,
                 hyperparameters={**self.spec.static_hyperparameters, **hyperparameters},
-            ))
+            ), num_cpus=cpu_share(self.spec.max_parallel_jobs))
         except Exception as exc:  # a trial that cannot start fails alone
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.store.update_trial(self.name, number, status=TrialStatus.FAILED, ended_at=time.time(),

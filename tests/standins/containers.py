@@ -76,7 +76,7 @@ from botocore.exceptions import ClientError
 
 from core.entities import MetricPoint
 from core.errors import InvalidInputError
-from core.training.layout import LOCAL_HOST, JobLayout, hyperparameters_to_args, training_environment
+from core.training.layout import LOCAL_HOST, JobLayout, cpu_share, hyperparameters_to_args, training_environment
 from core.training.metrics import MetricScraper
 from core.training.spec import MetricDefinition, TrainingJobSpec
 
@@ -204,8 +204,11 @@ class Container:
     """
 
     def __init__(self, config: LocalContainers, moto_url: str, request: Mapping[str, Any], arn: str, *,
-                 on_phase: PhaseCallback, on_end: EndCallback, on_error: ErrorCallback) -> None:
+                 on_phase: PhaseCallback, on_end: EndCallback, on_error: ErrorCallback,
+                 jobs_at_once: int = 1) -> None:
         self.name: str = request["TrainingJobName"]
+        self._num_cpus = cpu_share(jobs_at_once)
+        """Its instance's CPUs: a share of this machine's, as the tuning job's parallel trials share it."""
         self._config = config
         self._moto_url = moto_url
         self._request = request
@@ -425,7 +428,7 @@ class Container:
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
-        return training_environment(spec, layout, base)
+        return training_environment(spec, layout, base, num_cpus=self._num_cpus)
 
     def _train(self, layout: JobLayout, spec: TrainingJobSpec) -> tuple[int, list[str], _Output]:
         """Runs the script to its end; (exit code, command as the toolkit logs it, what it printed)."""

@@ -367,7 +367,7 @@ class SageMakerStandIn:
 
     def _create_training_job(self, params: dict[str, Any], headers: dict[str, str], *,
                              tuning_job: str | None = None, tuned: dict[str, str] | None = None,
-                             planned_objective: float | None = None) -> dict[str, Any]:
+                             planned_objective: float | None = None, jobs_at_once: int = 1) -> dict[str, Any]:
         output = self._call_moto("CreateTrainingJob", params, headers)
         name = params["TrainingJobName"]
         run = _Run(describes_left=self.describes_per_run, arn=output["TrainingJobArn"],
@@ -377,7 +377,7 @@ class SageMakerStandIn:
         if self.containers is not None:
             run.container = Container(self.containers, f"http://{self.upstream[0]}:{self.upstream[1]}", params,
                                       run.arn, on_phase=self._on_phase, on_end=self._on_end,
-                                      on_error=self.errors.append)
+                                      on_error=self.errors.append, jobs_at_once=jobs_at_once)
             run.enter("Starting", "Preparing the instances for training")
         with self._lock:
             self._runs[name] = run
@@ -533,7 +533,8 @@ class SageMakerStandIn:
                 tuning.launching += 1
             try:
                 self._create_training_job(self._trial_request(tuning.definition, trial, tuned, tuning),
-                                          tuning.headers, tuning_job=name, tuned=tuned)
+                                          tuning.headers, tuning_job=name, tuned=tuned,
+                                          jobs_at_once=tuning.max_parallel)
             except Exception as exc:  # a stand-in fault: the test hears of it
                 self.errors.append(f"launching trial {trial}: {exc}")
                 with self._lock:

@@ -30,6 +30,7 @@ SCRIPT = textwrap.dedent(
     assert sorted(os.listdir(os.environ["SM_CHANNEL_TRAINING"])) == ["train"]
     hps = json.loads(os.environ["SM_HPS"])
     print("hps", hps, flush=True)
+    print(f"SM_NUM_CPUS={os.environ['SM_NUM_CPUS']}", flush=True)
     if args.mode == "crash":
         print("ERROR: the data folder has no train/ split", flush=True)
         sys.exit(3)
@@ -107,6 +108,20 @@ def test_successful_job_scrapes_metrics_and_packs_model(runner, source_dir, data
     assert job.hyperparameters == {"epochs": "3"}
     assert any("hps {'epochs': '3'}" in line for line in runner.log_tail("ok-job"))
     assert job.started_at and job.ended_at and job.ended_at >= job.started_at
+
+
+def test_a_job_started_beside_a_running_one_gets_its_share_of_the_cpus(runner, source_dir, data_uri):
+    """SM_NUM_CPUS sets the script's torch threads: a job alone has every CPU, one started while
+    another runs shares them (more threads than cores slow both by far more than they give)."""
+    runner.start(spec("first", source_dir, data_uri, mode="sleep"))
+    wait_for_log(runner, "first", "sleeping")
+    runner.start(spec("second", source_dir, data_uri))
+    assert wait_for(runner, "second", lambda j: j.status.is_terminal).status is JobStatus.COMPLETED
+    runner.stop("first")
+    cpus = os.cpu_count() or 1
+    assert any(f"SM_NUM_CPUS={cpus}" in line for line in runner.log_tail("first"))
+    assert any(f"SM_NUM_CPUS={max(1, cpus // 2)}" in line for line in runner.log_tail("second"))
+    wait_for(runner, "first", lambda j: j.status.is_terminal)
 
 
 def test_failing_script_reports_its_error(runner, source_dir, data_uri):

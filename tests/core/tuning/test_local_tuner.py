@@ -44,6 +44,7 @@ FAKE_PYTHON = textwrap.dedent(
     if args.mode == "crash" or args.lr > 0.5:
         print("ERROR: diverged", flush=True)
         sys.exit(1)
+    print(f"SM_NUM_CPUS={{os.environ['SM_NUM_CPUS']}}", flush=True)
     quality = max(0.0, 1.0 - abs(math.log10(args.lr) + 3) / 4) * (0.3 if args.optimizer == "sgd" else 1.0)
     for epoch in range(1, args.epochs + 1):
         acc = quality * epoch / args.epochs
@@ -101,6 +102,18 @@ def test_bayesian_search_runs_every_trial_and_finds_the_best(tuner: LocalTuner, 
     assert best.hyperparameters["lr"] == best.trial.hyperparameters["lr"]
     assert best.training_job.status is JobStatus.COMPLETED
     assert job.counts == {"Completed": 5}
+
+
+def test_trials_running_together_share_this_machines_cpus(tuner: LocalTuner, data_uri: str) -> None:
+    """Each trial's SM_NUM_CPUS (its torch threads) is its share of the machine, not all of it: more
+    threads than cores cost far more than they give (core.training.layout.cpu_share)."""
+    spec = TuningJobSpec(name="shared", inputs={"training": data_uri}, max_jobs=2, max_parallel_jobs=2,
+                         ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1})
+    tuner.start(spec)
+    assert wait_terminal(tuner, "shared").status is JobStatus.COMPLETED
+    share = max(1, (os.cpu_count() or 1) // 2)
+    for trial in tuner.trials("shared"):
+        assert f"SM_NUM_CPUS={share}" in tuner.runner.log_tail(trial.job_name)
 
 
 def test_tuning_jobs_started_together_on_a_fresh_workspace_each_have_their_own_study(
