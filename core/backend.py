@@ -98,7 +98,8 @@ class LocalBackend(Backend):
     def runner(self) -> LocalJobRunner:  # type: ignore[override]
         from core.training import LocalJobRunner
 
-        return LocalJobRunner(self.store, self.settings.workspace / "jobs", self.settings.job_python)
+        return LocalJobRunner(self.store, self.settings.workspace / "jobs", self.settings.job_python,
+                              cpus=self.settings.job_cpus)
 
     @cached_property
     def tuner(self) -> Tuner:  # type: ignore[override]
@@ -123,7 +124,8 @@ class LocalBackend(Backend):
     def spot(self) -> SpotManager:  # type: ignore[override]
         from core.spot import LocalSpotManager
 
-        return LocalSpotManager(self.store, self.settings.workspace / "jobs", self.settings.job_python)
+        return LocalSpotManager(self.store, self.settings.workspace / "jobs", self.settings.job_python,
+                                cpus=self.settings.job_cpus)
 
     @cached_property
     def analysis(self) -> JobAnalysis:  # type: ignore[override]

@@ -51,6 +51,8 @@ class Settings:
         analysis_poll_s: seconds between the polls of the analysers that follow a SageMaker job
             from this machine (Debugger rules, Profiler): each poll lists the job's S3 prefix and
             calls DescribeTrainingJob, so the default is gentle on the APIs; tests shorten it.
+        job_cpus: the CPUs the local backend's trainings share (their torch threads); None: every
+            CPU of this machine. Fewer keep cores free for other work beside the console.
     """
 
     backend: BackendKind = BackendKind.LOCAL
@@ -64,6 +66,7 @@ class Settings:
     serving_image_uri: str | None = None
     spot_ami: str | None = None
     analysis_poll_s: float = 15.0
+    job_cpus: int | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -89,6 +92,13 @@ class Settings:
             raise ConfigError(f"analysis_poll_s: {self.analysis_poll_s!r} is not a number of seconds") from None
         if not self.analysis_poll_s > 0:
             raise ConfigError(f"analysis_poll_s: must be above 0, got {self.analysis_poll_s}")
+        if self.job_cpus is not None:
+            try:
+                object.__setattr__(self, "job_cpus", int(self.job_cpus))
+            except (TypeError, ValueError):
+                raise ConfigError(f"job_cpus: {self.job_cpus!r} is not a number of CPUs") from None
+            if self.job_cpus < 1:
+                raise ConfigError(f"job_cpus: must be at least 1, got {self.job_cpus}")
         if self.prefix.startswith("/") or ".." in self.prefix.split("/"):
             raise ConfigError(f"prefix: {self.prefix!r} must be a relative key prefix")
 

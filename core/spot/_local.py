@@ -19,7 +19,7 @@ from core.spot._base import SpotManager
 from core.spot._supervisor import RUNTIME_FILE
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
 from core.spot.store import SpotStore
-from core.training.layout import JobLayout, create_job_folder
+from core.training.layout import JobLayout, cpu_share, create_job_folder
 from core.training.spec import TrainingJobSpec
 
 ENTRY_POINT = "ec2_train.py"
@@ -38,6 +38,7 @@ class LocalSpotManager(SpotManager):
         sidecars: what runs once over a completed run's data, so its Debugger and Profiler pages
             fill like a training job's: each as the job interpreter's arguments; None: the training
             supervisor's ``ANALYSERS``, () none.
+        cpus: the CPUs a run's instance trains with (``Settings.job_cpus``); None: every CPU.
     """
 
     backend_name = "local"
@@ -45,11 +46,12 @@ class LocalSpotManager(SpotManager):
     can_interrupt = True
 
     def __init__(self, store: JobStore, runs_root: Path, job_python: Path,
-                 sidecars: Sequence[Sequence[str]] | None = None) -> None:
+                 sidecars: Sequence[Sequence[str]] | None = None, cpus: int | None = None) -> None:
         self.spot_store = SpotStore(store)
         self.runs_root = Path(runs_root)
         self.job_python = Path(job_python)
         self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
+        self.cpus = cpus
 
     def launch(self, spec: SpotRunSpec) -> SpotRun:
         if not spec.data_uri.startswith("file://"):
@@ -75,7 +77,7 @@ class LocalSpotManager(SpotManager):
             layout = create_job_folder(train_spec, run_dir)
             (layout.root / RUNTIME_FILE).write_text(json.dumps(
                 {"database": str(self.spot_store.jobs.path), "job_python": str(self.job_python), "name": spec.name,
-                 "sidecars": self.sidecars}))
+                 "sidecars": self.sidecars, "num_cpus": cpu_share(1, self.cpus)}))
             self.spot_store.update_run(spec.name, run_dir=str(layout.root))
             start_supervisor("core.spot._supervisor", str(layout.root), what="the spot simulator")
         except BaseException as exc:

@@ -138,6 +138,7 @@ class SpotSimulator:
         self.job_python = runtime["job_python"]
         self.name = runtime["name"]
         named = runtime.get("sidecars")  # set by a manager that runs other sidecars, or none
+        self.num_cpus: int | None = runtime.get("num_cpus")
         self.sidecars: list[list[str]] = [list(s) for s in ANALYSERS] if named is None else named
         self.spec: SpotRunSpec = self.store.get_run(self.name).spec
         self.train_spec = spec_from_dict(json.loads(self.layout.spec_path.read_text()))
@@ -195,7 +196,7 @@ class SpotSimulator:
             "--instance-id", instance_id,
             "--watch-notice", "true" if self.spec.watch_notice else "false",
         ]
-        env = training_environment(self.train_spec, self.layout, dict(os.environ))
+        env = training_environment(self.train_spec, self.layout, dict(os.environ), num_cpus=self.num_cpus)
         with open(self.layout.log_path, "a", encoding="utf-8") as log:
             log.write(f"=== instance {instance_id} launched (attempt {attempt}) ===\n")
         launched = time.time()
@@ -326,7 +327,8 @@ class SpotSimulator:
 
     def analyse(self) -> None:
         """One final pass of each sidecar (Debugger rules, Profiler analysis) over the run's data."""
-        env = sidecar_environment(training_environment(self.train_spec, self.layout, dict(os.environ)))
+        env = sidecar_environment(training_environment(self.train_spec, self.layout, dict(os.environ),
+                                                       num_cpus=self.num_cpus))
         for sidecar in self.sidecars:
             with open(self.layout.log_path.parent / sidecar_log_name(sidecar), "ab") as log:
                 try:

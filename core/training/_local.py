@@ -40,11 +40,13 @@ class LocalJobRunner(JobRunner):
     default_instance_type = "local"
 
     def __init__(self, store: JobStore, jobs_root: Path, job_python: Path,
-                 sidecars: Sequence[Sequence[str]] | None = None) -> None:
+                 sidecars: Sequence[Sequence[str]] | None = None, cpus: int | None = None) -> None:
         self.store = store
         self.jobs_root = Path(jobs_root)
         self.job_python = Path(job_python)
         self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
+        self.cpus = cpus
+        """The CPUs its jobs share (``Settings.job_cpus``); None: every CPU of this machine."""
 
     def start(self, spec: TrainingJobSpec, *, num_cpus: int | None = None) -> TrainingJob:
         """Starts the job in its own supervisor process.
@@ -63,7 +65,7 @@ class LocalJobRunner(JobRunner):
         require_ready(self.job_python)
         if num_cpus is None:
             running = self.store.list_jobs(backend=self.backend_name, status=JobStatus.IN_PROGRESS, limit=10_000)
-            num_cpus = cpu_share(len(running) + 1)
+            num_cpus = cpu_share(len(running) + 1, self.cpus)
         try:
             layout = create_job_folder(spec, job_dir)
             (layout.root / RUNTIME_FILE).write_text(

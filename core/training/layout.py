@@ -130,14 +130,15 @@ def create_job_folder(spec: TrainingJobSpec, root: Path) -> JobLayout:
     return layout
 
 
-def cpu_share(jobs_at_once: int) -> int:
-    """The CPUs each of ``jobs_at_once`` trainings running together on this machine is given.
+def cpu_share(jobs_at_once: int, cpus: int | None = None) -> int:
+    """The CPUs each of ``jobs_at_once`` trainings running together on ``cpus`` (None: every CPU of
+    this machine) is given.
 
     On SageMaker every job has an instance of its own; here they share one machine, and torch
     threads beyond its cores cost far more than they give: two 1-epoch trials of the demo at 32 px
     on 2 cores train at 6 images/s each with 2 threads apiece, and at 83 with 1.
     """
-    return max(1, (os.cpu_count() or 1) // max(1, jobs_at_once))
+    return max(1, (cpus or os.cpu_count() or 1) // max(1, jobs_at_once))
 
 
 def training_environment(spec: TrainingJobSpec, layout: JobLayout, base_env: dict[str, str], *,

@@ -59,6 +59,7 @@ class LocalTuner(Tuner):
             "jobs_root": str(self.runner.jobs_root),
             "job_python": str(self.runner.job_python),
             "sidecars": self.runner.sidecars,
+            "cpus": self.runner.cpus,
             "studies": str(studies),
         }))
         try:

@@ -19,6 +19,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import optuna
 
@@ -52,12 +53,12 @@ class _Running:
 class TuningSupervisor:
     """Runs the search loop of one tuning job."""
 
-    def __init__(self, runtime: dict[str, str], name: str) -> None:
+    def __init__(self, runtime: dict[str, Any], name: str) -> None:
         jobs = JobStore(Path(runtime["database"]))
         self.store = TuningStore(jobs)
         # Trials are training jobs like any other: the Debugger's and Profiler's sidecars run beside them.
         self.runner = LocalJobRunner(jobs, Path(runtime["jobs_root"]), Path(runtime["job_python"]),
-                                     sidecars=runtime.get("sidecars"))
+                                     sidecars=runtime.get("sidecars"), cpus=runtime.get("cpus"))
         self.name = name
         self.spec = self.store.spec(name)
         self.study_url = f"sqlite:///{Path(runtime['studies']) / f'{name}.db'}"
@@ -110,7 +111,7 @@ class TuningSupervisor:
             self.runner.start(TrainingJobSpec(
                 name=job_name, inputs=self.spec.inputs,
                 hyperparameters={**self.spec.static_hyperparameters, **hyperparameters},
-            ), num_cpus=cpu_share(self.spec.max_parallel_jobs))
+            ), num_cpus=cpu_share(self.spec.max_parallel_jobs, self.runner.cpus))
         except Exception as exc:  # a trial that cannot start fails alone
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             self.store.update_trial(self.name, number, status=TrialStatus.FAILED, ended_at=time.time(),

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.backend import get_backend
-from core.config import Settings, load_settings
+from core.config import Settings, load_settings, with_overrides
 from core.errors import ConfigError
 from core.types import BackendKind
 
@@ -34,6 +34,12 @@ def test_analysis_poll_comes_from_the_environment(tmp_path: Path) -> None:
     assert settings.analysis_poll_s == 1.5
 
 
+def test_the_local_jobs_cpus_come_from_the_environment(tmp_path: Path) -> None:
+    settings = load_settings(environ={"SMC_JOB_CPUS": "1"}, settings_file=tmp_path / "none.toml")
+    assert settings.job_cpus == 1
+    assert get_backend(with_overrides(settings, workspace=tmp_path)).runner.cpus == 1  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -44,6 +50,8 @@ def test_analysis_poll_comes_from_the_environment(tmp_path: Path) -> None:
         ({"prefix": "../up"}, "prefix"),
         ({"analysis_poll_s": "often"}, "analysis_poll_s: 'often' is not a number of seconds"),
         ({"analysis_poll_s": "0"}, "analysis_poll_s: must be above 0"),
+        ({"job_cpus": "many"}, "job_cpus: 'many' is not a number of CPUs"),
+        ({"job_cpus": "0"}, "job_cpus: must be at least 1"),
     ],
 )
 def test_invalid_values_name_the_field(values: dict[str, str], message: str) -> None:

@@ -46,10 +46,15 @@ def tune_two_one_epoch_trials(page: Page) -> str:
     waits.text(metric_value(page, "Running"), "2", timeout=180_000)
     waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
     waits.text(metric_value(page, "Trials done"), "2 / 2")
-    best = page.get_by_text(re.compile(r"^Training job journey-tune-[\w-]+ \(trial \d\)")).first
-    waits.visible(best)
+    # the full rerun that follows the job's end draws the final best trial; until it has, the fragment's
+    # last copy (drawn when one trial was done) may still show, naming the other trial
+    waits.idle(page)
+    best = page.get_by_text(re.compile(r"^Training job journey-tune-[\w-]+ \(trial \d\)"))
+    waits.count(best, 1)
+    name = re.match(r"Training job (\S+)", best.inner_text()).group(1)  # type: ignore[union-attr]
+    waits.visible(page.get_by_role("link", name=f"Debugger view of {name}"))
     screenshot(page, "journey-03-tuning")
-    return re.match(r"Training job (\S+)", best.inner_text()).group(1)  # type: ignore[union-attr]
+    return name
 
 
 def predict_demo_digits(page: Page, test_split: Path) -> Path:

@@ -65,7 +65,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -74,6 +74,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from core.config import load_settings
 from core.entities import MetricPoint
 from core.errors import InvalidInputError
 from core.training.layout import LOCAL_HOST, JobLayout, cpu_share, hyperparameters_to_args, training_environment
@@ -143,12 +144,15 @@ class LocalContainers:
             the job for tests to look at.
         stop_grace_s: how long a stopped script has between SIGTERM and SIGKILL.
         log_flush_s: how often the output goes to CloudWatch Logs and metrics.
+        cpus: the CPUs this machine lends the containers, shared by those running at once; as the
+            local backend's jobs, ``Settings.job_cpus`` (``SMC_JOB_CPUS``; None: every CPU).
     """
 
     job_python: Path
     workdir: Path
     stop_grace_s: float = 10.0
     log_flush_s: float = 0.5
+    cpus: int | None = field(default_factory=lambda: load_settings().job_cpus)
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ class Container:
                  on_phase: PhaseCallback, on_end: EndCallback, on_error: ErrorCallback,
                  jobs_at_once: int = 1) -> None:
         self.name: str = request["TrainingJobName"]
-        self._num_cpus = cpu_share(jobs_at_once)
+        self._num_cpus = cpu_share(jobs_at_once, config.cpus)
         """Its instance's CPUs: a share of this machine's, as the tuning job's parallel trials share it."""
         self._config = config
         self._moto_url = moto_url

@@ -28,11 +28,10 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture
-def manager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalSpotManager:
-    monkeypatch.setenv("SM_NUM_CPUS", "1")  # one thread per instance: fast for these tiny steps
-    backend = get_backend(Settings(workspace=tmp_path / "ws"))
+def manager(tmp_path: Path) -> LocalSpotManager:
+    backend = get_backend(Settings(workspace=tmp_path / "ws", job_cpus=1))  # one thread: these steps are tiny
     spot = backend.spot
-    assert isinstance(spot, LocalSpotManager)
+    assert isinstance(spot, LocalSpotManager) and spot.cpus == 1
     yield spot
     for run in spot.list_runs():
         spot.terminate(run.name)

@@ -104,16 +104,22 @@ def test_bayesian_search_runs_every_trial_and_finds_the_best(tuner: LocalTuner, 
     assert job.counts == {"Completed": 5}
 
 
-def test_trials_running_together_share_this_machines_cpus(tuner: LocalTuner, data_uri: str) -> None:
-    """Each trial's SM_NUM_CPUS (its torch threads) is its share of the machine, not all of it: more
-    threads than cores cost far more than they give (core.training.layout.cpu_share)."""
-    spec = TuningJobSpec(name="shared", inputs={"training": data_uri}, max_jobs=2, max_parallel_jobs=2,
-                         ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1})
-    tuner.start(spec)
+@pytest.mark.parametrize(("cpus", "share"), [(None, max(1, (os.cpu_count() or 1) // 2)), (4, 2), (1, 1)])
+def test_trials_running_together_share_the_cpus(tmp_path: Path, data_uri: str, cpus: int | None, share: int) -> None:
+    """Each trial's SM_NUM_CPUS (its torch threads) is its share of the CPUs the local jobs have
+    (Settings.job_cpus; None: the machine's), not all of them: more threads than cores cost far
+    more than they give (core.training.layout.cpu_share)."""
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    workspace = tmp_path / "ws"
+    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=(), cpus=cpus)
+    tuner = LocalTuner(runner, workspace)
+    tuner.start(TuningJobSpec(name="shared", inputs={"training": data_uri}, max_jobs=2, max_parallel_jobs=2,
+                              ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1}))
     assert wait_terminal(tuner, "shared").status is JobStatus.COMPLETED
-    share = max(1, (os.cpu_count() or 1) // 2)
     for trial in tuner.trials("shared"):
-        assert f"SM_NUM_CPUS={share}" in tuner.runner.log_tail(trial.job_name)
+        assert f"SM_NUM_CPUS={share}" in runner.log_tail(trial.job_name)
 
 
 def test_tuning_jobs_started_together_on_a_fresh_workspace_each_have_their_own_study(
