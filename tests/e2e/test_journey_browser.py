@@ -46,9 +46,11 @@ def tune_two_one_epoch_trials(page: Page) -> str:
     waits.text(metric_value(page, "Running"), "2", timeout=180_000)
     waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
     waits.text(metric_value(page, "Trials done"), "2 / 2")
-    # the full rerun that follows the job's end draws the final best trial; until it has, the fragment's
-    # last copy (drawn when one trial was done) may still show, naming the other trial
-    waits.idle(page)
+    # The live view redraws in place: its copy from when one trial was done (naming that one as the
+    # best) can outlast the redraw of the counters above it. A reload draws the ended job once.
+    page.reload()
+    waits.heading(page, "Tuning")
+    waits.metric(page, "Status", "Completed")
     best = page.get_by_text(re.compile(r"^Training job journey-tune-[\w-]+ \(trial \d\)"))
     waits.count(best, 1)
     name = re.match(r"Training job (\S+)", best.inner_text()).group(1)  # type: ignore[union-attr]
