@@ -50,8 +50,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import analysers
 from entrypoints import debug_config
 
+if __name__ == "__main__":
+    analysers.run_without_torch()  # before smdebug
 debug_config.prepare_smdebug_import()  # before numpy and smdebug
 
 import numpy as np  # noqa: E402

@@ -34,7 +34,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import analysers
+
 os.environ.setdefault("SMDEBUG_LOG_LEVEL", "warning")  # smdebug logs every file list at info
+if __name__ == "__main__":
+    analysers.run_without_torch()  # before smdebug
 
 import numpy as np
 from smdebug.profiler.system_metrics_reader import LocalSystemMetricsReader

@@ -34,6 +34,7 @@ FAILURE_FILE = "failure"
 DEFAULT_OUTPUT_DIR = Path("/opt/ml/output")
 MAX_FAILURE_CHARS = 1024  # SageMaker's FailureReason holds at most 1024 characters
 CHILD_GRACE_S = 1.0
+SETTLE_S = 1.0  # how long signalled_children() waits for a dying worker's exit status
 
 
 def failure_path(environ: Mapping[str, str] | None = None) -> Path | None:
@@ -63,18 +64,28 @@ def write_failure(reason: str, path: Path | None = None) -> Path | None:
     return path
 
 
-def signalled_children() -> dict[int, str]:
+def signalled_children(settle_s: float = SETTLE_S) -> dict[int, str]:
     """This process's multiprocessing children that a signal ended and that nobody has reaped yet
-    (pid -> signal name): a DataLoader worker that the kernel's OOM killer or a person killed."""
-    found: dict[int, str] = {}
-    for child in list(getattr(multiprocessing.process, "_children", ())):  # active_children() forgets them
-        code = child.exitcode
-        if child.pid is not None and code is not None and code < 0:
-            try:
-                found[child.pid] = signal.Signals(-code).name
-            except ValueError:
-                found[child.pid] = f"signal {-code}"
-    return found
+    (pid -> signal name): a DataLoader worker that the kernel's OOM killer or a person killed.
+
+    A worker killed a moment ago may still be tearing down: its sockets are closed (which is how
+    the main process learnt of it, as a reset connection) before its exit status is there. While
+    there are children and none is found, they are looked at again for up to ``settle_s``.
+    """
+    children = list(getattr(multiprocessing.process, "_children", ()))  # active_children() forgets them
+    deadline = time.monotonic() + settle_s
+    while True:
+        found: dict[int, str] = {}
+        for child in children:
+            code = child.exitcode
+            if child.pid is not None and code is not None and code < 0:
+                try:
+                    found[child.pid] = signal.Signals(-code).name
+                except ValueError:
+                    found[child.pid] = f"signal {-code}"
+        if found or not children or time.monotonic() >= deadline:
+            return found
+        time.sleep(0.05)
 
 
 def end_children(grace_s: float = CHILD_GRACE_S) -> list[int]:

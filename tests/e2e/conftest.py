@@ -57,7 +57,7 @@ def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
             raise RuntimeError(f"the app exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
         try:
             return requests.get(f"{url}/_stcore/health", timeout=1).ok
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening yet, or too busy to answer
             return False
 
     try:

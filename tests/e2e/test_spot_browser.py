@@ -15,7 +15,7 @@ from playwright.sync_api import Page
 from core.backend import get_backend
 from core.config import Settings
 from tests.e2e import waits
-from tests.e2e.conftest import screenshot
+from tests.e2e.conftest import choose_option, screenshot
 from tests.e2e.elements import metric_value
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
@@ -40,6 +40,10 @@ def _launch(page: Page, name: str, schedule: str, *, open_form: bool) -> None:
     if open_form:
         page.get_by_text("Launch a spot training run").click()
     waits.visible(launch)
+    # 32 px, 3 epochs: about 50 s a run on one quiet core; attempt 2 still trains for more than an
+    # epoch after it resumed, time enough to press "Interrupt now" while it runs
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
+    page.get_by_label("Epochs", exact=True).fill("3")
     page.get_by_label("Interrupt after (s, one value per instance)").fill(schedule)
     page.get_by_label("Run name (empty: generated)").fill(name)
     page.get_by_label("Run name (empty: generated)").press("Enter")
