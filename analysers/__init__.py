@@ -21,7 +21,7 @@ def run_without_torch() -> None:
 
     An analyser reads what a job wrote; it needs no torch. smdebug imports ``torch.distributed``
     all the same, only to learn the rank of a process that writes a trial (and does without it
-    when the import fails), which costs each analyser about 2 s of CPU and 400 MB of memory at
+    when the import fails), which costs each analyser about 2.5 s of CPU and 600 MB of memory at
     start-up, beside every local job. ``None`` in ``sys.modules`` is Python's way to stop an import.
     """
     sys.modules.setdefault("torch", None)  # type: ignore[arg-type]

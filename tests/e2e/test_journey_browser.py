@@ -125,7 +125,7 @@ def invoke_lambda_allowed_then_denied(page: Page, endpoint: str, image: Path, *,
 
 def spot_run_interrupted_once(page: Page) -> None:
     waits.heading(page, "EC2 Spot")
-    # 32 px: two epochs take about 35 s on one quiet core, so the interruption at 20 s lands mid-run
+    # 32 px: two epochs take about 38 s on one quiet core, so the interruption at 20 s lands mid-run
     choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
     page.get_by_label("Interrupt after (s, one value per instance)").fill("20")
     page.get_by_label("Run name (empty: generated)").fill("journey-spot")
