@@ -71,14 +71,21 @@ def serve_app(tmp_path: Path, **environment: str) -> Iterator[str]:
             server.kill()
 
 
-@pytest.fixture
-def app_url(tmp_path: Path) -> Iterator[str]:
-    """The app on the local backend with a fresh workspace; what it started is stopped after the test."""
+@contextmanager
+def local_app(tmp_path: Path, **environment: str) -> Iterator[str]:
+    """The app on the local backend with a fresh workspace; what it started is stopped on exit."""
     try:
-        with serve_app(tmp_path, SMC_BACKEND="local") as url:
+        with serve_app(tmp_path, SMC_BACKEND="local", **environment) as url:
             yield url
     finally:
         _stop_detached_work(tmp_path / "workspace")
+
+
+@pytest.fixture
+def app_url(tmp_path: Path) -> Iterator[str]:
+    """The app on the local backend with a fresh workspace; what it started is stopped after the test."""
+    with local_app(tmp_path) as url:
+        yield url
 
 
 def _stop_detached_work(workspace: Path) -> None:
@@ -177,6 +184,12 @@ def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int 
             waits.value(combobox, option)
         return
     raise AssertionError(f"option {option!r} never showed in the selectbox after {attempts} tries")
+
+
+def choose_image_size(page: Page, scope: Locator, pixels: int) -> None:
+    """Picks the image side in the "Image size (px)" select under scope (a form, or the page):
+    browser tests train at 32 px, where the demo's digits still reach their accuracy bars."""
+    choose_option(page, scope.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), str(pixels))
 
 
 def click_when_idle(page: Page, button: Locator, effect: Locator, *, attempts: int = 3) -> None:

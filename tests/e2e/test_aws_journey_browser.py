@@ -24,7 +24,7 @@ from playwright.sync_api import Page
 
 from core.config import DEFAULT_JOB_PYTHON
 from tests.e2e import waits
-from tests.e2e.conftest import choose_option, click_when_idle, screenshot, serve_app
+from tests.e2e.conftest import choose_image_size, choose_option, click_when_idle, screenshot, serve_app
 from tests.e2e.elements import metric_value, sidebar
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 from tests.e2e.test_journey_browser import (
@@ -173,6 +173,7 @@ def train_one_epoch(page: Page, app: AwsApp) -> None:
     waits.heading(page, "Training jobs")
     form = page.locator('[data-testid="stForm"]')
     form.get_by_label("Epochs", exact=True).fill("1")
+    choose_image_size(page, form, 32)
     form.get_by_label("Job name (empty: generated)").fill("aws-train")
     form.get_by_role("button", name="Start training").click()
     waits.visible(page.get_by_text("Started aws-train"))

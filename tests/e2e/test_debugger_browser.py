@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.e2e import waits
-from tests.e2e.conftest import choose_option, screenshot
+from tests.e2e.conftest import choose_image_size, choose_option, screenshot
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -34,7 +34,7 @@ def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop
     form.get_by_label("Job name (empty: generated)").fill(name)
     form.get_by_label("Learning rate").fill(lr)
     form.get_by_label("Epochs").fill(str(epochs))
-    choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
+    choose_image_size(page, form, 32)
     if stop_on:
         form.get_by_text("Debugger: tensor capture and rules").click()
         stop = form.locator('[data-testid="stMultiSelect"]').filter(has_text="StopTraining")

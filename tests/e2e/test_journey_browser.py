@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.e2e import waits
-from tests.e2e.conftest import choose_option, click_when_idle, screenshot
+from tests.e2e.conftest import choose_image_size, choose_option, click_when_idle, screenshot
 from tests.e2e.elements import charts, metric_value, sidebar
 from tests.e2e.test_data_and_training_browser import drop_files, ingest_demo_by_drop, upload_checked_dataset
 from tests.e2e.test_spot_browser import stop_spot_runs  # noqa: F401  (fixture)
@@ -40,7 +40,7 @@ def tune_two_one_epoch_trials(page: Page) -> str:
     form.get_by_label("Min").first.fill("0.001")  # the learning rate's range: every trial learns in one epoch
     form.get_by_label("Max trials").fill("2")
     form.get_by_label("Epochs", exact=True).fill("1")
-    choose_option(page, selectboxes.filter(has_text="Image size (px)"), "32")
+    choose_image_size(page, form, 32)
     form.get_by_role("button", name="Launch tuning job").click()
     waits.visible(page.get_by_text("Started journey-tune: 2 trials, 2 at a time"))
     waits.text(metric_value(page, "Running"), "2", timeout=180_000)
@@ -126,7 +126,7 @@ def invoke_lambda_allowed_then_denied(page: Page, endpoint: str, image: Path, *,
 def spot_run_interrupted_once(page: Page) -> None:
     waits.heading(page, "EC2 Spot")
     # 32 px: two epochs take about 38 s on one quiet core, so the interruption at 20 s lands mid-run
-    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
+    choose_image_size(page, page.locator("body"), 32)
     page.get_by_label("Interrupt after (s, one value per instance)").fill("20")
     page.get_by_label("Run name (empty: generated)").fill("journey-spot")
     page.get_by_label("Run name (empty: generated)").press("Enter")

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Locator, Page
 
 from tests.e2e import waits
-from tests.e2e.conftest import choose_option, screenshot
+from tests.e2e.conftest import choose_image_size, screenshot
 from tests.e2e.elements import metric_value
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
 
@@ -26,7 +26,7 @@ def test_tuning_six_trials_two_parallel_with_pruning(page: Page, app_url: str, t
     form.get_by_label("Max steps per epoch (0: all)").fill("6")
     form.get_by_label("Tuning job name (empty: generated)").fill("demo-tune")
     form.locator('[data-testid="stRadio"]').filter(has_text="Early stopping").get_by_text("Auto").click()
-    choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Image size (px)"), "32")
+    choose_image_size(page, form, 32)
     form.get_by_role("button", name="Launch tuning job").click()
     waits.visible(page.get_by_text("Started demo-tune: 6 trials, 2 at a time"))
 

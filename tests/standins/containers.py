@@ -10,7 +10,9 @@ and the ``sagemaker-training`` toolkit of its framework images do, against the m
    mode rule: the object named by the URI itself, else every key under it, at its path
    relative to the URI), ``model``, ``output/data``, ``checkpoints`` (filled from
    ``CheckpointConfig.S3Uri``), and ``code``: ``sagemaker_submit_directory``'s
-   ``sourcedir.tar.gz``, unpacked.
+   ``sourcedir.tar.gz``, unpacked. Each channel is listed at moto; an object listed with the
+   ETag and size of one an earlier job of the stand-in downloaded is copied from
+   :class:`~tests.standins.object_cache.ObjectCache` instead of fetched again.
 2. **Training**: ``<job python> <sagemaker_program> --name value ...`` (every hyperparameter
    but the ``sagemaker_*`` ones) in ``code``, in its own process group, with the ``SM_*``
    environment of :func:`core.training.layout.training_environment` (the local backend's;
@@ -80,6 +82,7 @@ from core.errors import InvalidInputError
 from core.training.layout import LOCAL_HOST, JobLayout, cpu_share, hyperparameters_to_args, training_environment
 from core.training.metrics import MetricScraper
 from core.training.spec import MetricDefinition, TrainingJobSpec
+from tests.standins.object_cache import ObjectCache
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
@@ -153,6 +156,11 @@ class LocalContainers:
     stop_grace_s: float = 10.0
     log_flush_s: float = 0.5
     cpus: int | None = field(default_factory=lambda: load_settings().job_cpus)
+    downloaded: ObjectCache = field(init=False, repr=False, compare=False)
+    """What its containers have downloaded, shared by them (``<workdir>/.object-cache``)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "downloaded", ObjectCache(self.workdir / ".object-cache"))
 
 
 @dataclass(frozen=True)
@@ -383,27 +391,31 @@ class Container:
         """The objects of an S3Prefix channel into target; how many there were."""
         bucket, prefix = split_s3_uri(uri)
         target.mkdir(parents=True, exist_ok=True)
-        keys: list[tuple[str, str]] = []
+        objects: list[tuple[str, str, str, int]] = []  # key, path under target, ETag, size
         if prefix and not prefix.endswith("/"):
             try:
-                self._s3.head_object(Bucket=bucket, Key=prefix)
-                keys.append((prefix, prefix.rsplit("/", 1)[-1]))
+                head = self._s3.head_object(Bucket=bucket, Key=prefix)
+                objects.append((prefix, prefix.rsplit("/", 1)[-1], head["ETag"], head["ContentLength"]))
             except ClientError as exc:
                 if exc.response["Error"]["Code"] not in ("404", "NoSuchKey"):
                     raise
-        if not keys:
+        if not objects:
             for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-                keys.extend((o["Key"], o["Key"][len(prefix):].lstrip("/"))
-                            for o in page.get("Contents", []) if not o["Key"].endswith("/"))
+                objects.extend((o["Key"], o["Key"][len(prefix):].lstrip("/"), o["ETag"], o["Size"])
+                               for o in page.get("Contents", []) if not o["Key"].endswith("/"))
         root = target.resolve()
-        for key, relative in keys:
+        for key, relative, etag, size in objects:
             self._check_stop()
             path = (target / relative).resolve()
             if not path.is_relative_to(root):
                 raise JobFailure(f"ClientError: the object {key} lies outside its channel")
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-        return len(keys)
+            self._config.downloaded.copy_to(path, etag, size, lambda key=key: self._get(bucket, key))
+        return len(objects)
+
+    def _get(self, bucket: str, key: str) -> tuple[bytes, str]:
+        response = self._s3.get_object(Bucket=bucket, Key=key)
+        return response["Body"].read(), response["ETag"]
 
     def _unpack_code(self, uri: str, code_dir: Path) -> None:
         bucket, key = split_s3_uri(uri)
