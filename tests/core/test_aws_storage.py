@@ -100,6 +100,25 @@ def test_put_and_get_file_with_progress(storage: S3Storage, aws: AwsSession, tmp
     assert sorted(p.name for p in target.parent.iterdir()) == ["small.bin"]
 
 
+def test_a_small_file_is_one_request_each_way(storage: S3Storage, tmp_path: Path) -> None:
+    """Below the multipart threshold, no managed transfer: one PutObject up, one HeadObject and one
+    GetObject down."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    source = _file(tmp_path / "one.jpg", 3_000)
+    storage.client.meta.events.register("before-call.s3", record)
+    try:
+        storage.put_file(source, "images/one.jpg")
+        storage.get_file("images/one.jpg", tmp_path / "copy.jpg")
+    finally:
+        storage.client.meta.events.unregister("before-call.s3", record)
+    assert calls == ["PutObject", "HeadObject", "GetObject"]
+    assert _sha(tmp_path / "copy.jpg") == _sha(source)
+
+
 def test_empty_file_reports_completion(storage: S3Storage, tmp_path: Path) -> None:
     source = _file(tmp_path / "empty", 0)
     seen: list[tuple[int, int]] = []
