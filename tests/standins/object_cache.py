@@ -33,15 +33,15 @@ class ObjectCache:
         name = f"{etag.strip(chr(34))}-{size}"
         with self._guard:
             lock = self._locks.setdefault(name, threading.Lock())
+        cached = self.root / name
         with lock:
-            cached = self.root / name
             if not cached.exists():
                 body, answered_etag = fetch()
-                if answered_etag != etag or len(body) != size:  # replaced since it was listed: not cached
-                    target.write_bytes(body)
-                    return
-                self.root.mkdir(parents=True, exist_ok=True)
-                partial = cached.with_name(f"{name}.partial")
-                partial.write_bytes(body)
-                partial.replace(cached)
+                target.write_bytes(body)
+                if answered_etag == etag and len(body) == size:  # else replaced since it was listed: not kept
+                    self.root.mkdir(parents=True, exist_ok=True)
+                    partial = cached.with_name(f"{name}.partial")
+                    partial.write_bytes(body)
+                    partial.replace(cached)
+                return
         shutil.copyfile(cached, target)
