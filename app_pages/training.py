@@ -6,6 +6,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from app_pages._compute import compute_fields
 from app_pages._shared import backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
@@ -36,6 +37,7 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
             image_size = c2.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="job_image_size")
             seed = c3.number_input("Seed", 0, 2**31 - 1, int(DEFAULT_HYPERPARAMETERS["seed"]), key="job_seed")
             name = st.text_input("Job name (empty: generated)", key="job_name")
+            compute = compute_fields(be.runner, "job")
             with st.expander("Debugger: tensor capture and rules"):
                 capture = st.checkbox("Capture tensors (losses every step; weight and gradient statistics)",
                                       value=True, key="job_debug")
@@ -58,7 +60,7 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                 try:
                     hps |= debug_hyperparameters(capture=capture, rules=rules, stop_on=stop_on,
                                                  save_interval=int(save_interval), activations=activations)
-                    job = start_training(be, dataset, hps, name=name.strip() or None)
+                    job = start_training(be, dataset, hps, name=name.strip() or None, compute=compute)
                     st.session_state["selected_job"] = job.name
                     st.session_state["training_notice"] = f"Started {job.name}"
                 except Exception as exc:

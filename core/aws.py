@@ -204,6 +204,11 @@ def translate_client_error(exc: BaseException, what: str) -> ConsoleError:
         )
     if code == "ValidationException":
         return InvalidInputError(f"{what}: {message or code}")
+    if code == "ResourceLimitExceeded":
+        return BackendError(
+            f"{what}: over this account's quota ({': '.join(filter(None, (code, message)))}). Ask for more in the "
+            "Service Quotas console (Amazon SageMaker), or choose fewer or other instances"
+        )
     if code in _THROTTLE_CODES or status == 429:
         return BackendError(
             f"{what}: AWS is throttling requests ({code or status}) and still refused after retrying. Wait a "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from core.entities import MetricPoint, TrainingJob
+from core.training.compute import InstanceType
 from core.training.spec import TrainingJobSpec
 
 
@@ -22,12 +23,17 @@ class JobRunner(ABC):
     """Where a job runs unless its spec says otherwise."""
 
     @abstractmethod
+    def instance_types(self) -> list[InstanceType]:
+        """The instance types a job can ask for here, the default among them."""
+
+    @abstractmethod
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
         """Starts a job and returns it InProgress.
 
         Raises:
             AlreadyExistsError: a job of that name exists.
-            InvalidInputError: an input URI is not usable by this backend.
+            InvalidInputError: an input URI is not usable by this backend, or the compute is not
+                offered here (an instance type, an instance count).
             BackendError: the job could not be started.
         """
 

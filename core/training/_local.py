@@ -17,6 +17,7 @@ from core.jobstore import JobStore
 from core.processes import is_process_alive, signal_process, start_supervisor
 from core.training._base import JobRunner
 from core.training._supervisor import RUNTIME_FILE
+from core.training.compute import InstanceType, check_local_compute, local_instance_types
 from core.training.layout import JobLayout, cpu_share, create_job_folder
 from core.training.spec import TrainingJobSpec
 from core.types import JobStatus
@@ -62,6 +63,7 @@ class LocalJobRunner(JobRunner):
             pass
         if job_dir.exists():
             raise AlreadyExistsError(f"the job folder {job_dir} exists already: choose another name")
+        check_local_compute(spec.instance_type, spec.instance_count, spec.use_spot)
         require_ready(self.job_python)
         if num_cpus is None:
             running = self.store.list_jobs(backend=self.backend_name, status=JobStatus.IN_PROGRESS, limit=10_000)
@@ -75,7 +77,7 @@ class LocalJobRunner(JobRunner):
             job = TrainingJob(
                 name=spec.name, status=JobStatus.IN_PROGRESS, backend=self.backend_name, created_at=time.time(),
                 hyperparameters=spec.hyperparameters_as_strings, inputs=dict(spec.inputs),
-                secondary_status="Starting", instance_type="local",
+                secondary_status="Starting", instance_type=spec.instance_type,
             )
             self.store.insert_job(job, job_dir=layout.root)
         except OSError as exc:  # a full disk, a read-only workspace
@@ -86,6 +88,9 @@ class LocalJobRunner(JobRunner):
             raise
         start_supervisor("core.training._supervisor", str(layout.root), what="the job supervisor")
         return self.store.get_job(spec.name)
+
+    def instance_types(self) -> list[InstanceType]:
+        return local_instance_types()
 
     def describe(self, name: str) -> TrainingJob:
         self._reconcile(name)

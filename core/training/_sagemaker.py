@@ -55,6 +55,8 @@ from core.entities import MetricPoint, TrainingJob
 from core.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotFoundError
 from core.sagemaker_jobs import list_newest, stop_job
 from core.training._base import JobRunner
+from core.training._instance_catalog import is_offered, training_instance_types, training_type_names
+from core.training.compute import InstanceType
 from core.types import BackendKind, JobStatus
 
 if TYPE_CHECKING:
@@ -66,7 +68,6 @@ if TYPE_CHECKING:
 DEFAULT_INSTANCE_TYPE = "ml.m5.xlarge"
 PYTORCH_VERSION = "2.9"
 PYTHON_VERSION = "py312"
-VOLUME_SIZE_GB = 30
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
@@ -234,6 +235,8 @@ class SageMakerJobRunner(JobRunner):
         self._storage = storage
         self._training_image = training_image
         self._finished = FinishedJobs()
+        self._catalog: list[InstanceType] | None = None
+        self._offered: set[str] = set()
 
     @property
     def _sagemaker(self) -> Any:
@@ -320,7 +323,7 @@ class SageMakerJobRunner(JobRunner):
             "ResourceConfig": {
                 "InstanceType": instance_type,
                 "InstanceCount": spec.instance_count,
-                "VolumeSizeInGB": VOLUME_SIZE_GB,
+                "VolumeSizeInGB": spec.volume_size_gb,
             },
             "StoppingCondition": stopping,
             "EnableManagedSpotTraining": spec.use_spot,
@@ -329,9 +332,36 @@ class SageMakerJobRunner(JobRunner):
             request["CheckpointConfig"] = {"S3Uri": checkpoint_uri, "LocalPath": CHECKPOINT_LOCAL_PATH}
         return request
 
+    def instance_types(self) -> list[InstanceType]:
+        """The region's training types, asked of EC2 once (they change only when AWS adds types)."""
+        if self._catalog is None:
+            self._catalog = training_instance_types(self._session.client("ec2"))
+        return self._catalog
+
+    def check_instance_type(self, instance_type: str) -> None:
+        """Refuses a type that SageMaker does not know or the region does not offer (unchecked where
+        EC2 refuses to say: CreateTrainingJob's own error then tells).
+
+        Raises:
+            InvalidInputError: naming the region and where to look.
+        """
+        if instance_type in self._offered:
+            return
+        if instance_type not in training_type_names():
+            raise InvalidInputError(f"instance type {instance_type}: SageMaker has no training instance of that "
+                                    "type; choose one the form lists")
+        offered = is_offered(self._session.client("ec2"), instance_type)
+        if offered is False:
+            raise InvalidInputError(
+                f"instance type {instance_type}: {self._session.region} does not offer it for training; "
+                "choose one the form lists, or another region (SMC_REGION)")
+        if offered:
+            self._offered.add(instance_type)
+
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
         code_key = f"jobs/{spec.name}/code/sourcedir.tar.gz"
         request = self.training_job_request(spec, self._storage.uri(code_key))
+        self.check_instance_type(request["ResourceConfig"]["InstanceType"])
         try:
             self._describe_raw(spec.name)
         except NotFoundError:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from core.entities import DatasetRecord, TrainingJob
+from core.training.compute import Compute
 from core.training.spec import TrainingJobSpec
 from entrypoints.hyperparameters import HYPERPARAMETERS, MODELS
 
@@ -38,21 +39,22 @@ def start_training(
     hyperparameters: Mapping[str, str | int | float],
     *,
     name: str | None = None,
-    instance_type: str | None = None,
+    compute: Compute | None = None,
 ) -> TrainingJob:
     """Starts `entrypoints/train.py` on the dataset (channel ``training``) and returns the job.
 
+    compute: where it runs; None: one instance of the backend's default type, as the spec's defaults say.
+
     Raises:
-        InvalidInputError: an invalid name or hyperparameter.
+        InvalidInputError: an invalid name, hyperparameter or compute choice.
         AlreadyExistsError: the name is taken.
         BackendError: the backend could not start the job.
     """
-    if instance_type is None:
-        instance_type = backend.runner.default_instance_type
+    compute = compute or Compute(backend.runner.default_instance_type)
     spec = TrainingJobSpec(
         name=name or new_job_name(),
         inputs={"training": dataset.uri},
         hyperparameters={**DEFAULT_HYPERPARAMETERS, **hyperparameters},
-        instance_type=instance_type,
+        **compute.spec_fields(),  # type: ignore[arg-type]
     )
     return backend.runner.start(spec)

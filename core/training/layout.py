@@ -204,6 +204,7 @@ def spec_to_dict(spec: TrainingJobSpec) -> dict[str, object]:
         "source_dir": str(spec.source_dir),
         "instance_type": spec.instance_type,
         "instance_count": spec.instance_count,
+        "volume_size_gb": spec.volume_size_gb,
         "metric_definitions": [{"name": m.name, "regex": m.regex} for m in spec.metric_definitions],
         "max_runtime_s": spec.max_runtime_s,
         "checkpoint_uri": spec.checkpoint_uri,

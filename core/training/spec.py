@@ -9,6 +9,7 @@ from pathlib import Path
 
 from core.config import ENTRYPOINTS_DIR
 from core.errors import InvalidInputError
+from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB
 
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9\.\-_]{1,64}$")  # SageMaker's ChannelName
@@ -55,6 +56,7 @@ class TrainingJobSpec:
         entry_point: the script inside source_dir.
         source_dir: folder shipped as the job's code.
         instance_type, instance_count: the compute (``local`` on the local backend).
+        volume_size_gb: each instance's storage volume (data, checkpoints, model).
         metric_definitions: regexes applied to every log line.
         max_runtime_s: the job is stopped after this long.
         checkpoint_uri: where checkpoints are synced (resume on restart).
@@ -68,8 +70,9 @@ class TrainingJobSpec:
     source_dir: Path = ENTRYPOINTS_DIR
     instance_type: str = "local"
     instance_count: int = 1
+    volume_size_gb: int = DEFAULT_VOLUME_SIZE_GB
     metric_definitions: tuple[MetricDefinition, ...] = DEFAULT_METRIC_DEFINITIONS
-    max_runtime_s: int = 24 * 3600
+    max_runtime_s: int = DEFAULT_MAX_RUNTIME_S
     checkpoint_uri: str | None = None
     use_spot: bool = False
     max_wait_s: int | None = None
@@ -92,10 +95,16 @@ class TrainingJobSpec:
             raise InvalidInputError(f"entry_point: {self.entry_point} not found in {self.source_dir}")
         if self.instance_count < 1:
             raise InvalidInputError("instance_count: must be at least 1")
+        if self.volume_size_gb < 1:
+            raise InvalidInputError("volume_size_gb: must be at least 1 GB")
         if self.max_runtime_s < 1:
             raise InvalidInputError("max_runtime_s: must be positive")
-        if self.use_spot and (self.max_wait_s is None or self.max_wait_s < self.max_runtime_s):
-            raise InvalidInputError("max_wait_s: spot training needs max_wait_s ≥ max_runtime_s")
+        if self.use_spot and self.max_wait_s is None:
+            raise InvalidInputError("max_wait_s: a spot job needs a maximum wait (at least its maximum run time)")
+        if self.use_spot and self.max_wait_s is not None and self.max_wait_s < self.max_runtime_s:
+            raise InvalidInputError(
+                f"max_wait_s: a spot job's maximum wait ({self.max_wait_s} s) includes its run time, so it "
+                f"cannot be shorter than the maximum run time ({self.max_runtime_s} s)")
         names = [m.name for m in self.metric_definitions]
         if len(names) != len(set(names)):
             raise InvalidInputError("metric_definitions: metric names must be unique")

@@ -158,12 +158,14 @@ def screenshot(page: Page, name: str) -> Path:
     return path
 
 
-def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int = 4) -> None:
+def choose_option(page: Page, selectbox: Locator, option: str, *, search: str | None = None,
+                  attempts: int = 4) -> None:
     """Picks ``option`` in a Streamlit selectbox (or adds it to a multiselect) and checks that it took.
 
     Once an option was picked in one select, the first click on another only moves the focus
     there, so the drop-down is clicked again while it is not expanded. It also closes when a rerun
-    re-renders the widget under it, so it is opened again until its option is clicked.
+    re-renders the widget under it, so it is opened again until its option is clicked. search is
+    typed into the open list first, for a long list that draws only the options in view.
     """
     combobox = selectbox.get_by_role("combobox")
     item = page.get_by_role("option", name=option, exact=True)
@@ -172,6 +174,8 @@ def choose_option(page: Page, selectbox: Locator, option: str, *, attempts: int 
         combobox.click()
         if combobox.get_attribute("aria-expanded") != "true":
             combobox.click()
+        if search:
+            page.keyboard.type(search)
         try:
             item.click(timeout=CLICK_EFFECT_MS)
         except PlaywrightTimeoutError:

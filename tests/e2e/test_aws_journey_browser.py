@@ -175,8 +175,14 @@ def train_one_epoch(page: Page, app: AwsApp) -> None:
     form.get_by_label("Epochs", exact=True).fill("1")
     choose_image_size(page, form, 32)
     form.get_by_label("Job name (empty: generated)").fill("aws-train")
+    form.get_by_text("Compute: instance type and count").click()  # the region's types, described by EC2
+    choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Instance type"),
+                  "ml.c5.2xlarge · 8 vCPU, 16 GiB", search="ml.c5.2xl")
+    form.get_by_label("Volume (GB)").fill("40")
     form.get_by_role("button", name="Start training").click()
     waits.visible(page.get_by_text("Started aws-train"))
+    described = app.client("sagemaker").describe_training_job(TrainingJobName="aws-train")
+    assert described["ResourceConfig"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 1, "VolumeSizeInGB": 40}
     waits.metric(page, "Status", "Completed", timeout=JOB_TIMEOUT_MS)
     assert float(metric_value(page, "Test accuracy").inner_text()) >= 0.5
     waits.visible(page.get_by_text(f"s3://{BUCKET}/{PREFIX}/jobs/aws-train/output/model.tar.gz").first)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
 from core.aws import AwsSession
@@ -19,6 +20,7 @@ from core.config import Settings
 from core.entities import TrainingJob
 from core.errors import AlreadyExistsError, BackendError, ConfigError, InvalidInputError, NotFoundError
 from core.storage._s3 import S3Storage
+from core.training._instance_catalog import is_offered, training_instance_types, training_type_names
 from core.training._sagemaker import LOG_GROUP, METRIC_NAMESPACE, FinishedJobs, SageMakerJobRunner
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS, TrainingJobSpec
 from core.types import JobStatus
@@ -89,7 +91,7 @@ def test_start_creates_the_training_job_sagemaker_would_run(
     runner: SageMakerJobRunner, aws: AwsSession, storage: S3Storage, source_dir: Path
 ) -> None:
     requests = _capture_create_requests(aws)
-    spec = _spec(source_dir, use_spot=True, max_runtime_s=3600, max_wait_s=7200)
+    spec = _spec(source_dir, use_spot=True, max_runtime_s=3600, max_wait_s=7200, volume_size_gb=50)
     job = runner.start(spec)
 
     assert job.name == "digits-1" and job.backend == "aws"
@@ -129,7 +131,7 @@ def test_start_creates_the_training_job_sagemaker_would_run(
         }
     ]
     assert d["OutputDataConfig"]["S3OutputPath"] == f"s3://{BUCKET}/{PREFIX}/jobs"
-    assert d["ResourceConfig"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 30}
+    assert d["ResourceConfig"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1, "VolumeSizeInGB": 50}
     assert d["EnableManagedSpotTraining"] is True
     assert d["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert d["CheckpointConfig"] == {
@@ -165,6 +167,44 @@ def test_gpu_instances_get_the_gpu_image_and_local_means_the_default(
     unchosen = client.describe_training_job(TrainingJobName="unchosen")
     assert unchosen["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     assert unchosen["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE
+
+
+def test_the_instance_list_is_the_regions_training_types_with_their_hardware(runner: SageMakerJobRunner) -> None:
+    types = runner.instance_types()
+    by_name = {t.name: t for t in types}
+    assert set(by_name) <= set(training_type_names()) and len(types) > 50
+    assert (by_name["ml.m5.xlarge"].vcpus, by_name["ml.m5.xlarge"].memory_gib, by_name["ml.m5.xlarge"].gpus) == (4, 16, 0)
+    g5 = by_name["ml.g5.12xlarge"]
+    assert (g5.gpus, g5.gpu_name, g5.vcpus) == (4, "A10G", 48)
+    first_gpu = next(i for i, t in enumerate(types) if t.gpus)
+    assert all(t.gpus for t in types[first_gpu:])  # CPU types first, then GPU types by their count
+
+
+def test_a_type_the_region_does_not_offer_is_refused_before_anything_is_uploaded(
+    aws_settings: Settings, aws: AwsSession, storage: S3Storage, source_dir: Path
+) -> None:
+    cape_town = AwsSession(replace(aws_settings, region="af-south-1"))  # moto's af-south-1 has no p4d or g5
+    runner = SageMakerJobRunner(aws_settings, cape_town, storage)
+    with pytest.raises(InvalidInputError, match=r"ml\.p4d\.24xlarge: af-south-1 does not offer it for training"):
+        runner.start(_spec(source_dir, instance_type="ml.p4d.24xlarge"))
+    with pytest.raises(InvalidInputError, match=r"ml\.m5\.huge: SageMaker has no training instance of that type"):
+        runner.start(_spec(source_dir, instance_type="ml.m5.huge"))
+    assert "ml.p4d.24xlarge" not in {t.name for t in runner.instance_types()}
+    assert storage.list() == []
+
+
+def test_when_ec2_refuses_to_say_the_types_are_listed_by_name_and_not_checked() -> None:
+    class DeniedEc2:
+        def _denied(self, *_: Any, **__: Any) -> Any:
+            raise ClientError({"Error": {"Code": "UnauthorizedOperation", "Message": "not authorized"}},
+                              "DescribeInstanceTypeOfferings")
+
+        get_paginator = describe_instance_type_offerings = _denied
+
+    types = training_instance_types(DeniedEc2())
+    assert [t.name for t in types] == list(training_type_names())
+    assert all(t.vcpus is None for t in types)
+    assert is_offered(DeniedEc2(), "ml.g5.xlarge") is None
 
 
 def test_explicit_image_and_checkpoint(
@@ -218,7 +258,9 @@ def test_a_refused_create_removes_the_uploaded_code(
             expected_params={"TrainingJobName": "digits-1"},
         )
         stub.add_client_error("create_training_job", "ResourceLimitExceeded", "account limit for ml.m5.xlarge", 400)
-        with pytest.raises(BackendError, match="ResourceLimitExceeded"):
+        with pytest.raises(BackendError, match=r"over this account's quota \(ResourceLimitExceeded: account limit for "
+                                               r"ml\.m5\.xlarge\)\. "
+                                               "Ask for more in the Service Quotas console"):
             runner.start(_spec(source_dir))
         stub.assert_no_pending_responses()
     assert storage.list() == []

@@ -1,0 +1,48 @@
+"""The launch forms' compute fields: instance type (the backend's list), count, volume, time limit
+and managed spot. Drawn inside a form; the backend checks the values when the job starts."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app_pages._shared import show_error
+from core.training import JobRunner
+from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute, InstanceType
+
+MAX_RUNTIME_MIN = 28 * 24 * 60  # SageMaker's longest MaxRuntimeInSeconds
+
+
+def _instance_types(runner: JobRunner) -> list[InstanceType]:
+    try:
+        return runner.instance_types()
+    except Exception as exc:  # the form still offers the default
+        show_error(exc)
+        return [InstanceType(runner.default_instance_type)]
+
+
+def compute_fields(runner: JobRunner, key: str) -> Compute:
+    """The fields, in an expander of the current form; returns what they say."""
+    types = _instance_types(runner)
+    names = [t.name for t in types]
+    labels = {t.name: t.label for t in types}
+    default = names.index(runner.default_instance_type) if runner.default_instance_type in names else 0
+    with st.expander("Compute: instance type and count, storage, time limit, managed spot"):
+        instance_type = st.selectbox("Instance type", names, index=default, format_func=labels.__getitem__,
+                                     key=f"{key}_instance_type")
+        c1, c2, c3 = st.columns(3)
+        count = c1.number_input("Instance count", 1, 100, 1, key=f"{key}_instance_count",
+                                help="More than one trains data-parallel, one process per GPU or instance")
+        volume = c2.number_input("Volume (GB)", 1, 16_384, DEFAULT_VOLUME_SIZE_GB, key=f"{key}_volume",
+                                 help="Each instance's storage: the dataset, checkpoints and the model")
+        max_run = c3.number_input("Max run time (min)", 1, MAX_RUNTIME_MIN, DEFAULT_MAX_RUNTIME_S // 60,
+                                  key=f"{key}_max_run", help="The job is stopped after this long")
+        s1, s2 = st.columns([2, 1])
+        use_spot = s1.checkbox("Managed spot training: spare capacity at a discount; an interrupted job "
+                               "resumes from its last checkpoint (kept in S3 under the job's prefix)",
+                               key=f"{key}_spot")
+        max_wait = s2.number_input("Max wait, run time included (min)", 1, 2 * MAX_RUNTIME_MIN,
+                                   2 * DEFAULT_MAX_RUNTIME_S // 60, key=f"{key}_max_wait",
+                                   help="Spot only: how long to wait for capacity and run, in all")
+    return Compute(instance_type=str(instance_type), instance_count=int(count), volume_size_gb=int(volume),
+                   max_runtime_s=int(max_run) * 60, use_spot=bool(use_spot),
+                   max_wait_s=int(max_wait) * 60 if use_spot else None)
