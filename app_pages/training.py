@@ -124,8 +124,9 @@ def job_details(name: str) -> None:
         figure = px.line(curves, x="epoch", y="value", color="metric", markers=True, title="Metrics per epoch")
         figure.update_xaxes(dtick=1)
         st.plotly_chart(figure, key=f"metrics_{name}")
-    with st.expander("Hyperparameters and inputs"):
-        st.json({"hyperparameters": dict(job.hyperparameters), "inputs": dict(job.inputs)})
+    with st.expander("Hyperparameters, inputs and instance type"):
+        st.json({"hyperparameters": dict(job.hyperparameters), "inputs": dict(job.inputs),
+                 "instance_type": job.instance_type})
     st.markdown("**Log**")
     st.code("\n".join(be.runner.log_tail(name, 200)) or "(no output yet)", language="text")
 
