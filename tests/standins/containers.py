@@ -444,8 +444,6 @@ class Container:
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         }
-        if "OMP_WAIT_POLICY" in os.environ:  # a real container has its cores; these share this machine's
-            base["OMP_WAIT_POLICY"] = os.environ["OMP_WAIT_POLICY"]
         return training_environment(spec, layout, base, num_cpus=self._num_cpus)
 
     def _train(self, layout: JobLayout, spec: TrainingJobSpec) -> tuple[int, list[str], _Output]:
