@@ -178,7 +178,7 @@ def train_one_epoch(page: Page, app: AwsApp) -> None:
     form.get_by_text("Compute: instance type and count").click()  # the region's types, described by EC2
     choose_option(page, form.locator('[data-testid="stSelectbox"]').filter(has_text="Instance type"),
                   "ml.c5.2xlarge · 8 vCPU, 16 GiB", search="ml.c5.2xl")
-    form.get_by_label("Volume (GB)").fill("40")
+    form.get_by_label("Volume (GB)", exact=True).fill("40")
     form.get_by_role("button", name="Start training").click()
     waits.visible(page.get_by_text("Started aws-train"))
     described = app.client("sagemaker").describe_training_job(TrainingJobName="aws-train")
