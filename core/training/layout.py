@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 from urllib.parse import unquote, urlparse
 
 from core.errors import InvalidInputError
+from core.training.compute import local_gpus
 from core.training.spec import TrainingJobSpec
 
 LOCAL_HOST = "localhost"  # the toolkit hangs resolving "algo-1" outside a container
@@ -91,17 +91,6 @@ def local_path_from_uri(uri: str) -> Path:
     return path
 
 
-def count_gpus() -> int:
-    """GPUs visible through nvidia-smi (0 when there is none)."""
-    if shutil.which("nvidia-smi") is None:
-        return 0
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
-
-
 def create_job_folder(spec: TrainingJobSpec, root: Path) -> JobLayout:
     """Lays out the job folder: config files, channel links, a snapshot of the code.
 
@@ -151,7 +140,7 @@ def training_environment(spec: TrainingJobSpec, layout: JobLayout, base_env: dic
     hyperparameters = spec.hyperparameters_as_strings
     channels = sorted(spec.inputs)
     num_cpus = num_cpus or cpu_share(1)
-    num_gpus = count_gpus()
+    num_gpus = len(local_gpus())
     user_args = hyperparameters_to_args(hyperparameters)
     env = dict(base_env)
     env.update(
