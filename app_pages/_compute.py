@@ -31,8 +31,9 @@ def compute_fields(runner: JobRunner, key: str) -> Compute:
                                      key=f"{key}_instance_type")
         c1, c2, c3 = st.columns(3)
         count = c1.number_input("Instance count", 1, 100, 1, key=f"{key}_instance_count",
-                                help="How many instances SageMaker starts. The training script does not "
-                                     "split its work across them yet: each would train the whole job")
+                                help="Data-parallel training: every batch is split across the instances (and "
+                                     "across the GPUs of each), which average their gradients. Locally, "
+                                     "each instance is a training process on this machine")
         volume = c2.number_input("Volume (GB)", 1, 16_384, DEFAULT_VOLUME_SIZE_GB, key=f"{key}_volume",
                                  help="Each instance's storage: the dataset, checkpoints and the model")
         max_run = c3.number_input("Max run time (min)", 1, MAX_RUNTIME_MIN, DEFAULT_MAX_RUNTIME_S // 60,

@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader
 
 import debug_config
 import debug_hook
+import distributed
 import hyperparameters
 import profiling
 import shutdown
@@ -58,6 +59,7 @@ from checkpoints import (
     remove_stale_temps,
     restore_rng,
 )
+from distributed import World, WorldError
 from imagedata import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -131,10 +133,18 @@ class Job:
     steps_per_epoch: int
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
+    world: World = field(default_factory=World)
+    parallel: nn.Module | None = None
+    """The DistributedDataParallel wrapper that trains ``model`` when the world has several processes."""
 
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.args.checkpoint_dir) / CHECKPOINT_FILE
+
+    @property
+    def trained(self) -> nn.Module:
+        """What the training steps run: the model, or its DistributedDataParallel wrapper."""
+        return self.parallel if self.parallel is not None else self.model
 
 
 # --- command line -------------------------------------------------------------------------
@@ -192,19 +202,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = StopRequest()
     previous = signal.signal(signal.SIGTERM, stop.handle)
     try:
+        world = distributed.world_from_env()
+        if not world.is_main:
+            quiet_rank(args, world)
         with profiling.session(args):
             try:
                 return run(args, stop)
             finally:
                 debug_hook.close()
-    except (DataError, WeightsError, CheckpointError) as exc:
+    except (DataError, WeightsError, CheckpointError, WorldError) as exc:
         reason = str(exc)
     except (Exception, KeyboardInterrupt) as exc:  # whatever happened, the job's last line says so
         traceback.print_exc()
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     finally:
         signal.signal(signal.SIGTERM, previous)
+        distributed.end()
     return fail(reason)
+
+
+def quiet_rank(args: argparse.Namespace, world: World) -> None:
+    """A rank other than 0 logs warnings and errors only, and records no Debugger or Profiler data:
+    rank 0 speaks for the job (metric lines, model, checkpoints), as SageMaker's first host does."""
+    LOG.info("rank %d of %d: rank 0 logs the metrics and writes the model, checkpoints, Debugger and "
+             "Profiler data", world.rank, world.size)
+    logging.getLogger().setLevel(logging.WARNING)
+    args.debug = False
+    args.profile = False
 
 
 def fail(reason: str) -> int:
@@ -237,18 +261,20 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     debug_hook.attach(job.model, job.criterion, args)
     profiling.attach(job.model, job.optimizer, job.device)
     state = RunState()
-    remove_stale_temps(job.checkpoint_path.parent)
+    if job.world.is_main:
+        remove_stale_temps(job.checkpoint_path.parent)
     if job.checkpoint_path.is_file():
         state = resume(job)
         LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)
     LOG.info(
-        "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d",
+        "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d processes=%d",
         args.model,
         args.epochs,
         job.steps_per_epoch,
         args.batch_size,
         job.device,
         torch.get_num_threads(),
+        job.world.size,
     )
     valid_loader = _eval_loader(job, job.splits.valid)
     while state.epoch < args.epochs:
@@ -259,11 +285,18 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         state.best_valid_acc = max(state.best_valid_acc, record["valid_acc"])
         state.epoch += 1
         state.meter = EpochMeter()
-        atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
-        if stop.requested:
+        if job.world.is_main:
+            atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
+        if stopping(job, stop):
             LOG.info("stopped by SIGTERM")
             return EXIT_SIGTERM
     return finish(job, state, stop)
+
+
+def stopping(job: Job, stop: StopRequest) -> bool:
+    """Whether the run stops here: asked on any rank, so all ranks decide alike."""
+    stop.requested = distributed.anyone(job.world, stop.requested)
+    return stop.requested
 
 
 def prepare(args: argparse.Namespace) -> Job:
@@ -276,6 +309,9 @@ def prepare(args: argparse.Namespace) -> Job:
     sm_cpus = os.environ.get("SM_NUM_CPUS", "")
     if sm_cpus.isdigit() and int(sm_cpus) > 0:
         torch.set_num_threads(int(sm_cpus))
+    world = distributed.world_from_env()
+    device = distributed.device_for(world)
+    distributed.start(world, device)
     seed_everything(args.seed)
     if args.data_dir is None:
         raise DataError("no data folder: pass --data-dir or set SM_CHANNEL_TRAINING")
@@ -292,7 +328,6 @@ def prepare(args: argparse.Namespace) -> Job:
         len(splits.valid),
         len(splits.test) if splits.test is not None else 0,
     )
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = build_model(
         args.model,
         len(splits.class_names),
@@ -307,7 +342,8 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
-    return Job(args, splits, model, optimizer, scheduler, device, steps, unreadable=unreadable)
+    return Job(args, splits, model, optimizer, scheduler, device, steps, unreadable=unreadable, world=world,
+               parallel=distributed.wrap(model, world, device) if world.distributed else None)
 
 
 def make_optimizer(
@@ -333,8 +369,12 @@ def seed_everything(seed: int) -> None:
 def run_epoch(
     job: Job, state: RunState, valid_loader: DataLoader[Any], stop: StopRequest
 ) -> dict[str, float] | None:
-    """Train the rest of epoch ``state.epoch`` and validate; None when SIGTERM cut it short."""
-    args, meter = job.args, state.meter
+    """Train the rest of epoch ``state.epoch`` and validate; None when SIGTERM cut it short.
+
+    With several processes each trains on its share of every batch (``distributed.share``), and
+    the epoch's sums, unreadable files and validation cover all of them.
+    """
+    args, meter, world = job.args, state.meter, job.world
     if meter.batches < job.steps_per_epoch:
         batches = epoch_batches(
             len(job.splits.train), args.batch_size, seed=args.seed, epoch=state.epoch
@@ -343,12 +383,12 @@ def run_epoch(
             job.splits.train,
             batch_size=args.batch_size,
             num_workers=args.num_workers,
-            seed=args.seed * 1000 + state.epoch,
-            batches=batches,
+            seed=(args.seed * 1000 + state.epoch) * world.size + world.rank,
+            batches=[distributed.share(batch, world) for batch in batches],
             pin_memory=job.device.type == "cuda",
         )
         train_one_epoch(
-            job.model,
+            job.trained,
             loader,
             job.criterion,
             job.optimizer,
@@ -359,14 +399,23 @@ def run_epoch(
             steps=job.steps_per_epoch,
             stop=stop,
             unreadable=job.unreadable.get("train"),
+            world=world,
         )
-    if stop.requested:
+    _add_up(meter, world)
+    if stopping(job, stop):
         return None
     valid = evaluate(
-        job.model, valid_loader, job.criterion, job.device, stop=stop, unreadable=job.unreadable.get("valid")
+        job.model,
+        valid_loader,
+        job.criterion,
+        job.device,
+        stop=stop,
+        unreadable=job.unreadable.get("valid"),
+        world=world,
     )
     if valid is None:
         return None
+    _share_unreadable(job)
     record = {
         "epoch": state.epoch + 1,
         "train_loss": meter.loss,
@@ -392,6 +441,30 @@ def run_epoch(
     return record
 
 
+def _add_up(meter: EpochMeter, world: World) -> None:
+    """Turns each rank's sums into the whole world's (the slowest rank's seconds); rank 0 resumes
+    with them, the others from zero (``resume``)."""
+    meter.seen, meter.correct, meter.loss_sum = distributed.total(world, [meter.seen, meter.correct, meter.loss_sum])
+    meter.seen, meter.correct = int(meter.seen), int(meter.correct)
+    meter.seconds = distributed.largest(world, meter.seconds)
+
+
+def _share_unreadable(job: Job) -> None:
+    """Every rank learns the unreadable files the others met, so the counts and the limit are the job's.
+
+    Raises:
+        TooManyUnreadable: the files met by all ranks together are more than a split allows.
+    """
+    if not job.world.distributed:
+        return
+    tallies = list(job.unreadable.values())
+    for states in distributed.gather(job.world, [tally.state() for tally in tallies]):  # one list per rank
+        for tally, reasons in zip(tallies, states, strict=True):
+            tally.restore(reasons)
+    for tally in tallies:
+        tally.check()
+
+
 def _report_unreadable(job: Job) -> None:
     """``unreadable images train=2/300 valid=0/60``, when any file was unreadable so far."""
     if any(tally.count for tally in job.unreadable.values()):
@@ -411,6 +484,7 @@ def train_one_epoch(
     steps: int,
     stop: StopRequest | None = None,
     unreadable: UnreadableImages | None = None,
+    world: World | None = None,
 ) -> None:
     """Train over ``loader``, adding to ``meter``; returns early after a batch once stopped.
 
@@ -423,6 +497,7 @@ def train_one_epoch(
     Raises:
         TooManyUnreadable: the split holds more unreadable files than allowed.
     """
+    world = world or World()
     model.train()
     start = time.perf_counter()
     for batch in profiling.steps(loader, epoch=epoch):
@@ -430,11 +505,12 @@ def train_one_epoch(
         if unreadable is not None:
             unreadable.add(getattr(batch, "skipped", ()))
         meter.batches += 1
-        if labels.numel() >= MIN_TRAIN_BATCH:
+        if distributed.fewest(world, labels.numel()) >= MIN_TRAIN_BATCH:
             _train_step(model, images, labels, criterion, optimizer, scheduler, device, meter)
         if meter.batches % PROGRESS_EVERY == 0:
             LOG.info("progress epoch=%d batch=%d/%d loss=%.4f", epoch, meter.batches, steps, meter.loss)
-        if stop is not None and stop.requested:
+        if stop is not None and distributed.anyone(world, stop.requested):
+            stop.requested = True
             break
     meter.seconds += time.perf_counter() - start
 
@@ -471,21 +547,25 @@ def evaluate(
     *,
     stop: StopRequest | None = None,
     unreadable: UnreadableImages | None = None,
+    world: World | None = None,
 ) -> dict[str, float] | None:
     """Mean loss and accuracy over ``loader``'s readable images (``loss``, ``acc``, ``count``,
-    ``seconds``); its unreadable files go to ``unreadable``.
+    ``seconds``); its unreadable files go to ``unreadable``. With several processes, each passes its
+    share of the images and the result is the whole split's.
 
-    Returns None when a stop was requested before it finished.
+    Returns None when a stop was requested (on any rank) before it finished.
 
     Raises:
         TooManyUnreadable: the split holds more unreadable files than allowed.
     """
+    world = world or World()
     model.eval()
     start = time.perf_counter()
-    seen, correct, loss_sum = 0, 0, 0.0
+    seen, correct, loss_sum, stopped = 0, 0, 0.0, False
     for batch in profiling.evaluation(loader):
         if stop is not None and stop.requested:
-            return None
+            stopped = True
+            break
         images, labels = batch
         if unreadable is not None:
             unreadable.add(getattr(batch, "skipped", ()))
@@ -496,6 +576,11 @@ def evaluate(
         loss_sum += float(criterion(logits, labels)) * labels.numel()
         correct += int((logits.argmax(dim=1) == labels).sum())
         seen += labels.numel()
+    loss_sum, correct, seen, stops = distributed.total(world, [loss_sum, correct, seen, float(stopped)])
+    if stops:
+        if stop is not None:
+            stop.requested = True
+        return None
     return {
         "loss": loss_sum / max(seen, 1),
         "acc": correct / max(seen, 1),
@@ -505,18 +590,19 @@ def evaluate(
 
 
 def finish(job: Job, state: RunState, stop: StopRequest) -> int:
-    """Save ``model.pth``, evaluate the test split if any, write ``metrics.json``."""
+    """Save ``model.pth``, evaluate the test split if any, write ``metrics.json`` (rank 0 writes)."""
     args = job.args
-    artifact = make_artifact(
-        job.model,
-        arch=args.model,
-        class_names=job.splits.class_names,
-        image_size=args.image_size,
-        mean=IMAGENET_MEAN,
-        std=IMAGENET_STD,
-    )
-    atomic_torch_save(artifact, Path(args.model_dir) / MODEL_FILE)
-    LOG.info("saved model %s", Path(args.model_dir) / MODEL_FILE)
+    if job.world.is_main:
+        artifact = make_artifact(
+            job.model,
+            arch=args.model,
+            class_names=job.splits.class_names,
+            image_size=args.image_size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+        )
+        atomic_torch_save(artifact, Path(args.model_dir) / MODEL_FILE)
+        LOG.info("saved model %s", Path(args.model_dir) / MODEL_FILE)
     metrics: dict[str, Any] = {"arch": args.model, "epochs": state.epoch}
     if state.history:
         metrics.update({k: v for k, v in state.history[-1].items() if k != "epoch"})
@@ -532,14 +618,18 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
             job.device,
             stop=stop,
             unreadable=job.unreadable.get("test"),
+            world=job.world,
         )
         if test is None:  # the checkpoint of the last epoch is already on disk
             LOG.info("stopped by SIGTERM")
             return EXIT_SIGTERM
+        _share_unreadable(job)
         LOG.info("test_loss=%.4f test_acc=%.4f", test["loss"], test["acc"])
         metrics.update(test_loss=test["loss"], test_acc=test["acc"])
     metrics["unreadable_images"] = {name: tally.count for name, tally in job.unreadable.items()}
     _report_unreadable(job)
+    if not job.world.is_main:
+        return 0
     output_dir = Path(args.output_data_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
@@ -547,18 +637,26 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
 
 
 def _eval_loader(job: Job, dataset: Any) -> DataLoader[Any]:
+    """The split in order; with several processes, each rank's share of every batch."""
+    batch_size, world = job.args.batch_size, job.world
+    batches = None
+    if world.distributed:
+        batches = [distributed.share(range(i, min(i + batch_size, len(dataset))), world)
+                   for i in range(0, len(dataset), batch_size)]
     return make_loader(
         dataset,
-        batch_size=job.args.batch_size,
+        batch_size=batch_size,
         num_workers=job.args.num_workers,
         seed=job.args.seed,
+        batches=batches,
         pin_memory=job.device.type == "cuda",
     )
 
 
 def _stop(job: Job, state: RunState) -> int:
     """Checkpoint the middle of an epoch (model, optimizer, epoch sums) and give up."""
-    atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
+    if job.world.is_main:
+        atomic_torch_save(make_checkpoint(job, state), job.checkpoint_path)
     LOG.info("stopped by SIGTERM")
     return EXIT_SIGTERM
 
@@ -614,11 +712,14 @@ def resume(job: Job) -> RunState:
     for name, reasons in checkpoint.get("unreadable", {}).items():  # absent in older checkpoints
         if name in job.unreadable:
             job.unreadable[name].restore(reasons)
+    meter = EpochMeter(**checkpoint["meter"])
+    if not job.world.is_main:  # the sums so far are the world's, and rank 0 carries them
+        meter = EpochMeter(batches=meter.batches)
     return RunState(
         epoch=int(checkpoint["epoch"]),
         best_valid_acc=float(checkpoint["best_valid_acc"]),
         history=list(checkpoint["history"]),
-        meter=EpochMeter(**checkpoint["meter"]),
+        meter=meter,
     )
 
 

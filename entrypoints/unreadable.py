@@ -62,6 +62,10 @@ class UnreadableImages:
             if item.path not in self.reasons:
                 self.reasons[item.path] = item.reason
                 LOG.warning("skipped unreadable image %s: %s", item.path, item.reason)
+        self.check()
+
+    def check(self) -> None:
+        """Raises TooManyUnreadable when the split holds more unreadable files than allowed."""
         if self.count > self.limit:
             raise TooManyUnreadable(self.failure())
 

@@ -56,7 +56,7 @@ from core.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotF
 from core.sagemaker_jobs import list_newest, stop_job
 from core.training._base import JobRunner
 from core.training._instance_catalog import is_offered, training_instance_types, training_type_names
-from core.training.compute import InstanceType
+from core.training.compute import InstanceType, has_gpus
 from core.types import BackendKind, JobStatus
 
 if TYPE_CHECKING:
@@ -140,6 +140,16 @@ def code_hyperparameters(entry_point: str, submit_uri: str, region: str) -> dict
         "sagemaker_region": region,
         "sagemaker_container_log_level": "20",
     }
+
+
+def launcher_hyperparameters(instance_type: str) -> dict[str, str]:
+    """On a GPU type, SageMaker's ``torch_distributed`` launcher (the SDK's
+    ``distribution={"torch_distributed": {"enabled": True}}``): the PyTorch image starts the script
+    under torchrun, one process per GPU on every instance. On CPU types the image starts it once per
+    instance and the script meets its peers through ``SM_HOSTS`` (see entrypoints/distributed.py)."""
+    if not has_gpus(instance_type):
+        return {}
+    return {"sagemaker_torch_distributed_enabled": "true", "sagemaker_instance_type": instance_type}
 
 
 def _timestamp(value: Any) -> float | None:
@@ -304,6 +314,7 @@ class SageMakerJobRunner(JobRunner):
                 "profile-out-dir": self.default_profile_out_dir,
                 **spec.hyperparameters_as_strings,
                 **code_hyperparameters(spec.entry_point, code_uri, region),
+                **launcher_hyperparameters(instance_type),
             },
             "InputDataConfig": [
                 {

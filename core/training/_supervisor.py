@@ -6,6 +6,11 @@ process and survives app restarts. It starts the script with the job environment
 interpreter, tees the log, scrapes metrics, beats a heartbeat, packs ``model.tar.gz`` and
 records every status transition in the job store. SIGTERM asks it to stop the job.
 
+A job of N instances runs as N training processes, one per host of SageMaker's contract
+(``layout.host_environments``); the first's output is the job's log and its metrics, each other's
+goes to ``logs/algo-<i>.log``. When one ends with an error the others are stopped, and the job's
+failure reason is that of the first to fail.
+
 Sidecars run beside the training process, as SageMaker runs rule jobs beside a training
 job: by default the ``ANALYSERS`` (the Debugger's rule evaluator, the Profiler's analysis),
 which the supervisor starts itself. Each is started with the job environment's interpreter as
@@ -19,18 +24,27 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import REPO_ROOT
 from core.jobstore import JobStore
 from core.processes import detach_and_run
-from core.training.layout import JobLayout, hyperparameters_to_args, spec_from_dict, training_environment
+from core.training.layout import (
+    JobLayout,
+    host_environments,
+    host_names,
+    hyperparameters_to_args,
+    spec_from_dict,
+    training_environment,
+)
 from core.training.metrics import MetricScraper, final_metrics
 from core.types import JobStatus
 
@@ -42,8 +56,18 @@ ANALYSERS: tuple[tuple[str, ...], ...] = (("-m", "analysers.debug_sidecar"), ("-
 """What runs beside every job unless its runner names other sidecars: each as the job interpreter's arguments."""
 
 
+@dataclass
+class Exit:
+    """How one training process ended."""
+
+    host: str
+    code: int
+    last_lines: list[str]
+    at: float = field(default_factory=time.monotonic)
+
+
 class Supervisor:
-    """Runs the training process of one job folder and records what happens."""
+    """Runs the training processes of one job folder and records what happens."""
 
     def __init__(self, job_dir: Path) -> None:
         self.layout = JobLayout(Path(job_dir))
@@ -57,7 +81,14 @@ class Supervisor:
         self.stop_requested = threading.Event()
         self.timed_out = threading.Event()
         self.finished = threading.Event()
-        self.process: subprocess.Popen[str] | None = None
+        self.processes: list[subprocess.Popen[str]] = []
+        self.exits: list[Exit] = []
+        self._lock = threading.Lock()
+
+    @property
+    def process(self) -> subprocess.Popen[str] | None:
+        """The first host's process: the job's log, metrics and the sidecars' training pid."""
+        return self.processes[0] if self.processes else None
 
     def run(self) -> int:
         name = self.spec.name
@@ -74,23 +105,30 @@ class Supervisor:
         command = [self.job_python, str(self.layout.code_dir / self.spec.entry_point),
                    *hyperparameters_to_args(self.spec.hyperparameters_as_strings)]
         try:
-            self.process = subprocess.Popen(
-                command, cwd=self.layout.code_dir, env=env, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace",
-            )
+            for host_env in host_environments(env, self.spec.instance_count, free_port()):
+                self.processes.append(subprocess.Popen(
+                    command, cwd=self.layout.code_dir, env=host_env, stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, errors="replace",
+                ))
         except OSError as exc:
+            self._signal_all(signal.SIGKILL)
             self._finish(JobStatus.FAILED, f"could not start the job environment's Python ({exc.strerror}): run scripts/setup")
             return 1
         if self.stop_requested.is_set():  # SIGTERM came while the script was starting
             self._request_stop()
+        assert self.process
         self.store.update_job(name, worker_pid=self.process.pid)
         sidecars = self._start_sidecars(env)
         threading.Thread(target=self._heartbeat, daemon=True).start()
-        last_lines = self._pump_log()
-        code = self.process.wait()
+        pumps = [threading.Thread(target=self._pump_log, args=(host, process), daemon=True)
+                 for host, process in zip(host_names(len(self.processes)), self.processes, strict=True)]
+        for pump in pumps:
+            pump.start()
+        for pump in pumps:
+            pump.join()
         self._wait_for_sidecars(sidecars)
         self.finished.set()
-        self._record_outcome(code, last_lines)
+        self._record_outcome()
         return 0
 
     def _start_sidecars(self, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
@@ -122,13 +160,23 @@ class Supervisor:
 
     def _request_stop(self) -> None:
         self.stop_requested.set()
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+        self._end_processes()
+
+    def _end_processes(self) -> None:
+        """SIGTERM to every training process still running, SIGKILL to those left after the grace."""
+        if self._signal_all(signal.SIGTERM):
             threading.Thread(target=self._kill_after_grace, daemon=True).start()
 
+    def _signal_all(self, sig: signal.Signals) -> bool:
+        """Sends ``sig`` to the training processes still running; whether there were any."""
+        running = [process for process in self.processes if process.poll() is None]
+        for process in running:
+            process.send_signal(sig)
+        return bool(running)
+
     def _kill_after_grace(self) -> None:
-        if self.process and not self.finished.wait(STOP_GRACE_S) and self.process.poll() is None:
-            self.process.kill()
+        if not self.finished.wait(STOP_GRACE_S):
+            self._signal_all(signal.SIGKILL)
 
     def _heartbeat(self) -> None:
         deadline = time.time() + self.spec.max_runtime_s
@@ -138,22 +186,35 @@ class Supervisor:
                 self.timed_out.set()
                 self._request_stop()
 
-    def _pump_log(self) -> list[str]:
-        """Copies the script's output into the log, scraping metrics; returns the last lines."""
-        assert self.process and self.process.stdout
-        scraper = MetricScraper(self.spec.metric_definitions)
+    def _pump_log(self, host: str, process: subprocess.Popen[str]) -> None:
+        """Copies one process's output into its log (the first's, the job's: metrics scraped), then
+        records its exit; an error exit stops the other processes, which could only wait for it."""
+        assert process.stdout
+        first = process is self.process
+        scraper = MetricScraper(self.spec.metric_definitions) if first else None
+        path = self.layout.log_path if first else self.layout.log_path.with_name(f"{host}.log")
         tail: list[str] = []
-        with open(self.layout.log_path, "a", encoding="utf-8") as log:
-            for line in self.process.stdout:
+        with open(path, "a", encoding="utf-8") as log:
+            for line in process.stdout:
                 log.write(line)
                 log.flush()
                 tail = ([*tail, line.rstrip("\n")])[-20:]
-                points = scraper.feed(line)
+                points = scraper.feed(line) if scraper else None
                 if points:
                     self.store.add_metrics(self.spec.name, points)
-        return tail
+        code = process.wait()
+        with self._lock:
+            self.exits.append(Exit(host, code, tail))
+        if code != 0 and not self.stop_requested.is_set():
+            self._end_processes()
 
-    def _record_outcome(self, code: int, last_lines: list[str]) -> None:
+    def _first_failure(self) -> Exit | None:
+        """The process that ended first with an error: the others may have failed because it did."""
+        failed = sorted((e for e in self.exits if e.code != 0), key=lambda e: e.at)
+        return failed[0] if failed else None
+
+    def _record_outcome(self) -> None:
+        failed = self._first_failure()
         try:
             model_uri = self._pack_model()
         except OSError as exc:  # a full disk: the job cannot complete without its model
@@ -164,12 +225,15 @@ class Supervisor:
                          model_uri)
         elif self.stop_requested.is_set():
             self._finish(JobStatus.STOPPED, None, model_uri)
-        elif code == 0 and model_uri:
+        elif failed is None and model_uri:
             self._finish(JobStatus.COMPLETED, None, model_uri)
-        elif code == 0:
+        elif failed is None:
             self._finish(JobStatus.FAILED, "AlgorithmError: the script exited 0 but wrote nothing to SM_MODEL_DIR")
         else:
-            self._finish(JobStatus.FAILED, failure_reason(code, last_lines))
+            reason = failure_reason(failed.code, failed.last_lines)
+            if len(self.processes) > 1:
+                reason += f" (on {failed.host})"
+            self._finish(JobStatus.FAILED, reason)
 
     def _pack_model(self) -> str | None:
         """Packs SM_MODEL_DIR into output/model.tar.gz (atomically); None if it is empty."""
@@ -195,6 +259,13 @@ class Supervisor:
             self.spec.name, status=status, failure_reason=reason, ended_at=time.time(), model_uri=model_uri,
             final_metrics=metrics, secondary_status=status.value, heartbeat_at=time.time(),
         )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now: where a job's processes meet."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def sidecar_command(job_python: str, sidecar: Sequence[str], job_dir: Path, database: Path, job_name: str,

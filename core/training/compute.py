@@ -59,6 +59,15 @@ class Compute:
         return asdict(self)
 
 
+GPU_FAMILIES = ("ml.g", "ml.p")
+"""SageMaker's NVIDIA GPU families (g4dn, g5, g6, g6e, gr6, p3, p4d, p5, ...): named by their first letter."""
+
+
+def has_gpus(instance_type: str) -> bool:
+    """Whether a SageMaker instance type has NVIDIA GPUs, from its name alone (no AWS call)."""
+    return instance_type.startswith(GPU_FAMILIES)
+
+
 def local_gpus() -> list[tuple[str, float]]:
     """This machine's NVIDIA GPUs as (name, memory in GiB), from nvidia-smi; none without it."""
     if shutil.which("nvidia-smi") is None:
@@ -94,8 +103,9 @@ def check_local_compute(instance_type: str, instance_count: int, use_spot: bool)
     """Refuses compute the local backend cannot give a job.
 
     Raises:
-        InvalidInputError: a SageMaker type, ``local_gpu`` on a machine without a GPU, more than
-            one instance (a local job is one process), or managed spot (SageMaker's).
+        InvalidInputError: a SageMaker type, ``local_gpu`` on a machine without a GPU, fewer than one
+            instance or more than this machine has CPUs (each instance is a training process), or
+            managed spot (SageMaker's).
     """
     offered = [t.name for t in local_instance_types()]
     if instance_type == LOCAL_GPU and LOCAL_GPU not in offered:
@@ -104,9 +114,10 @@ def check_local_compute(instance_type: str, instance_count: int, use_spot: bool)
     if instance_type not in offered:
         raise InvalidInputError(f"instance type {instance_type}: the local backend runs jobs on this machine "
                                 f"({', '.join(offered)}); SageMaker types run on the aws backend")
-    if instance_count != 1:
-        raise InvalidInputError(f"instance count {instance_count}: a local job runs as one process "
-                                "(training over several processes is not built yet)")
+    cpus = os.cpu_count() or 1
+    if not 1 <= instance_count <= cpus:
+        raise InvalidInputError(f"instance count {instance_count}: locally each instance is a training process "
+                                f"on this machine, from 1 to its {cpus} CPUs")
     if use_spot:
         raise InvalidInputError("managed spot training: SageMaker's, on the aws backend; the EC2 Spot page "
                                 "runs a job through simulated interruptions on this machine")

@@ -21,6 +21,7 @@ from core.training.compute import local_gpus
 from core.training.spec import TrainingJobSpec
 
 LOCAL_HOST = "localhost"  # the toolkit hangs resolving "algo-1" outside a container
+MASTER_ADDR = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -111,9 +112,10 @@ def create_job_folder(spec: TrainingJobSpec, root: Path) -> JobLayout:
         layout.config_dir / "inputdataconfig.json",
         {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"} for name in channels},
     )
+    hosts = host_names(spec.instance_count)
     _write_json(
         layout.config_dir / "resourceconfig.json",
-        {"current_host": LOCAL_HOST, "hosts": [LOCAL_HOST], "network_interface_name": "lo"},
+        {"current_host": hosts[0], "hosts": hosts, "network_interface_name": "lo"},
     )
     _write_json(layout.spec_path, spec_to_dict(spec))
     return layout
@@ -128,6 +130,28 @@ def cpu_share(jobs_at_once: int, cpus: int | None = None) -> int:
     on 2 cores train at 6 images/s each with 2 threads apiece, and at 83 with 1.
     """
     return max(1, (cpus or os.cpu_count() or 1) // max(1, jobs_at_once))
+
+
+def host_names(instance_count: int) -> list[str]:
+    """The job's hosts as ``SM_HOSTS`` lists them: ``localhost`` for one process, SageMaker's
+    ``algo-1`` ... ``algo-N`` for several (the processes meet at ``MASTER_ADDR``, not by these names)."""
+    return [LOCAL_HOST] if instance_count <= 1 else [f"algo-{i}" for i in range(1, instance_count + 1)]
+
+
+def host_environments(env: dict[str, str], instance_count: int, master_port: int) -> list[dict[str, str]]:
+    """One environment per training process of a job run as ``instance_count`` local processes.
+
+    Each is ``env`` as one of SageMaker's hosts sees it: ``SM_CURRENT_HOST`` its own name,
+    ``SM_NUM_CPUS`` its part of the job's CPUs, and the rendezvous at ``MASTER_ADDR:master_port``
+    (on SageMaker the first host's name, which resolves there). One process keeps ``env`` as it is.
+    """
+    if instance_count <= 1:
+        return [dict(env)]
+    hosts = host_names(instance_count)
+    cpus = max(1, int(env.get("SM_NUM_CPUS", "1")) // instance_count)
+    shared = {"SM_HOSTS": json.dumps(hosts), "SM_NUM_CPUS": str(cpus), "MASTER_ADDR": MASTER_ADDR,
+              "MASTER_PORT": str(master_port)}
+    return [{**env, **shared, "SM_CURRENT_HOST": host} for host in hosts]
 
 
 def training_environment(spec: TrainingJobSpec, layout: JobLayout, base_env: dict[str, str], *,

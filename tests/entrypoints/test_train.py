@@ -192,7 +192,7 @@ def test_run_prints_metric_lines_that_the_metric_definitions_scrape(
     assert len(epochs) == 2 and all(epochs)
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     assert any(line.startswith("progress epoch=1 batch=10/10 loss=") for line in lines)
-    assert "start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1" in lines
+    assert "start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1 processes=1" in lines
     for definition in DEFAULT_METRIC_DEFINITIONS:
         values = [m.group(1) for line in lines if (m := re.search(definition.regex, line))]
         assert values, f"{definition.name} never printed"

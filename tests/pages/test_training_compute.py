@@ -3,6 +3,7 @@ started from them carries (SageMaker's request on moto) or why it is refused, in
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -37,17 +38,19 @@ def _set_compute(at: AppTest, instance_type: str, count: int, volume: int, max_r
         at.number_input(key="job_max_wait").set_value(max_wait_min)
 
 
-def test_the_local_form_offers_this_machine_and_refuses_two_instances(local_backend: Backend, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_local_form_offers_this_machine_and_refuses_more_instances_than_cpus(
+        local_backend: Backend, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no nvidia-smi: this machine has no GPU
     add_dataset(local_backend, tmp_path)
     at = open_page("training")
     (local,) = at.selectbox(key="job_instance_type").options  # labels: the name, then what it has
     assert local.startswith("local · ") and "GPU" not in local
-    _set_compute(at, "local", 2, 30, 60)
+    too_many = (os.cpu_count() or 1) + 1
+    _set_compute(at, "local", too_many, 30, 60)
     at.button[0].click().run()
     assert not at.exception
-    assert any("instance count 2: a local job runs as one process" in e.value for e in at.error)
+    assert any(f"instance count {too_many}: locally each instance is a training process" in e.value
+               for e in at.error)
     assert local_backend.runner.list_jobs() == []
 
 

@@ -50,10 +50,14 @@ def test_a_machine_with_gpus_offers_local_gpu(tmp_path: Path, monkeypatch: pytes
     check_local_compute("local_gpu", 1, False)  # accepted
 
 
+CPUS = os.cpu_count() or 1
+
+
 @pytest.mark.parametrize(("instance_type", "count", "spot", "expected"), [
     ("local_gpu", 1, False, "local_gpu: this machine has no NVIDIA GPU"),
     ("ml.g5.xlarge", 1, False, "ml.g5.xlarge: the local backend runs jobs on this machine (local)"),
-    ("local", 2, False, "instance count 2: a local job runs as one process"),
+    ("local", CPUS + 1, False, f"instance count {CPUS + 1}: locally each instance is a training process on this "
+                               f"machine, from 1 to its {CPUS} CPUs"),
     ("local", 0, False, "instance count 0"),
     ("local", 1, True, "managed spot training: SageMaker's, on the aws backend"),
 ])

@@ -164,9 +164,13 @@ def test_gpu_instances_get_the_gpu_image_and_local_means_the_default(
     assert gpu["ResourceConfig"]["InstanceCount"] == 2
     assert gpu["EnableManagedSpotTraining"] is False
     assert "CheckpointConfig" not in gpu
+    # torchrun on every instance, one process per GPU, as the SDK's torch_distributed asks the image
+    assert gpu["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+    assert gpu["HyperParameters"]["sagemaker_instance_type"] == "ml.g5.xlarge"
     unchosen = client.describe_training_job(TrainingJobName="unchosen")
     assert unchosen["ResourceConfig"]["InstanceType"] == "ml.m5.xlarge"
     assert unchosen["AlgorithmSpecification"]["TrainingImage"] == CPU_IMAGE
+    assert "sagemaker_torch_distributed_enabled" not in unchosen["HyperParameters"]  # once per CPU instance
 
 
 def test_the_instance_list_is_the_regions_training_types_with_their_hardware(runner: SageMakerJobRunner) -> None:
