@@ -31,6 +31,11 @@ SCRIPT = textwrap.dedent(
     hps = json.loads(os.environ["SM_HPS"])
     print("hps", hps, flush=True)
     print(f"SM_NUM_CPUS={os.environ['SM_NUM_CPUS']}", flush=True)
+    host = os.environ["SM_CURRENT_HOST"]
+    print(f"host={host} hosts={os.environ['SM_HOSTS']} master={os.environ.get('MASTER_ADDR')}:"
+          f"{os.environ.get('MASTER_PORT')}", flush=True)
+    if args.mode == "fail-on-algo-2":
+        args.mode = "crash" if host == "algo-2" else "sleep"
     if args.mode == "crash":
         print("ERROR: the data folder has no train/ split", flush=True)
         sys.exit(3)
@@ -124,6 +129,35 @@ def test_a_job_started_beside_a_running_one_gets_its_share_of_the_cpus(runner, s
     wait_for(runner, "first", lambda j: j.status.is_terminal)
 
 
+def test_each_instance_is_a_process_on_sagemakers_host_contract(runner, source_dir, data_uri):
+    """Instance count 2: two processes, algo-1 and algo-2, meeting at one port of 127.0.0.1 with half
+    the CPUs each; algo-1's output is the job's log and metrics, algo-2's has a log of its own."""
+    runner.start(TrainingJobSpec(name="pair", inputs={"training": data_uri}, hyperparameters={"epochs": 2},
+                                 source_dir=source_dir, instance_count=2))
+    job = wait_for(runner, "pair", lambda j: j.status.is_terminal)
+    assert job.status is JobStatus.COMPLETED, job.failure_reason
+    second = (runner.job_folder("pair").log_path.with_name("algo-2.log")).read_text().splitlines()
+    first = runner.log_tail("pair")
+    hosts = 'hosts=["algo-1", "algo-2"]'
+    (mine,) = [line for line in first if line.startswith("host=")]
+    (theirs,) = [line for line in second if line.startswith("host=")]
+    assert mine.startswith(f"host=algo-1 {hosts} master=127.0.0.1:")
+    assert theirs == mine.replace("algo-1 ", "algo-2 ", 1)  # the same rendezvous
+    share = max(1, (os.cpu_count() or 1) // 2)
+    assert f"SM_NUM_CPUS={share}" in first and f"SM_NUM_CPUS={share}" in second
+    assert [p.value for p in runner.metrics("pair") if p.name == "train:loss"] == pytest.approx([1.0, 0.5])
+
+
+def test_an_instance_that_fails_ends_the_others_and_names_itself(runner, source_dir, data_uri):
+    runner.start(TrainingJobSpec(name="half-broken", inputs={"training": data_uri},
+                                 hyperparameters={"mode": "fail-on-algo-2"}, source_dir=source_dir,
+                                 instance_count=2))
+    job = wait_for(runner, "half-broken", lambda j: j.status.is_terminal)  # algo-1 would sleep for 120 s
+    assert job.status is JobStatus.FAILED
+    assert job.failure_reason.endswith("exited with code 3: ERROR: the data folder has no train/ split (on algo-2)")
+    assert "stopped by SIGTERM" in runner.log_tail("half-broken")
+
+
 def test_failing_script_reports_its_error(runner, source_dir, data_uri):
     runner.start(spec("crash-job", source_dir, data_uri, mode="crash"))
     job = wait_for(runner, "crash-job", lambda j: j.status.is_terminal)
@@ -133,13 +167,22 @@ def test_failing_script_reports_its_error(runner, source_dir, data_uri):
     assert job.model_uri is None
 
 
-def test_stop_sends_sigterm_and_ends_stopped(runner, source_dir, data_uri):
-    runner.start(spec("stop-job", source_dir, data_uri, mode="sleep"))
+@pytest.mark.parametrize("instances", [1, 2])
+def test_stop_sends_sigterm_and_ends_stopped(runner, source_dir, data_uri, instances):
+    runner.start(TrainingJobSpec(name="stop-job", inputs={"training": data_uri}, hyperparameters={"mode": "sleep"},
+                                 source_dir=source_dir, instance_count=instances))
     wait_for_log(runner, "stop-job", "sleeping")
+    second_log = runner.job_folder("stop-job").log_path.with_name("algo-2.log")
+    deadline = time.time() + 60
+    while instances == 2 and "sleeping" not in (second_log.read_text() if second_log.exists() else ""):
+        assert time.time() < deadline, "algo-2 never started"
+        time.sleep(0.2)
     assert runner.stop("stop-job").status in (JobStatus.STOPPING, JobStatus.STOPPED)
     job = wait_for(runner, "stop-job", lambda j: j.status.is_terminal)
     assert job.status is JobStatus.STOPPED
     assert any("stopped by SIGTERM" in line for line in runner.log_tail("stop-job"))
+    if instances == 2:
+        assert "stopped by SIGTERM" in second_log.read_text()
     assert runner.stop("stop-job").status is JobStatus.STOPPED  # stopping a finished job is harmless
 
 
