@@ -8,6 +8,7 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
+from app_pages._compute import compute_fields
 from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.entities import DatasetRecord
@@ -102,6 +103,7 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
         image_size = c2.selectbox("Image size (px)", IMAGE_SIZES, IMAGE_SIZES.index(64), key="tune_image_size")
         epochs = c3.number_input("Epochs", 1, 200, 2, key="tune_epochs")
         max_steps = c4.number_input("Max steps per epoch (0: all)", 0, 100_000, 0, key="tune_max_steps")
+        compute = compute_fields(be.runner, "tune")  # every trial's
         waiting = waiting_notice(be.runner)  # the trials are training jobs
         if waiting:
             st.caption(waiting)
@@ -117,6 +119,7 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
                     objective_type=ObjectiveType(objective_type), strategy=Strategy(strategy),
                     max_jobs=int(max_jobs), max_parallel_jobs=int(max_parallel),
                     early_stopping=EarlyStopping(early_stopping), warm_start_from=tuple(warm_start),
+                    **compute.spec_fields(),  # type: ignore[arg-type]
                 )
                 job = be.tuner.start(spec)
                 st.session_state["selected_tuning_job"] = job.name

@@ -139,12 +139,23 @@ class Job:
 
     @property
     def checkpoint_path(self) -> Path:
-        return Path(self.args.checkpoint_dir) / CHECKPOINT_FILE
+        return Path(self.args.checkpoint_dir) / checkpoint_file(self.args)
 
     @property
     def trained(self) -> nn.Module:
         """What the training steps run: the model, or its DistributedDataParallel wrapper."""
         return self.parallel if self.parallel is not None else self.model
+
+
+def checkpoint_file(args: argparse.Namespace) -> str:
+    """``checkpoint.pt``; a SageMaker tuning trial's is named for its job (``checkpoint-<job>.pt``).
+
+    SageMaker gives every trial of a tuning job the tuning job's one CheckpointConfig, so a trial
+    must neither resume from another's checkpoint nor overwrite it; a trial restarted after a spot
+    interruption keeps its job name and finds its own.
+    """
+    job = os.environ.get("TRAINING_JOB_NAME")
+    return f"checkpoint-{job}.pt" if args._tuning_objective_metric and job else CHECKPOINT_FILE
 
 
 # --- command line -------------------------------------------------------------------------
@@ -262,7 +273,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
     profiling.attach(job.model, job.optimizer, job.device)
     state = RunState()
     if job.world.is_main:
-        remove_stale_temps(job.checkpoint_path.parent)
+        remove_stale_temps(job.checkpoint_path.parent, job.checkpoint_path.name)
     if job.checkpoint_path.is_file():
         state = resume(job)
         LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)

@@ -58,6 +58,25 @@ class Compute:
     def spec_fields(self) -> dict[str, object]:
         return asdict(self)
 
+    def check(self) -> None:
+        """Refuses values no backend could give (each backend then checks what it offers).
+
+        Raises:
+            InvalidInputError: naming the field and why.
+        """
+        if self.instance_count < 1:
+            raise InvalidInputError("instance_count: must be at least 1")
+        if self.volume_size_gb < 1:
+            raise InvalidInputError("volume_size_gb: must be at least 1 GB")
+        if self.max_runtime_s < 1:
+            raise InvalidInputError("max_runtime_s: must be positive")
+        if self.use_spot and self.max_wait_s is None:
+            raise InvalidInputError("max_wait_s: a spot job needs a maximum wait (at least its maximum run time)")
+        if self.use_spot and self.max_wait_s is not None and self.max_wait_s < self.max_runtime_s:
+            raise InvalidInputError(
+                f"max_wait_s: a spot job's maximum wait ({self.max_wait_s} s) includes its run time, so it "
+                f"cannot be shorter than the maximum run time ({self.max_runtime_s} s)")
+
 
 GPU_FAMILIES = ("ml.g", "ml.p")
 """SageMaker's NVIDIA GPU families (g4dn, g5, g6, g6e, gr6, p3, p4d, p5, ...): named by their first letter."""

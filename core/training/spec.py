@@ -9,7 +9,7 @@ from pathlib import Path
 
 from core.config import ENTRYPOINTS_DIR
 from core.errors import InvalidInputError
-from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB
+from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute
 
 JOB_NAME_RE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")  # SageMaker's TrainingJobName
 CHANNEL_RE = re.compile(r"^[A-Za-z0-9\.\-_]{1,64}$")  # SageMaker's ChannelName
@@ -93,21 +93,15 @@ class TrainingJobSpec:
                 raise InvalidInputError(f"hyperparameters: invalid name {key!r}")
         if not (Path(self.source_dir) / self.entry_point).is_file():
             raise InvalidInputError(f"entry_point: {self.entry_point} not found in {self.source_dir}")
-        if self.instance_count < 1:
-            raise InvalidInputError("instance_count: must be at least 1")
-        if self.volume_size_gb < 1:
-            raise InvalidInputError("volume_size_gb: must be at least 1 GB")
-        if self.max_runtime_s < 1:
-            raise InvalidInputError("max_runtime_s: must be positive")
-        if self.use_spot and self.max_wait_s is None:
-            raise InvalidInputError("max_wait_s: a spot job needs a maximum wait (at least its maximum run time)")
-        if self.use_spot and self.max_wait_s is not None and self.max_wait_s < self.max_runtime_s:
-            raise InvalidInputError(
-                f"max_wait_s: a spot job's maximum wait ({self.max_wait_s} s) includes its run time, so it "
-                f"cannot be shorter than the maximum run time ({self.max_runtime_s} s)")
+        self.compute.check()
         names = [m.name for m in self.metric_definitions]
         if len(names) != len(set(names)):
             raise InvalidInputError("metric_definitions: metric names must be unique")
+
+    @property
+    def compute(self) -> Compute:
+        return Compute(self.instance_type, self.instance_count, self.volume_size_gb, self.max_runtime_s,
+                       self.use_spot, self.max_wait_s)
 
     @property
     def hyperparameters_as_strings(self) -> dict[str, str]:

@@ -12,6 +12,7 @@ from core.job_environment import require_ready
 from core.processes import is_process_alive, signal_process, start_supervisor
 from core.training import LocalJobRunner
 from core.training._local import STARTUP_GRACE_S
+from core.training.compute import check_local_compute
 from core.tuning._base import Tuner
 from core.tuning._store import TuningStore
 from core.tuning._supervisor import RUNTIME_NAME
@@ -43,6 +44,7 @@ class LocalTuner(Tuner):
         self.runtime_path = self.workspace / RUNTIME_NAME
 
     def start(self, spec: TuningJobSpec) -> TuningJob:
+        check_local_compute(spec.instance_type, spec.instance_count, spec.use_spot)
         require_ready(self.runner.job_python)
         for parent in spec.warm_start_from:
             try:

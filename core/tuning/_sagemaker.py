@@ -59,6 +59,7 @@ from core.config import ENTRYPOINTS_DIR
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
 from core.sagemaker_jobs import list_newest, stop_job
 from core.training._sagemaker import INTERNAL_HYPERPARAMETER_PREFIXES, pack_source_dir
+from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute
 from core.training.spec import TrainingJobSpec
 from core.tuning._base import Tuner
 from core.tuning.entities import Trial, TrialStatus, TuningJob
@@ -103,6 +104,21 @@ _TRIAL_STATUS = {
 
 def _seconds(value: Any) -> float | None:
     return value.timestamp() if isinstance(value, datetime) else None
+
+
+def compute_from_definition(training: Mapping[str, Any]) -> Compute:
+    """The trials' compute, from a TrainingJobDefinition."""
+    resources = training.get("ResourceConfig") or {}
+    stopping = training.get("StoppingCondition") or {}
+    spot = bool(training.get("EnableManagedSpotTraining"))
+    return Compute(
+        instance_type=resources.get("InstanceType", "local"),
+        instance_count=int(resources.get("InstanceCount", 1)),
+        volume_size_gb=int(resources.get("VolumeSizeInGB", DEFAULT_VOLUME_SIZE_GB)),
+        max_runtime_s=int(stopping.get("MaxRuntimeInSeconds", DEFAULT_MAX_RUNTIME_S)),
+        use_spot=spot,
+        max_wait_s=stopping.get("MaxWaitTimeInSeconds") if spot else None,
+    )
 
 
 def _grid_size(ranges: Sequence[ParameterRange]) -> int:
@@ -309,7 +325,7 @@ class SageMakerTuner(Tuner):
                 hyperparameters=spec.static_hyperparameters,
                 entry_point=self._entry_point,
                 source_dir=self._source_dir,
-                instance_type=spec.instance_type,
+                **spec.compute.spec_fields(),  # type: ignore[arg-type]
             ),
             code_uri,
         )
@@ -354,6 +370,7 @@ class SageMakerTuner(Tuner):
     def start(self, spec: TuningJobSpec) -> TuningJob:
         code_key = self.code_key(spec.name)
         request = self.tuning_job_request(spec, self._storage.uri(code_key))
+        self.runner.check_instance_type(request["TrainingJobDefinition"]["ResourceConfig"]["InstanceType"])
         try:
             self._describe_raw(spec.name)
         except NotFoundError:
@@ -439,7 +456,8 @@ class SageMakerTuner(Tuner):
         """The spec rebuilt from the tuning job's description.
 
         ``instance_type`` reads as the SageMaker type the trials ran on (``local`` becomes
-        ``ml.m5.xlarge``); a Grid search's max_jobs is its number of combinations.
+        ``ml.m5.xlarge``), with their count, volume, time limit and managed spot; a Grid search's
+        max_jobs is its number of combinations.
 
         Raises:
             NotFoundError: no tuning job of that name.
@@ -478,6 +496,6 @@ class SageMakerTuner(Tuner):
             max_parallel_jobs=min(job.max_parallel_jobs, job.max_jobs),
             early_stopping=early_stopping,
             warm_start_from=tuple(p["HyperParameterTuningJobName"] for p in parents),
-            instance_type=(training.get("ResourceConfig") or {}).get("InstanceType", "local"),
+            **compute_from_definition(training).spec_fields(),  # type: ignore[arg-type]
             seed=int(config.get("RandomSeed", 0)),
         )

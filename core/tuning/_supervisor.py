@@ -111,6 +111,7 @@ class TuningSupervisor:
             self.runner.start(TrainingJobSpec(
                 name=job_name, inputs=self.spec.inputs,
                 hyperparameters={**self.spec.static_hyperparameters, **hyperparameters},
+                **self.spec.compute.spec_fields(),  # type: ignore[arg-type]
             ), num_cpus=cpu_share(self.spec.max_parallel_jobs, self.runner.cpus))
         except Exception as exc:  # a trial that cannot start fails alone
             study.tell(trial, state=optuna.trial.TrialState.FAIL)

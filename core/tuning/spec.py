@@ -14,6 +14,7 @@ from enum import Enum
 from typing import cast
 
 from core.errors import InvalidInputError
+from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS, JOB_NAME_RE
 from entrypoints.hyperparameters import HYPERPARAMETERS
 
@@ -122,6 +123,8 @@ class TuningJobSpec:
         max_jobs, max_parallel_jobs: the budget.
         early_stopping: Auto stops trials whose intermediate objective lags (median rule).
         warm_start_from: earlier tuning jobs whose trials seed the search.
+        instance_type, instance_count, volume_size_gb, max_runtime_s, use_spot, max_wait_s: each
+            trial's compute, as for a training job (``compute``).
         seed: makes the local search repeatable.
     """
 
@@ -137,6 +140,11 @@ class TuningJobSpec:
     early_stopping: EarlyStopping = EarlyStopping.OFF
     warm_start_from: tuple[str, ...] = ()
     instance_type: str = "local"
+    instance_count: int = 1
+    volume_size_gb: int = DEFAULT_VOLUME_SIZE_GB
+    max_runtime_s: int = DEFAULT_MAX_RUNTIME_S
+    use_spot: bool = False
+    max_wait_s: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -180,6 +188,13 @@ class TuningJobSpec:
         for source in self.warm_start_from:
             if not JOB_NAME_RE.match(source):
                 raise InvalidInputError(f"warm_start_from: invalid tuning job name {source!r}")
+        self.compute.check()
+
+    @property
+    def compute(self) -> Compute:
+        """What each trial runs on."""
+        return Compute(self.instance_type, self.instance_count, self.volume_size_gb, self.max_runtime_s,
+                       self.use_spot, self.max_wait_s)
 
     def trial_name(self, number: int) -> str:
         """The training job name of trial ``number`` (0-based): ``<name>-001`` and so on."""
@@ -232,7 +247,7 @@ def spec_to_dict(spec: TuningJobSpec) -> dict[str, object]:
         "max_parallel_jobs": spec.max_parallel_jobs,
         "early_stopping": spec.early_stopping.value,
         "warm_start_from": list(spec.warm_start_from),
-        "instance_type": spec.instance_type,
+        **spec.compute.spec_fields(),
         "seed": spec.seed,
     }
 

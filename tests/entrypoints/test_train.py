@@ -361,3 +361,24 @@ def test_resnet_frozen_sgd_heavy_without_test_split(main_calls: dict[str, dict[s
     assert EPOCH_LINE.match(lines[-3]) and lines[-3].startswith("epoch=1/1 ")
     assert lines[-1] == "no test/ split: skipping test evaluation"
     assert outcome["optimized_tensors"] == 2  # the classifier's weight and bias only
+
+
+def test_tuning_trials_sharing_a_checkpoint_folder_keep_their_checkpoints_apart(tmp_path: Path,
+                                                                                dataset: Path) -> None:
+    """SageMaker gives every trial of a tuning job one CheckpointConfig: a trial (``_tuning_objective_metric``
+    set) names its checkpoint for its job, so it never resumes from another trial's."""
+
+    def trial(job: str, epochs: int) -> subprocess.CompletedProcess[str]:
+        env = {**_job_env(tmp_path, dataset), "TRAINING_JOB_NAME": job}
+        return subprocess.run([str(DEFAULT_JOB_PYTHON), str(TRAIN_PY), *RUN_ARGS, "--epochs", str(epochs),
+                               "--max-steps-per-epoch", "2"], env=env, capture_output=True, text=True, timeout=300)
+
+    for job in ("hpo-001", "hpo-002"):
+        result = trial(job, 1)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "resumed from checkpoint" not in result.stdout
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["checkpoint-hpo-001.pt",
+                                                                           "checkpoint-hpo-002.pt"]
+    again = trial("hpo-001", 2)  # restarted (a spot interruption): its own checkpoint, one epoch done
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "resumed from checkpoint epoch=1 batch=0" in _lines(again.stdout)

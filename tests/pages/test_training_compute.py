@@ -101,3 +101,42 @@ def test_more_instances_than_the_quota_shows_awss_words(aws_backend: Backend, aw
                           "Ask for more in the Service Quotas console (Amazon SageMaker), or choose fewer or other "
                           "instances")
     assert aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
+
+
+def _set_tuning_compute(at: AppTest, instance_type: str, count: int, max_run_min: int,
+                        max_wait_min: int | None = None) -> None:
+    at.selectbox(key="tune_instance_type").select(instance_type)
+    at.number_input(key="tune_instance_count").set_value(count)
+    at.number_input(key="tune_max_run").set_value(max_run_min)
+    if max_wait_min is not None:
+        at.checkbox(key="tune_spot").check()
+        at.number_input(key="tune_max_wait").set_value(max_wait_min)
+
+
+def test_a_sagemaker_tuning_jobs_trials_carry_the_forms_compute(aws_backend: Backend, aws: AwsSession,
+                                                                dataset_in_s3: None) -> None:
+    at = open_page("tuning")
+    assert at.selectbox(key="tune_instance_type").value == "ml.m5.xlarge"
+    at.text_input(key="tune_name").input("gpu-hpo")
+    _set_tuning_compute(at, "ml.g5.xlarge", 2, 60, max_wait_min=120)
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("Started gpu-hpo" in s.value for s in at.success), [e.value for e in at.error]
+    definition = aws.client("sagemaker").describe_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="gpu-hpo")["TrainingJobDefinition"]
+    assert definition["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 30}
+    assert definition["EnableManagedSpotTraining"] is True
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert definition["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{PREFIX}/jobs/gpu-hpo/checkpoints"
+
+
+def test_the_local_tuning_form_refuses_managed_spot_in_words(local_backend: Backend, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    add_dataset(local_backend, tmp_path)
+    at = open_page("tuning")
+    _set_tuning_compute(at, "local", 1, 60, max_wait_min=120)
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("managed spot training: SageMaker's, on the aws backend" in e.value for e in at.error)
+    assert local_backend.tuner.list_tuning_jobs() == []

@@ -4,6 +4,7 @@ hyperparameters, so the search has something to find and the pruner something to
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -238,6 +239,36 @@ def test_start_refuses_duplicates_and_unknown_warm_start(tuner: LocalTuner, data
         tuner.start(TuningJobSpec(name="warm", inputs={"training": data_uri}, warm_start_from=("nope",),
                                   ranges=[ContinuousRange("lr", 1e-4, 1e-2)]))
     wait_terminal(tuner, "dup")
+
+
+@pytest.mark.parametrize(("compute", "expected"), [
+    ({"use_spot": True, "max_wait_s": 48 * 3600}, "managed spot training: SageMaker's"),
+    ({"instance_type": "ml.g5.xlarge"}, "ml.g5.xlarge: the local backend runs jobs on this machine"),
+    ({"instance_count": (os.cpu_count() or 1) + 1}, "locally each instance is a training process"),
+])
+def test_start_refuses_compute_this_machine_cannot_give_before_any_trial(tuner: LocalTuner, data_uri: str,
+                                                                         compute: dict, expected: str) -> None:
+    with pytest.raises(InvalidInputError, match=expected):
+        tuner.start(TuningJobSpec(name="too-much", inputs={"training": data_uri}, max_jobs=1, max_parallel_jobs=1,
+                                  ranges=[ContinuousRange("lr", 1e-4, 1e-2)], **compute))
+    assert tuner.list_tuning_jobs() == []
+
+
+def test_each_trial_runs_on_the_tuning_jobs_compute(tmp_path: Path, data_uri: str) -> None:
+    fake = tmp_path / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    workspace = tmp_path / "ws"
+    runner = LocalJobRunner(JobStore(workspace / "console.db"), workspace / "jobs", fake, sidecars=())
+    tuner = LocalTuner(runner, workspace)
+    tuner.start(TuningJobSpec(name="pairs", inputs={"training": data_uri}, max_jobs=1, max_parallel_jobs=1,
+                              ranges=[ContinuousRange("lr", 1e-4, 1e-2)], static_hyperparameters={"epochs": 1},
+                              instance_count=2, max_runtime_s=600))
+    assert wait_terminal(tuner, "pairs").status is JobStatus.COMPLETED
+    (trial,) = tuner.trials("pairs")
+    spec = json.loads(runner.job_folder(trial.job_name).spec_path.read_text())
+    assert (spec["instance_count"], spec["max_runtime_s"]) == (2, 600)
+    assert runner.job_folder(trial.job_name).log_path.with_name("algo-2.log").is_file()  # two processes ran
 
 
 def test_trials_run_with_the_runners_sidecars(tmp_path: Path, data_uri: str) -> None:

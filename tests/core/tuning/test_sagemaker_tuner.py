@@ -392,10 +392,35 @@ def test_describe_maps_each_status(
 
 
 def test_spec_is_rebuilt_from_the_description(tuner: SageMakerTuner) -> None:
-    original = _spec(instance_type="ml.g5.xlarge")
+    original = _spec(instance_type="ml.g5.xlarge", instance_count=2, volume_size_gb=50, max_runtime_s=3600,
+                     use_spot=True, max_wait_s=7200)
     tuner.start(original)
     assert spec_to_dict(tuner.spec("hpo-1")) == spec_to_dict(original)
     assert tuner.spec("hpo-1").ranges == RANGES
+
+
+def test_every_trial_runs_on_the_chosen_compute(tuner: SageMakerTuner, aws: AwsSession) -> None:
+    requests = _capture_requests(aws)
+    tuner.start(_spec(instance_type="ml.g5.xlarge", instance_count=2, volume_size_gb=50, max_runtime_s=3600,
+                      use_spot=True, max_wait_s=7200))
+    (request,) = requests
+    _validate(aws, request)
+    definition = request["TrainingJobDefinition"]
+    assert definition["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 2, "VolumeSizeInGB": 50}
+    assert definition["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert definition["EnableManagedSpotTraining"] is True
+    # one prefix for every trial, as SageMaker has it: train.py names each trial's checkpoint for its job
+    assert definition["CheckpointConfig"] == {"S3Uri": f"s3://{BUCKET}/{PREFIX}/jobs/hpo-1/checkpoints",
+                                              "LocalPath": "/opt/ml/checkpoints"}
+    assert definition["StaticHyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+def test_a_type_the_region_does_not_offer_is_refused_before_anything_is_sent(tuner: SageMakerTuner,
+                                                                              aws: AwsSession) -> None:
+    requests = _capture_requests(aws)
+    with pytest.raises(InvalidInputError, match=r"ml\.nonexistent\.xlarge: SageMaker has no training instance"):
+        tuner.start(_spec(instance_type="ml.nonexistent.xlarge"))
+    assert requests == []
 
 
 def test_spec_of_a_foreign_job_keeps_only_what_the_script_takes(tuner: SageMakerTuner, aws: AwsSession) -> None:
