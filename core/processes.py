@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -171,3 +172,11 @@ def stop_process(pid: int | None, marker: str, *, grace_s: float, group: bool = 
         while time.monotonic() < deadline and is_process_alive(pid, marker):
             time.sleep(_POLL_S)
     return not is_process_alive(pid, marker)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on right now (a local server's, or where a job's
+    processes meet)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +28,7 @@ from core.endpoints.invoke import error_message
 from core.errors import AlreadyExistsError, BackendError, InvalidInputError, NotFoundError
 from core.job_environment import require_ready
 from core.jobstore import JobStore
-from core.processes import is_process_alive, start_detached, stop_process
+from core.processes import free_port, is_process_alive, start_detached, stop_process
 
 HOST = "127.0.0.1"
 SERVE_SCRIPT = ENTRYPOINTS_DIR / "serve.py"
@@ -242,13 +241,6 @@ def local_model_path(model_uri: str) -> Path:
     if not path.exists():
         raise InvalidInputError(f"model URI {model_uri!r}: {path} does not exist")
     return path.resolve()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 def ping(url: str, timeout: float = 2.0) -> bool:

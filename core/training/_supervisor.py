@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tarfile
@@ -36,7 +35,7 @@ from pathlib import Path
 
 from core.config import REPO_ROOT
 from core.jobstore import JobStore
-from core.processes import detach_and_run
+from core.processes import detach_and_run, free_port
 from core.training.layout import (
     JobLayout,
     host_environments,
@@ -259,13 +258,6 @@ class Supervisor:
             self.spec.name, status=status, failure_reason=reason, ended_at=time.time(), model_uri=model_uri,
             final_metrics=metrics, secondary_status=status.value, heartbeat_at=time.time(),
         )
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now: where a job's processes meet."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def sidecar_command(job_python: str, sidecar: Sequence[str], job_dir: Path, database: Path, job_name: str,

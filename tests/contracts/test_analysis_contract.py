@@ -26,7 +26,7 @@ from core.debugger import DebugStore, TrialState
 from core.entities import TrainingJob
 from core.profiler import ProfilerStore
 from core.training import TrainingJobSpec
-from core.types import JobStatus
+from core.types import BackendKind, JobStatus
 from tests.standins.containers import LocalContainers
 from tests.standins.sagemaker import SageMakerStandIn
 
@@ -122,3 +122,24 @@ def test_a_job_that_fails_before_its_first_step_ends_its_analysis_with_the_reaso
     trial = DebugStore(backend.store).trial("unanalysable-1")
     assert trial is not None and trial.state is TrialState.MISSING and trial.message, trial
     assert trial.steps == 0
+
+
+def test_a_job_of_two_instances_is_analysed_from_its_first_host(backend: Backend, small_digits: Path) -> None:
+    """Data-parallel training: the first host (rank 0) records the trial and the profile for the job."""
+    data_uri = backend.storage.put_folder(small_digits, f"datasets/{small_digits.name}")
+    backend.runner.start(TrainingJobSpec(name="analysed-2", inputs={"training": data_uri},
+                                         hyperparameters=dict(HYPERPARAMETERS), instance_count=2))
+
+    job, _ = _analysed(backend, "analysed-2")
+
+    assert job.status is JobStatus.COMPLETED, (job.failure_reason, backend.runner.log_tail("analysed-2"))
+    log = backend.runner.log_tail("analysed-2")
+    assert any(line.endswith(" processes=2") for line in log)
+    if backend.settings.backend is BackendKind.AWS:  # one stream per host, merged: "[algo-2-<epoch s>] ..."
+        assert any(line.startswith("[algo-2-") and "rank 1 of 2" in line for line in log), log
+    debug = DebugStore(backend.store)
+    trial = debug.trial("analysed-2")
+    assert trial is not None and trial.state is TrialState.COMPLETE and trial.steps > 0, trial
+    assert debug.series("analysed-2", "losses", ["value"], modes=["TRAIN"])
+    summary = ProfilerStore(backend.store).documents("analysed-2")["summary"]
+    assert summary["state"] == "complete" and summary["samples"] > 0 and summary["steps"] > 0, summary

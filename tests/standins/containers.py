@@ -13,32 +13,40 @@ and the ``sagemaker-training`` toolkit of its framework images do, against the m
    ``sourcedir.tar.gz``, unpacked. Each channel is listed at moto; an object listed with the
    ETag and size of one an earlier job of the stand-in downloaded is copied from
    :class:`~tests.standins.object_cache.ObjectCache` instead of fetched again.
-2. **Training**: ``<job python> <sagemaker_program> --name value ...`` (every hyperparameter
-   but the ``sagemaker_*`` ones) in ``code``, in its own process group, with the ``SM_*``
-   environment of :func:`core.training.layout.training_environment` (the local backend's;
-   ``SAGEMAKER_BASE_DIR`` is the job's ``opt/ml``), ``HOME`` an empty folder, fake
-   credentials, the job's region and ``AWS_ENDPOINT_URL`` at moto, so the script's own uploads
-   (an smdebug trial, profiler output) land in moto. Its output (stdout and stderr together)
-   goes to CloudWatch Logs at moto, group ``/aws/sagemaker/TrainingJobs``, stream
-   ``<job>/algo-1-<epoch seconds>``, in batches every ``log_flush_s``; each line is matched
-   against the job's MetricDefinitions and the values go to CloudWatch metrics as SageMaker
-   publishes them (namespace ``/aws/sagemaker/TrainingJobs``, dimension ``Host=<job>/algo-1``).
+2. **Training**: on each of the job's ``InstanceCount`` hosts ``algo-1`` ... ``algo-N``,
+   ``<job python> <sagemaker_program> --name value ...`` (every hyperparameter but the
+   ``sagemaker_*`` ones) in ``code``, in a process group of its own, with the ``SM_*``
+   environment of :func:`core.training.layout.training_environment` as
+   :func:`~core.training.layout.host_environments` gives it to each host (the local backend's:
+   ``SM_HOSTS``, ``SM_CURRENT_HOST``, a share of ``SM_NUM_CPUS``, the rendezvous at
+   ``MASTER_ADDR=127.0.0.1`` and a free ``MASTER_PORT``; ``SAGEMAKER_BASE_DIR`` is the job's
+   ``opt/ml``), ``HOME`` an empty folder, fake credentials, the job's region and
+   ``AWS_ENDPOINT_URL`` at moto, so the script's own uploads (an smdebug trial, profiler
+   output) land in moto. Each host's output (stdout and stderr together) goes to CloudWatch
+   Logs at moto, group ``/aws/sagemaker/TrainingJobs``, stream ``<job>/algo-<i>-<epoch
+   seconds>``, in batches every ``log_flush_s``; each line is matched against the job's
+   MetricDefinitions and the values go to CloudWatch metrics as SageMaker publishes them
+   (namespace ``/aws/sagemaker/TrainingJobs``, dimension ``Host=<job>/algo-<i>``).
+   FinalMetricDataList is ``algo-1``'s.
 3. **Uploading**: ``model`` as ``<S3OutputPath>/<job>/output/model.tar.gz`` (also after a
    stop, as SageMaker does), ``output/data`` as ``output.tar.gz`` beside it when the script
    wrote any, and ``checkpoints`` to ``CheckpointConfig.S3Uri``.
 
-The job ends Completed (exit code 0), Stopped (after :meth:`Container.stop`, StopTrainingJob:
-SIGTERM to the process group, SIGKILL after ``stop_grace_s``; SageMaker waits 120 s) or Failed,
-with the toolkit's FailureReason::
+The job ends once every host's script has exited: Completed (all exit with 0), Stopped (after
+:meth:`Container.stop`, StopTrainingJob: SIGTERM to every host's process group, SIGKILL after
+``stop_grace_s``; SageMaker waits 120 s) or Failed, with the toolkit's FailureReason for the
+first host to fail::
 
     AlgorithmError: ExecuteUserScriptError:
     ExitCode 1
     ErrorMessage "ValueError: the last error line of the output"
     Command "python train.py --epochs 2", exit code: 1
 
-A job that cannot start fails as SageMaker fails it (``ClientError: No S3 objects found under
-S3 URL ...`` for an empty channel). When the script exits, whatever it left running in its
-process group is killed, as the end of a container ends everything in it.
+When a host's script fails (no stop asked), the other hosts' process groups get SIGTERM, and
+SIGKILL after ``stop_grace_s``: a peer waiting for it at the rendezvous or in a collective would
+wait minutes. A job that cannot start fails as SageMaker fails it (``ClientError: No S3 objects
+found under S3 URL ...`` for an empty channel). When a host's script exits, whatever it left
+running in its process group is killed, as the end of a container ends everything in it.
 
 Nothing but 127.0.0.1 is contacted: the stand-in talks to moto only, and the script runs with
 a ``sitecustomize`` that refuses every connection and name lookup beyond loopback (the
@@ -46,16 +54,20 @@ refusal is printed with :data:`NETWORK_REFUSED` and reported as a stand-in error
 the test). Code that opens sockets outside Python's ``socket`` module is not covered.
 
 Not stood in for: ``requirements.txt`` in the source is not installed (the job environment
-stands for the image with it installed), one host only (``algo-1``; the host name in
-``resourceconfig.json`` and ``SM_HOSTS`` is the local backend's ``localhost``, as the name
-``algo-1`` does not resolve here), no ``MaxRuntimeInSeconds`` limit, File input mode only, and
-a job needs one channel at least (the local backend's rule; SageMaker allows none). A process
-that leaves the script's process group (``setsid``) is not followed; should it hold the output
-pipe open, the job does not end and stopping the stand-in reports it as an error.
+stands for the image with it installed); the hosts are processes of this machine sharing its
+CPUs and one job folder (it stands for every host's ``/opt/ml``: a data-parallel script writes
+from its first host only, and ``resourceconfig.json`` is the first host's), and they meet at
+127.0.0.1, as ``algo-1`` does not resolve here (a job of one host is the local backend's
+``localhost`` in ``resourceconfig.json`` and ``SM_HOSTS``); no ``MaxRuntimeInSeconds`` limit,
+File input mode only, and a job needs one channel at least (the local backend's rule; SageMaker
+allows none). A process that leaves its script's process group (``setsid``) is not followed;
+should it hold the output pipe open, the job does not end and stopping the stand-in reports it
+as an error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -79,14 +91,21 @@ from botocore.exceptions import ClientError
 from core.config import load_settings
 from core.entities import MetricPoint
 from core.errors import InvalidInputError
-from core.training.layout import LOCAL_HOST, JobLayout, cpu_share, hyperparameters_to_args, training_environment
+from core.processes import free_port
+from core.training.layout import (
+    JobLayout,
+    cpu_share,
+    host_environments,
+    host_names,
+    hyperparameters_to_args,
+    training_environment,
+)
 from core.training.metrics import MetricScraper
 from core.training.spec import MetricDefinition, TrainingJobSpec
 from tests.standins.object_cache import ObjectCache
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 METRIC_NAMESPACE = "/aws/sagemaker/TrainingJobs"
-HOST = "algo-1"
 FAKE_ACCESS_KEY = "AKIASTANDINCONTAINER"
 FAKE_SECRET = "stand-in-container-secret"
 NETWORK_REFUSED = "[sagemaker stand-in] refused a connection beyond loopback:"
@@ -228,10 +247,13 @@ class Container:
         self._region = arn.split(":")[3]
         self._on_phase, self._on_end, self._on_error = on_phase, on_end, on_error
         self._lock = threading.Lock()
-        self._process: subprocess.Popen[bytes] | None = None
+        self._hosts: list[_Host] = []
+        """Every host's script, once started (all at once, under the lock)."""
         self._stop_requested = False
+        self._failed: _Host | None = None
+        """The first host whose script failed while no stop was asked: the job's FailureReason."""
         self._exited = threading.Event()
-        """Set once the script has exited: its process may be reaped, its group is no longer signalled."""
+        """Set once every host's script has exited, or none will run: the job ends as it will."""
         self._thread = threading.Thread(target=self._run, name=f"container-{self.name}", daemon=True)
         self._s3: Any = None
         self._logs: Any = None
@@ -245,18 +267,18 @@ class Container:
         self._thread.start()
 
     def stop(self) -> bool:
-        """StopTrainingJob: SIGTERM now, SIGKILL after the grace period.
+        """StopTrainingJob: SIGTERM to every host now, SIGKILL after the grace period.
 
         Returns:
-            False when the script has exited already (the job ends as it would have).
+            False when the job's end is settled already, every script having exited or one having
+            failed (the job ends as it would have).
         """
         with self._lock:
-            if self._exited.is_set():
+            if self._exited.is_set() or self._failed is not None:
                 return False
             if not self._stop_requested:
                 self._stop_requested = True
-                if self._process is not None:
-                    self._terminate_locked()
+                self._terminate_locked()
         return True
 
     def end(self) -> None:
@@ -269,22 +291,21 @@ class Container:
             self._on_error(f"training job {self.name}: its container did not end")
 
     def _terminate_locked(self) -> None:
-        assert self._process is not None
-        self._signal_group_locked(signal.SIGTERM)
-        threading.Thread(target=self._kill_after_grace, name=f"container-{self.name}-kill", daemon=True).start()
+        """SIGTERM to the process group of every host's script still running, SIGKILL after the grace period."""
+        if self._signal_groups_locked(signal.SIGTERM):
+            threading.Thread(target=self._kill_after_grace, name=f"container-{self.name}-kill", daemon=True).start()
 
     def _kill_after_grace(self) -> None:
         if not self._exited.wait(self._config.stop_grace_s):
             with self._lock:
-                self._signal_group_locked(signal.SIGKILL)
+                self._signal_groups_locked(signal.SIGKILL)
 
-    def _signal_group_locked(self, sig: signal.Signals) -> None:
-        """Signals the script's process group, unless the script has been reaped (its id may be reused)."""
-        if self._process is not None and self._process.returncode is None:
-            try:
-                os.killpg(self._process.pid, sig)
-            except ProcessLookupError:
-                pass
+    def _signal_groups_locked(self, sig: signal.Signals) -> bool:
+        """Signals the process group of every host's script not reaped yet; whether there was any."""
+        running = [host.process for host in self._hosts if host.process.returncode is None]
+        for process in running:
+            _signal_group(process, sig)
+        return bool(running)
 
     # --- the job's thread --------------------------------------------------------------------
 
@@ -305,16 +326,16 @@ class Container:
             self._on_phase(self.name, "Downloading", "Downloading input data")
             layout, spec = self._prepare()
             self._on_phase(self.name, "Training", "Training image download completed. Training in progress.")
-            code, command, output = self._train(layout, spec)
-            final_metrics = output.final_metrics
+            command, hosts = self._train(layout, spec)
+            final_metrics = hosts[0].output.final_metrics
             with self._lock:
-                stopped = self._stop_requested
+                stopped, failed = self._stop_requested, self._failed
             if stopped:
                 status = "Stopped"
-            elif code == 0:
+            elif failed is None:
                 status = "Completed"
             else:
-                status, reason = "Failed", _failure_reason(code, command, output.error_line)
+                status, reason = "Failed", _failure_reason(failed.code, command, failed.output.error_line)
             if status != "Failed":
                 if not stopped:
                     self._on_phase(self.name, "Uploading", "Uploading generated training model")
@@ -351,15 +372,16 @@ class Container:
         channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"]
                     for c in self._request.get("InputDataConfig") or [] if "S3DataSource" in c.get("DataSource", {})}
         instance_type = self._request["ResourceConfig"]["InstanceType"]
+        hosts = host_names(self._request["ResourceConfig"]["InstanceCount"])
         _write_json(layout.config_dir / "hyperparameters.json", hyperparameters)
         _write_json(layout.config_dir / "inputdataconfig.json", {
             name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated", "RecordWrapperType": "None"}
             for name in channels})
         _write_json(layout.config_dir / "resourceconfig.json", {
-            "current_host": LOCAL_HOST, "hosts": [LOCAL_HOST], "current_instance_type": instance_type,
+            "current_host": hosts[0], "hosts": hosts, "current_instance_type": instance_type,
             "current_group_name": "homogeneousCluster", "network_interface_name": "lo",
             "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
-                                 "hosts": [LOCAL_HOST]}]})
+                                 "hosts": hosts}]})
         for channel, uri in channels.items():
             if not self._download(uri, layout.data_dir / channel):
                 raise JobFailure(
@@ -446,32 +468,55 @@ class Container:
         }
         return training_environment(spec, layout, base, num_cpus=self._num_cpus)
 
-    def _train(self, layout: JobLayout, spec: TrainingJobSpec) -> tuple[int, list[str], _Output]:
-        """Runs the script to its end; (exit code, command as the toolkit logs it, what it printed)."""
+    def _train(self, layout: JobLayout, spec: TrainingJobSpec) -> tuple[list[str], list[_Host]]:
+        """Runs the script on every host to their ends; (command as the toolkit logs it, the hosts)."""
         command = [str(self._config.job_python), spec.entry_point,
                    *hyperparameters_to_args(spec.hyperparameters_as_strings)]
-        output = _Output(MetricScraper(spec.metric_definitions))
-        with _Shipper(self._logs, self._cloudwatch, self.name, self._config.log_flush_s, self._on_error) as shipper:
+        count = self._request["ResourceConfig"]["InstanceCount"]
+        environments = host_environments(self._environment(layout, spec), count, free_port())
+        with contextlib.ExitStack() as stack:
+            shippers = [stack.enter_context(_Shipper(self._logs, self._cloudwatch, self.name, f"algo-{i}",
+                                                     self._config.log_flush_s, self._on_error))
+                        for i in range(1, count + 1)]
             with self._lock:
                 if self._stop_requested:
                     raise _Stopped
-                self._process = subprocess.Popen(
-                    command, cwd=layout.code_dir, env=self._environment(layout, spec), stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
-                )
-            process = self._process
-            assert process.stdout is not None
-            pump = threading.Thread(target=self._pump, args=(process.stdout, output, shipper),
-                                    name=f"container-{self.name}-log", daemon=True)
-            pump.start()
-            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: its group id is ours
-            with self._lock:
+                try:
+                    for shipper, env in zip(shippers, environments, strict=True):
+                        process = subprocess.Popen(
+                            command, cwd=layout.code_dir, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                        )
+                        self._hosts.append(_Host(shipper.host, process, _Output(MetricScraper(spec.metric_definitions))))
+                except OSError:
+                    self._signal_groups_locked(signal.SIGKILL)  # the hosts started would wait for the others
+                    raise
+            followers = [threading.Thread(target=self._follow, args=(host, shipper),
+                                          name=f"container-{self.name}-{host.name}", daemon=True)
+                         for host, shipper in zip(self._hosts, shippers, strict=True)]
+            for follower in followers:
+                follower.start()
+            for follower in followers:
+                follower.join()
+        return command, self._hosts
+
+    def _follow(self, host: _Host, shipper: _Shipper) -> None:
+        """Ships one host's output until its script has exited; the first to fail ends the others."""
+        process = host.process
+        assert process.stdout is not None
+        pump = threading.Thread(target=self._pump, args=(process.stdout, host.output, shipper),
+                                name=f"container-{self.name}-{host.name}-log", daemon=True)
+        pump.start()
+        os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: its group id is ours
+        with self._lock:
+            _signal_group(process, signal.SIGKILL)  # what it left running ends with its container
+            if process.wait() != 0 and not self._stop_requested and self._failed is None:
+                self._failed = host
+                self._terminate_locked()
+            if all(h.process.returncode is not None for h in self._hosts):
                 self._exited.set()
-                self._signal_group_locked(signal.SIGKILL)  # what it left running ends with the container
-                code = process.wait()
-            pump.join()
-            process.stdout.close()
-        return code, command, output
+        pump.join()
+        process.stdout.close()
 
     def _pump(self, stream: IO[bytes], output: _Output, shipper: _Shipper) -> None:
         for raw in iter(stream.readline, b""):
@@ -479,7 +524,7 @@ class Container:
             now = time.time()
             shipper.log(now, line)
             for point in output.feed(line, now):
-                shipper.metric(self.name, point.name, point.value, now)
+                shipper.metric(point.name, point.value, now)
             if line.startswith(NETWORK_REFUSED):
                 self._on_error(f"training job {self.name}: {line}")
 
@@ -508,8 +553,24 @@ class Container:
             self._s3.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
 
 
+@dataclass(frozen=True)
+class _Host:
+    """One instance of the job: its script's process and what it printed."""
+
+    name: str
+    """``algo-<i>``: its log stream and metric dimension."""
+    process: subprocess.Popen[bytes]
+    output: _Output
+
+    @property
+    def code(self) -> int:
+        """The script's exit code, once reaped."""
+        assert self.process.returncode is not None
+        return self.process.returncode
+
+
 class _Output:
-    """What the script printed that the job's end needs: final metric values, the last error line."""
+    """What a host's script printed that the job's end needs: final metric values, the last error line."""
 
     def __init__(self, scraper: MetricScraper) -> None:
         self._scraper = scraper
@@ -539,18 +600,21 @@ class _Output:
 
 
 class _Shipper:
-    """Sends the job's output to CloudWatch Logs and its metric values to CloudWatch, in batches."""
+    """Sends one host's output to CloudWatch Logs and its metric values to CloudWatch, in batches."""
 
-    def __init__(self, logs: Any, cloudwatch: Any, job_name: str, flush_s: float, on_error: ErrorCallback) -> None:
+    def __init__(self, logs: Any, cloudwatch: Any, job_name: str, host: str, flush_s: float,
+                 on_error: ErrorCallback) -> None:
         self._logs, self._cloudwatch = logs, cloudwatch
-        self._stream = f"{job_name}/{HOST}-{int(time.time())}"
+        self.host = host
+        self._stream = f"{job_name}/{host}-{int(time.time())}"
+        self._dimension = f"{job_name}/{host}"
         self._flush_s = flush_s
         self._on_error = on_error
         self._lock = threading.Lock()
         self._events: list[dict[str, Any]] = []
         self._metrics: list[dict[str, Any]] = []
         self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name=f"container-{job_name}-ship", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=f"container-{job_name}-{host}-ship", daemon=True)
 
     def __enter__(self) -> _Shipper:
         try:
@@ -575,11 +639,11 @@ class _Shipper:
         with self._lock:
             self._events.append({"timestamp": int(timestamp * 1000), "message": message})
 
-    def metric(self, job_name: str, name: str, value: float, timestamp: float) -> None:
+    def metric(self, name: str, value: float, timestamp: float) -> None:
         with self._lock:
             self._metrics.append({
                 "MetricName": name, "Value": value, "Timestamp": datetime.fromtimestamp(timestamp, UTC),
-                "Dimensions": [{"Name": "Host", "Value": f"{job_name}/{HOST}"}],
+                "Dimensions": [{"Name": "Host", "Value": self._dimension}],
             })
 
     def _loop(self) -> None:
@@ -613,6 +677,13 @@ def _log_batches(events: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]
         size += event_size
     if batch:
         yield batch
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """Signals a script's process group, unless the script has been reaped (its id may be reused)."""
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
 
 
 def _failure_reason(code: int, command: list[str], error_line: str) -> str:

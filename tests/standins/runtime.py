@@ -68,8 +68,9 @@ from botocore.model import ServiceModel, Shape
 from botocore.validate import ParamValidator
 
 from core.config import DEFAULT_JOB_PYTHON, ENTRYPOINTS_DIR
-from core.endpoints._local import HOST, SERVE_SCRIPT, free_port, ping
+from core.endpoints._local import HOST, SERVE_SCRIPT, ping
 from core.lambdas.iam import evaluate
+from core.processes import free_port
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host", "te", "trailer", "upgrade"}
 MOTO_ACCESS_KEY = "AKIASTANDINFORTESTS1"
