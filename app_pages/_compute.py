@@ -1,13 +1,17 @@
 """The launch forms' compute fields: instance type (the backend's list), count, volume, time limit
-and managed spot. Drawn inside a form; the backend checks the values when the job starts."""
+and managed spot, with what a job costs. Drawn inside a form; the backend checks the values when
+the job starts."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import streamlit as st
 
 from app_pages._shared import show_error
 from core.training import JobRunner
 from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute, InstanceType
+from core.training.costs import describe_estimate, estimate
 
 MAX_RUNTIME_MIN = 28 * 24 * 60  # SageMaker's longest MaxRuntimeInSeconds
 
@@ -48,3 +52,33 @@ def compute_fields(runner: JobRunner, key: str) -> Compute:
     return Compute(instance_type=str(instance_type), instance_count=int(count), volume_size_gb=int(volume),
                    max_runtime_s=int(max_run) * 60, use_spot=bool(use_spot),
                    max_wait_s=int(max_wait) * 60 if use_spot else None)
+
+
+def _price(runner: JobRunner, instance_type: str) -> tuple[float | None, str]:
+    """(the price, or None with why not)."""
+    try:
+        return runner.price_per_hour(instance_type), ""
+    except Exception as exc:  # the estimate goes on without a price
+        return None, f"No price: {exc}"
+
+
+def show_estimate(runner: JobRunner, compute: Compute, hyperparameters: Mapping[str, object],
+                  dataset_uri: str) -> None:
+    """The expected time and cost of the job the form describes."""
+    price, why = _price(runner, compute.instance_type)
+    expected = estimate(compute, hyperparameters, dataset_uri, runner.list_jobs(), price)
+    st.info(describe_estimate(expected, compute.instance_type))
+    if why:
+        st.caption(why)
+
+
+def job_prices(runner: JobRunner, instance_types: set[str]) -> dict[str, float | None]:
+    """Each type's price; a price list that cannot be read is said once, and its costs stay blank."""
+    prices, failures = {}, set()
+    for instance_type in sorted(instance_types):
+        prices[instance_type], why = _price(runner, instance_type)
+        if why:
+            failures.add(why)
+    for why in sorted(failures):
+        st.caption(f"Costs left blank. {why}")
+    return prices

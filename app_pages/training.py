@@ -6,12 +6,13 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages._compute import compute_fields
+from app_pages._compute import compute_fields, job_prices, show_estimate
 from app_pages._shared import backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.debugger.launch import DEFAULT_RULES, DEFAULT_SAVE_INTERVAL, RULE_NAMES, debug_hyperparameters
 from core.entities import TrainingJob
 from core.job_environment import waiting_notice
+from core.training.costs import bill, cost_per_point, describe_bill
 from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
 from core.types import JobStatus
 
@@ -53,10 +54,16 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
             waiting = waiting_notice(be.runner)
             if waiting:
                 st.caption(waiting)
-            if st.form_submit_button("Start training", type="primary", disabled=bool(waiting)):
-                dataset = next(d for d in datasets if d.name == dataset_name)
-                hps = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size), "lr": float(lr),
-                       "image-size": int(image_size), "seed": int(seed)}
+            b1, b2 = st.columns([1, 4])
+            start = b1.form_submit_button("Start training", type="primary", disabled=bool(waiting))
+            estimate = b2.form_submit_button("Estimate cost", help="Expected training time and cost, timed by the "
+                                             "newest finished job like this one")
+            dataset = next(d for d in datasets if d.name == dataset_name)
+            hps: dict[str, str | int | float] = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size),
+                                                 "lr": float(lr), "image-size": int(image_size), "seed": int(seed)}
+            if estimate:
+                show_estimate(be.runner, compute, hps, dataset.uri)
+            if start:
                 try:
                     hps |= debug_hyperparameters(capture=capture, rules=rules, stop_on=stop_on,
                                                  save_interval=int(save_interval), activations=activations)
@@ -77,19 +84,27 @@ if not jobs:
 
 def _row(job: TrainingJob) -> dict[str, object]:
     duration = job.duration_s
+    accuracy = job.final_metrics.get("test:accuracy")
+    cost = bill(job, prices.get(job.instance_type)).cost
     return {
         "name": job.name,
         "status": job.status.value,
-        "test accuracy": job.final_metrics.get("test:accuracy"),
+        "test accuracy": accuracy,
         "validation accuracy": job.final_metrics.get("validation:accuracy"),
         "model": job.hyperparameters.get("model"),
         "epochs": job.hyperparameters.get("epochs"),
+        "instances": f"{job.instance_count} × {job.instance_type}",
         "duration (s)": round(duration) if duration is not None else None,
+        "cost ($)": cost,
+        "$ per accuracy point": cost_per_point(cost, accuracy),
         "created": pd.Timestamp(job.created_at, unit="s").strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-st.dataframe(pd.DataFrame([_row(j) for j in jobs]), hide_index=True, key="jobs_table")
+prices = job_prices(be.runner, {j.instance_type for j in jobs})
+st.dataframe(pd.DataFrame([_row(j) for j in jobs]), hide_index=True, key="jobs_table",
+             column_config={"cost ($)": st.column_config.NumberColumn(format="%.4f"),
+                            "$ per accuracy point": st.column_config.NumberColumn(format="%.5f")})
 
 names = [j.name for j in jobs]
 if st.session_state.get("selected_job") not in names:
@@ -109,6 +124,9 @@ def job_details(name: str) -> None:
     c3.metric("Duration", f"{job.duration_s:.0f} s" if job.duration_s is not None else "–")
     if job.failure_reason:
         st.error(job.failure_reason)
+    if job.status.is_terminal:
+        st.caption(describe_bill(bill(job, prices.get(job.instance_type)), job.instance_type,
+                                 job.final_metrics.get("test:accuracy")))
     if job.model_uri:
         st.caption(f"Model: `{job.model_uri}`")
     job_views_links(name, deployable=job.status is JobStatus.COMPLETED and bool(job.model_uri))

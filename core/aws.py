@@ -350,6 +350,11 @@ def aws_errors(what: str) -> Iterator[None]:
         raise
 
 
+SERVICE_REGIONS = {"pricing": "us-east-1"}
+"""Services whose API answers in one region for all: the Price List API (us-east-1 serves every
+region's prices)."""
+
+
 class AwsSession:
     """A lazily created boto3 session and one cached client per service.
 
@@ -407,7 +412,7 @@ class AwsSession:
             CredentialsError: the named profile does not exist.
             ConfigError: no region is configured.
         """
-        region = self.region
+        region = SERVICE_REGIONS.get(service) or self.region
         with self._lock:
             if service not in self._clients:
                 from botocore.config import Config

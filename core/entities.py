@@ -36,6 +36,11 @@ class TrainingJob:
     model_uri: str | None = None
     final_metrics: Mapping[str, float] = field(default_factory=dict)
     instance_type: str = "local"
+    instance_count: int = 1
+    training_s: float | None = None
+    """Seconds it trained (SageMaker's TrainingTimeInSeconds), once it ended."""
+    billable_s: float | None = None
+    """Seconds billed per instance (BillableTimeInSeconds; shorter with managed spot), once it ended."""
 
     @property
     def duration_s(self) -> float | None:

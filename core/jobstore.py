@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS training_jobs (
     hyperparameters TEXT NOT NULL DEFAULT '{}',
     inputs TEXT NOT NULL DEFAULT '{}',
     instance_type TEXT NOT NULL DEFAULT 'local',
+    instance_count INTEGER NOT NULL DEFAULT 1,
     model_uri TEXT,
     final_metrics TEXT NOT NULL DEFAULT '{}',
     job_dir TEXT,
@@ -81,9 +82,11 @@ CREATE TABLE IF NOT EXISTS datasets (
 
 _JOB_FIELDS = [
     "name", "backend", "status", "secondary_status", "failure_reason", "created_at", "started_at", "ended_at",
-    "hyperparameters", "inputs", "instance_type", "model_uri", "final_metrics", "job_dir", "supervisor_pid",
-    "worker_pid", "heartbeat_at"
+    "hyperparameters", "inputs", "instance_type", "instance_count", "model_uri", "final_metrics", "job_dir",
+    "supervisor_pid", "worker_pid", "heartbeat_at"
 ]
+_ADDED_COLUMNS = {"training_jobs": {"instance_count": "INTEGER NOT NULL DEFAULT 1"}}
+"""Columns added since a store was first created: a store written by an older version gains them."""
 
 
 class JobStore:
@@ -97,6 +100,7 @@ class JobStore:
             try:
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.executescript(_SCHEMA)
+                _add_missing_columns(conn)
             finally:
                 conn.close()
         except sqlite3.Error as exc:
@@ -151,6 +155,7 @@ class JobStore:
             "hyperparameters": json.dumps(dict(job.hyperparameters)),
             "inputs": json.dumps(dict(job.inputs)),
             "instance_type": job.instance_type,
+            "instance_count": job.instance_count,
             "model_uri": job.model_uri,
             "final_metrics": json.dumps(dict(job.final_metrics)),
             "job_dir": str(job_dir) if job_dir else None,
@@ -282,7 +287,18 @@ def _encode(column: str, value: Any) -> Any:
     return value
 
 
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    for table, columns in _ADDED_COLUMNS.items():
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        for name, definition in columns.items():
+            if name not in present:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+
+
 def _job_from_row(row: Mapping[str, Any]) -> TrainingJob:
+    trained = None
+    if row["started_at"] is not None and row["ended_at"] is not None:
+        trained = max(0.0, row["ended_at"] - row["started_at"])
     return TrainingJob(
         name=row["name"],
         status=JobStatus(row["status"]),
@@ -295,6 +311,9 @@ def _job_from_row(row: Mapping[str, Any]) -> TrainingJob:
         hyperparameters=json.loads(row["hyperparameters"]),
         inputs=json.loads(row["inputs"]),
         instance_type=row["instance_type"],
+        instance_count=row["instance_count"],
+        training_s=trained,
+        billable_s=trained,  # this machine's time: every second of it
         model_uri=row["model_uri"],
         final_metrics=json.loads(row["final_metrics"]),
     )

@@ -27,6 +27,14 @@ class JobRunner(ABC):
         """The instance types a job can ask for here, the default among them."""
 
     @abstractmethod
+    def price_per_hour(self, instance_type: str) -> float | None:
+        """USD per instance hour of training on ``instance_type``; None where nobody says.
+
+        Raises:
+            BackendError: the price list could not be asked (AccessDenied, no network), in words.
+        """
+
+    @abstractmethod
     def start(self, spec: TrainingJobSpec) -> TrainingJob:
         """Starts a job and returns it InProgress.
 

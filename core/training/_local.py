@@ -77,7 +77,7 @@ class LocalJobRunner(JobRunner):
             job = TrainingJob(
                 name=spec.name, status=JobStatus.IN_PROGRESS, backend=self.backend_name, created_at=time.time(),
                 hyperparameters=spec.hyperparameters_as_strings, inputs=dict(spec.inputs),
-                secondary_status="Starting", instance_type=spec.instance_type,
+                secondary_status="Starting", instance_type=spec.instance_type, instance_count=spec.instance_count,
             )
             self.store.insert_job(job, job_dir=layout.root)
         except OSError as exc:  # a full disk, a read-only workspace
@@ -91,6 +91,9 @@ class LocalJobRunner(JobRunner):
 
     def instance_types(self) -> list[InstanceType]:
         return local_instance_types()
+
+    def price_per_hour(self, instance_type: str) -> float | None:
+        return 0.0  # this machine: no charge
 
     def describe(self, name: str) -> TrainingJob:
         self._reconcile(name)

@@ -56,6 +56,7 @@ from core.errors import AlreadyExistsError, ConfigError, InvalidInputError, NotF
 from core.sagemaker_jobs import list_newest, stop_job
 from core.training._base import JobRunner
 from core.training._instance_catalog import is_offered, training_instance_types, training_type_names
+from core.training._prices import training_price_per_hour
 from core.training.compute import InstanceType, has_gpus
 from core.types import BackendKind, JobStatus
 
@@ -183,6 +184,9 @@ def training_job_from_description(d: Mapping[str, Any]) -> TrainingJob:
         model_uri=model_uri if status in (JobStatus.COMPLETED, JobStatus.STOPPED) else None,
         final_metrics={m["MetricName"]: float(m["Value"]) for m in d.get("FinalMetricDataList") or []},
         instance_type=(d.get("ResourceConfig") or {}).get("InstanceType", "unknown"),
+        instance_count=int((d.get("ResourceConfig") or {}).get("InstanceCount", 1)),
+        training_s=d.get("TrainingTimeInSeconds"),
+        billable_s=d.get("BillableTimeInSeconds"),
     )
 
 
@@ -247,6 +251,7 @@ class SageMakerJobRunner(JobRunner):
         self._finished = FinishedJobs()
         self._catalog: list[InstanceType] | None = None
         self._offered: set[str] = set()
+        self._prices: dict[str, float | None] = {}
 
     @property
     def _sagemaker(self) -> Any:
@@ -348,6 +353,16 @@ class SageMakerJobRunner(JobRunner):
         if self._catalog is None:
             self._catalog = training_instance_types(self._session.client("ec2"))
         return self._catalog
+
+    def price_per_hour(self, instance_type: str) -> float | None:
+        """The region's on-demand price, asked of the Price List API once per type."""
+        if instance_type == "local":
+            instance_type = DEFAULT_INSTANCE_TYPE
+        if instance_type not in self._prices:
+            with aws_errors(f"reading the price of {instance_type} from the AWS Price List API"):
+                self._prices[instance_type] = training_price_per_hour(
+                    self._session.client("pricing"), self._session.region, instance_type)
+        return self._prices[instance_type]
 
     def check_instance_type(self, instance_type: str) -> None:
         """Refuses a type that SageMaker does not know or the region does not offer (unchecked where

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,23 @@ def test_metrics_and_datasets(tmp_path: Path) -> None:
     store.delete_dataset("d")
     with pytest.raises(NotFoundError):
         store.delete_dataset("d")
+
+
+def test_a_store_written_before_instance_counts_gains_the_column(tmp_path: Path) -> None:
+    """A workspace from an older version: its jobs read as one instance, new jobs keep their count."""
+    path = tmp_path / "console.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE training_jobs (name TEXT PRIMARY KEY, backend TEXT NOT NULL, status TEXT NOT NULL, "
+                     "secondary_status TEXT, failure_reason TEXT, created_at REAL NOT NULL, started_at REAL, "
+                     "ended_at REAL, hyperparameters TEXT NOT NULL DEFAULT '{}', inputs TEXT NOT NULL DEFAULT '{}', "
+                     "instance_type TEXT NOT NULL DEFAULT 'local', model_uri TEXT, final_metrics TEXT NOT NULL "
+                     "DEFAULT '{}', job_dir TEXT, supervisor_pid INTEGER, worker_pid INTEGER, heartbeat_at REAL)")
+        conn.execute("INSERT INTO training_jobs (name, backend, status, created_at, started_at, ended_at) "
+                     "VALUES ('old', 'local', 'Completed', 1.0, 2.0, 62.0)")
+    conn.close()
+    store = JobStore(path)
+    old = store.get_job("old")
+    assert (old.instance_count, old.training_s, old.billable_s) == (1, 60.0, 60.0)
+    store.insert_job(TrainingJob(name="pair", status=JobStatus.IN_PROGRESS, backend="local", created_at=3.0,
+                                 instance_count=2))
+    assert store.get_job("pair").instance_count == 2 and store.get_job("pair").training_s is None
