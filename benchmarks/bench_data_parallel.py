@@ -106,6 +106,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{seed:<6}{name:<34}{r['wall_s']:>8.1f}{r['images_per_s']:>10.1f}"
                       f"{r['images_per_s'] / base['images_per_s']:>9.2f}{r['test_acc']:>10.4f}"
                       f"{100 * (r['test_acc'] - base['test_acc']):>+10.2f}")
+    base_acc = sum(r["test_acc"] for _, name, r in rows if name == settings[0][0]) / len(args.seeds)
+    for name, _, _ in settings:
+        runs = [r for _, n, r in rows if n == name]
+        acc = sum(r["test_acc"] for r in runs) / len(runs)
+        rate = sum(r["images_per_s"] for r in runs) / len(runs)
+        print(f"{'mean':<6}{name:<34}{'':>8}{rate:>10.1f}{'':>9}{acc:>10.4f}{100 * (acc - base_acc):>+10.2f}")
     return 0
 
 

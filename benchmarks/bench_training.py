@@ -7,10 +7,18 @@ Run with the job environment's interpreter::
 Same model, data, transforms, batch size, optimizer and worker count in every setting:
 
 - ``bare PyTorch loop``: DataLoader(shuffle=True) + forward/backward/step, nothing else;
+- ``bare PyTorch loop, AMP``: the same under autocast (bfloat16, or float16 with a gradient
+  scaler where the GPU lacks bfloat16): the baseline of ``--amp``;
 - ``train.train_one_epoch``: the script's loop (seeded batches, meters, scheduler, progress
   lines), called in this process;
 - ``train.py subprocess``: the whole script as a job runs it, for one epoch capped at
-  ``--steps``; its rate is the ``images_per_s`` it prints (first steps included).
+  ``--steps``; its rate is the ``images_per_s`` it prints (first steps included), without the
+  profiler's torch.profiler window (a fixed cost per job, measured by bench_profiler.py: under
+  bfloat16 autocast on a CPU its three steps take minutes);
+- ``train.py --amp`` and ``--amp --channels-last``: the same with the fast path.
+
+Everything runs on the GPU when there is one (the issue's target there: ``train.py --amp`` at least
+1.5× ``train.py`` and 95% of the bare AMP loop), else on the CPU.
 
 The settings alternate for ``--rounds`` rounds (the in-process ones after ``--warmup`` untimed
 steps) and each keeps its best round, which damps noise from other processes on the machine. Without
@@ -31,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -40,6 +49,7 @@ from torch.utils.data import DataLoader
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENTRYPOINTS_DIR = REPO_ROOT / "entrypoints"
 APP_PYTHON = REPO_ROOT / ".venv" / "bin" / "python"
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 sys.path.insert(0, str(ENTRYPOINTS_DIR))
 
 import train  # noqa: E402  (entrypoints/ is a script folder, not a package)
@@ -88,23 +98,40 @@ def render_demo(out_dir: Path) -> Path:
 
 
 def bare_loop(
-    model: nn.Module, dataset: ImageSamples, optimizer: torch.optim.Optimizer, *, batch_size: int, workers: int
+    model: nn.Module, dataset: ImageSamples, optimizer: torch.optim.Optimizer, *, batch_size: int, workers: int,
+    amp: bool = False,
 ) -> Callable[[int], float]:
-    """A plain PyTorch loop; returns a function that runs ``steps`` steps and gives images/s."""
+    """A plain PyTorch loop on ``DEVICE``; returns a function that runs ``steps`` steps and gives images/s.
+
+    ``amp``: autocast to bfloat16 where the device has it, else float16 with a gradient scaler.
+    """
     criterion = nn.CrossEntropyLoss()
+    half = DEVICE.type == "cuda" and not torch.cuda.is_bf16_supported()
+    dtype = torch.float16 if half else torch.bfloat16
+    scaler = torch.amp.GradScaler("cuda") if amp and half else None
 
     def run(steps: int) -> float:
         model.train()
         start, seen = time.perf_counter(), 0
-        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True)
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers, drop_last=True,
+                            pin_memory=DEVICE.type == "cuda")
         for step, (images, labels) in enumerate(loader):
             if step == steps:
                 break
-            loss = criterion(model(images), labels)
+            images, labels = images.to(DEVICE, non_blocking=True), labels.to(DEVICE, non_blocking=True)
+            with torch.autocast(DEVICE.type, dtype=dtype, enabled=amp):
+                loss = criterion(model(images), labels)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             seen += labels.numel()
+        if DEVICE.type == "cuda":
+            torch.cuda.synchronize()
         return seen / (time.perf_counter() - start)
 
     return run
@@ -123,16 +150,15 @@ def script_loop(
         batches = epoch_batches(len(dataset), batch_size, seed=42, epoch=epoch)[:steps]
         loader = make_loader(dataset, batch_size=batch_size, num_workers=workers, seed=epoch, batches=batches)
         meter = train.EpochMeter()
-        train.train_one_epoch(
-            model, loader, criterion, optimizer, scheduler, torch.device("cpu"), meter=meter, epoch=epoch, steps=steps
-        )
+        train.train_one_epoch(model, loader, criterion, optimizer, scheduler, DEVICE, meter=meter, epoch=epoch,
+                              steps=steps)
         return meter.seen / meter.seconds
 
     return run
 
 
-def subprocess_rate(args: argparse.Namespace, data_dir: Path, scratch: Path) -> float:
-    """Run train.py for one epoch of ``--steps`` steps and read the images_per_s it prints."""
+def subprocess_rate(args: argparse.Namespace, data_dir: Path, scratch: Path, *extra: str) -> float:
+    """Run train.py (with ``extra`` options) for one epoch of ``--steps`` steps and read the images_per_s it prints."""
     shutil.rmtree(scratch / "checkpoints", ignore_errors=True)  # a fresh run, not a resume
     command = [
         sys.executable, str(ENTRYPOINTS_DIR / "train.py"), "--data-dir", str(data_dir),
@@ -140,6 +166,7 @@ def subprocess_rate(args: argparse.Namespace, data_dir: Path, scratch: Path) -> 
         "--checkpoint-dir", str(scratch / "checkpoints"), "--epochs", "1",
         "--max-steps-per-epoch", str(args.steps), "--model", args.model, "--batch-size", str(args.batch_size),
         "--image-size", str(args.image_size), "--num-workers", str(args.num_workers), "--lr", str(args.lr),
+        "--profile-window", "off", *extra,
     ]  # fmt: skip
     env = dict(os.environ)
     if args.threads:
@@ -166,17 +193,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(
             f"data={data_dir} train_images={len(splits.train)} model={args.model} batch_size={args.batch_size} "
             f"image_size={args.image_size} workers={args.num_workers} threads={torch.get_num_threads()} "
-            f"steps={args.steps} rounds={args.rounds}",
+            f"steps={args.steps} rounds={args.rounds} device={DEVICE}",
             flush=True,
         )
         loops: dict[str, Callable[[int], float]] = {}
-        for name, make in (("bare PyTorch loop", bare_loop), ("train.train_one_epoch", script_loop)):
+        for name, make in (("bare PyTorch loop", bare_loop), ("bare PyTorch loop, AMP", partial(bare_loop, amp=True)),
+                           ("train.train_one_epoch", script_loop)):
             torch.manual_seed(0)
-            model = build_model(args.model, len(splits.class_names), image_size=args.image_size, pretrained=True)
+            model = build_model(args.model, len(splits.class_names), image_size=args.image_size,
+                                pretrained=True).to(DEVICE)
             optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
             loops[name] = make(model, splits.train, optimizer, batch_size=args.batch_size, workers=args.num_workers)
             loops[name](args.warmup)
-        loops["train.py subprocess (1 epoch)"] = lambda steps: subprocess_rate(args, data_dir, scratch)
+        for name, extra in (("train.py subprocess (1 epoch)", ()), ("train.py --amp", ("--amp", "true")),
+                            ("train.py --amp --channels-last", ("--amp", "true", "--channels-last", "true"))):
+            loops[name] = partial(lambda steps, extra: subprocess_rate(args, data_dir, scratch, *extra), extra=extra)
         rates: dict[str, float] = dict.fromkeys(loops, 0.0)
         for round_ in range(1, args.rounds + 1):
             for name, loop in loops.items():
@@ -185,9 +216,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"round {round_}: {name}: {rate:.1f} images/s", flush=True)
 
     baseline = rates["bare PyTorch loop"]
-    print(f"\n{'setting':<32}{'images/s':>10}{'relative':>10}")
+    print(f"\n{'setting':<34}{'images/s':>10}{'relative':>10}")
     for name, rate in rates.items():
-        print(f"{name:<32}{rate:>10.1f}{rate / baseline:>10.2f}")
+        print(f"{name:<34}{rate:>10.1f}{rate / baseline:>10.2f}")
+    print(f"train.py --amp / train.py fp32: {rates['train.py --amp'] / rates['train.py subprocess (1 epoch)']:.2f}; "
+          f"train.py --amp / bare AMP loop: {rates['train.py --amp'] / rates['bare PyTorch loop, AMP']:.2f}")
     return 0
 
 

@@ -449,6 +449,13 @@ def _hook_class() -> Any:
                 return None
             return float(torch.linalg.vector_norm(value - before) / (torch.linalg.vector_norm(before) + 1e-12))
 
+        @staticmethod
+        def _make_numpy_array(tensor_value: Any) -> Any:
+            # numpy has no bfloat16: a tensor of an --amp step (its loss, activations) is saved as float32
+            if isinstance(tensor_value, torch.Tensor) and tensor_value.dtype == torch.bfloat16:
+                tensor_value = tensor_value.float()
+            return Hook._make_numpy_array(tensor_value)
+
         def _backward_apply(self, module: torch.nn.Module) -> None:
             # sagemaker-python-sdk #1401: register_hook on a frozen parameter raises
             for name, param in module.named_parameters():

@@ -93,6 +93,9 @@ HYPERPARAMETERS: Mapping[str, Hyperparameter] = MappingProxyType({h.name: h for 
     Hyperparameter("weights-path", None, "weights file; unset: the packaged or hub-cached one", Path),
     Hyperparameter("freeze-backbone", False, "train only the classifier", parse_bool, tunable=True),
     Hyperparameter("max-steps-per-epoch", 0, "step cap; 0 = all", _int_at_least(0), tunable=True),
+    Hyperparameter("amp", False, "mixed precision: bfloat16 where the device has it, else float16 with a "
+                   "gradient scaler", parse_bool),
+    Hyperparameter("channels-last", False, "channels-last memory format (tensor-core convolutions)", parse_bool),
     Hyperparameter("max-bad-fraction", 0.01,
                    "unreadable image files are skipped; fail when more than this share of a split is unreadable",
                    _fraction),

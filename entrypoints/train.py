@@ -60,6 +60,7 @@ from checkpoints import (
     restore_rng,
 )
 from distributed import World, WorldError
+from fastpath import FastPath, fast_path
 from imagedata import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -134,6 +135,8 @@ class Job:
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
     world: World = field(default_factory=World)
+    fast: FastPath | None = None
+    """Mixed precision and memory format (``--amp``, ``--channels-last``); None: neither."""
     parallel: nn.Module | None = None
     """The DistributedDataParallel wrapper that trains ``model`` when the world has several processes."""
 
@@ -278,7 +281,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         state = resume(job)
         LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)
     LOG.info(
-        "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d processes=%d",
+        "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d processes=%d "
+        "precision=%s channels_last=%s",
         args.model,
         args.epochs,
         job.steps_per_epoch,
@@ -286,6 +290,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         job.device,
         torch.get_num_threads(),
         job.world.size,
+        job.fast.precision if job.fast else "float32",
+        bool(job.fast and job.fast.channels_last),
     )
     valid_loader = _eval_loader(job, job.splits.valid)
     while state.epoch < args.epochs:
@@ -348,13 +354,16 @@ def prepare(args: argparse.Namespace) -> Job:
     ).to(device)
     if args.freeze_backbone:
         freeze_backbone(model, args.model)
+    fast = fast_path(device, amp=args.amp, channels_last=args.channels_last)
+    if fast.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
     steps = len(epoch_batches(len(splits.train), args.batch_size, seed=args.seed, epoch=0))
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
     return Job(args, splits, model, optimizer, scheduler, device, steps, unreadable=unreadable, world=world,
-               parallel=distributed.wrap(model, world, device) if world.distributed else None)
+               fast=fast, parallel=distributed.wrap(model, world, device) if world.distributed else None)
 
 
 def make_optimizer(
@@ -411,6 +420,7 @@ def run_epoch(
             stop=stop,
             unreadable=job.unreadable.get("train"),
             world=world,
+            fast=job.fast,
         )
     _add_up(meter, world)
     if stopping(job, stop):
@@ -423,6 +433,7 @@ def run_epoch(
         stop=stop,
         unreadable=job.unreadable.get("valid"),
         world=world,
+        fast=job.fast,
     )
     if valid is None:
         return None
@@ -496,6 +507,7 @@ def train_one_epoch(
     stop: StopRequest | None = None,
     unreadable: UnreadableImages | None = None,
     world: World | None = None,
+    fast: FastPath | None = None,
 ) -> None:
     """Train over ``loader``, adding to ``meter``; returns early after a batch once stopped.
 
@@ -508,7 +520,7 @@ def train_one_epoch(
     Raises:
         TooManyUnreadable: the split holds more unreadable files than allowed.
     """
-    world = world or World()
+    world, fast = world or World(), fast or FastPath(device)
     model.train()
     start = time.perf_counter()
     for batch in profiling.steps(loader, epoch=epoch):
@@ -517,7 +529,7 @@ def train_one_epoch(
             unreadable.add(getattr(batch, "skipped", ()))
         meter.batches += 1
         if distributed.fewest(world, labels.numel()) >= MIN_TRAIN_BATCH:
-            _train_step(model, images, labels, criterion, optimizer, scheduler, device, meter)
+            _train_step(model, images, labels, criterion, optimizer, scheduler, fast, meter)
         if meter.batches % PROGRESS_EVERY == 0:
             LOG.info("progress epoch=%d batch=%d/%d loss=%.4f", epoch, meter.batches, steps, meter.loss)
         if stop is not None and distributed.anyone(world, stop.requested):
@@ -533,16 +545,16 @@ def _train_step(
     criterion: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
-    device: torch.device,
+    fast: FastPath,
     meter: EpochMeter,
 ) -> None:
-    images = images.to(device, non_blocking=True)
-    labels = labels.to(device, non_blocking=True)
-    logits = model(images)
-    loss = criterion(logits, labels)
+    images = fast.batch(images)
+    labels = labels.to(fast.device, non_blocking=True)
+    with fast.autocast():
+        logits = model(images)
+        loss = criterion(logits, labels)
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    fast.backward_and_step(loss, optimizer)
     scheduler.step()
     meter.seen += labels.numel()
     meter.correct += int((logits.argmax(dim=1) == labels).sum())
@@ -559,6 +571,7 @@ def evaluate(
     stop: StopRequest | None = None,
     unreadable: UnreadableImages | None = None,
     world: World | None = None,
+    fast: FastPath | None = None,
 ) -> dict[str, float] | None:
     """Mean loss and accuracy over ``loader``'s readable images (``loss``, ``acc``, ``count``,
     ``seconds``); its unreadable files go to ``unreadable``. With several processes, each passes its
@@ -569,7 +582,7 @@ def evaluate(
     Raises:
         TooManyUnreadable: the split holds more unreadable files than allowed.
     """
-    world = world or World()
+    world, fast = world or World(), fast or FastPath(device)
     model.eval()
     start = time.perf_counter()
     seen, correct, loss_sum, stopped = 0, 0, 0.0, False
@@ -582,9 +595,10 @@ def evaluate(
             unreadable.add(getattr(batch, "skipped", ()))
         if labels.numel() == 0:
             continue
-        images, labels = images.to(device), labels.to(device)
-        logits = model(images)
-        loss_sum += float(criterion(logits, labels)) * labels.numel()
+        images, labels = fast.batch(images), labels.to(device)
+        with fast.autocast():
+            logits = model(images)
+            loss_sum += float(criterion(logits, labels)) * labels.numel()
         correct += int((logits.argmax(dim=1) == labels).sum())
         seen += labels.numel()
     loss_sum, correct, seen, stops = distributed.total(world, [loss_sum, correct, seen, float(stopped)])
@@ -630,6 +644,7 @@ def finish(job: Job, state: RunState, stop: StopRequest) -> int:
             stop=stop,
             unreadable=job.unreadable.get("test"),
             world=job.world,
+            fast=job.fast,
         )
         if test is None:  # the checkpoint of the last epoch is already on disk
             LOG.info("stopped by SIGTERM")
@@ -686,6 +701,7 @@ def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
         "model": job.model.state_dict(),
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.scheduler.state_dict(),
+        "grad_scaler": job.fast.state() if job.fast else None,
         "best_valid_acc": state.best_valid_acc,
         "history": state.history,
         "meter": asdict(state.meter),
@@ -719,6 +735,8 @@ def resume(job: Job) -> RunState:
     # T_max follows this run's --epochs, so a resumed job may be given more epochs.
     scheduler_state = {k: v for k, v in checkpoint["scheduler"].items() if k != "T_max"}
     job.scheduler.load_state_dict(scheduler_state)
+    if job.fast:
+        job.fast.restore(checkpoint.get("grad_scaler"))  # absent in older checkpoints
     restore_rng(checkpoint["rng"])
     for name, reasons in checkpoint.get("unreadable", {}).items():  # absent in older checkpoints
         if name in job.unreadable:

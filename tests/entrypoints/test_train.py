@@ -114,6 +114,7 @@ for path in sys.argv[2:]:
     if "rng" in obj:
         out["rng"] = sorted(obj["rng"])
     if "state_dict" in obj:
+        out["dtypes"] = sorted({str(t.dtype) for t in obj["state_dict"].values() if t.is_floating_point()})
         model = model_from_artifact(obj)
         out["logits_shape"] = list(model(torch.zeros(2, 3, obj["image_size"], obj["image_size"])).shape)
     summaries.append(out)
@@ -192,7 +193,8 @@ def test_run_prints_metric_lines_that_the_metric_definitions_scrape(
     assert len(epochs) == 2 and all(epochs)
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     assert any(line.startswith("progress epoch=1 batch=10/10 loss=") for line in lines)
-    assert "start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1 processes=1" in lines
+    assert ("start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1 processes=1 "
+            "precision=float32 channels_last=False") in lines
     for definition in DEFAULT_METRIC_DEFINITIONS:
         values = [m.group(1) for line in lines if (m := re.search(definition.regex, line))]
         assert values, f"{definition.name} never printed"
@@ -382,3 +384,19 @@ def test_tuning_trials_sharing_a_checkpoint_folder_keep_their_checkpoints_apart(
     again = trial("hpo-001", 2)  # restarted (a spot interruption): its own checkpoint, one epoch done
     assert again.returncode == 0, again.stdout + again.stderr
     assert "resumed from checkpoint epoch=1 batch=0" in _lines(again.stdout)
+
+
+def test_mixed_precision_and_channels_last_train_and_save_a_full_precision_model(tmp_path: Path,
+                                                                                 dataset: Path) -> None:
+    """On CPU ``--amp`` autocasts to bfloat16 (no gradient scaler: bfloat16 has float32's range); the
+    saved weights stay float32, so serving needs nothing new."""
+    result = _train(tmp_path, dataset, *RUN_ARGS, "--epochs", "1", "--max-steps-per-epoch", "3", "--amp", "true",
+                    "--channels-last", "true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = _lines(result.stdout)
+    assert any(line.startswith("start model=") and line.endswith(" precision=bfloat16 channels_last=True")
+               for line in lines)
+    assert sum(bool(EPOCH_LINE.match(line)) for line in lines) == 1
+    assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
+    (model,) = _summarise(tmp_path / "model" / "model.pth")
+    assert model["dtypes"] == ["torch.float32"], model

@@ -54,8 +54,9 @@ def test_two_hosts_train_one_job_and_the_first_alone_writes(tmp_path: Path, data
     (code0, out0), (code1, out1) = _finish(_start_hosts(tmp_path, [dataset, dataset], *ARGS))
     assert (code0, code1) == (0, 0), out0 + out1
     lines = _lines(out0)
-    assert "start model=efficientnet_lite0 epochs=2 steps_per_epoch=8 batch_size=4 device=cpu threads=1 processes=2" \
-        in lines  # the steps of one process: each step is one batch of 4, split in two
+    # the steps of one process: each step is one batch of 4, split in two
+    assert ("start model=efficientnet_lite0 epochs=2 steps_per_epoch=8 batch_size=4 device=cpu threads=1 processes=2 "
+            "precision=float32 channels_last=False") in lines
     assert sum(bool(EPOCH_LINE.match(line)) for line in lines) == 2
     assert _lines(out1) == ["rank 1 of 2: rank 0 logs the metrics and writes the model, checkpoints, Debugger and "
                             "Profiler data"]  # no metric line: the job's metrics are counted once
@@ -99,7 +100,7 @@ def test_torchrun_ranks_train_one_job(tmp_path: Path, dataset: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     lines = _lines(result.stdout)
-    assert any(line.startswith("start model=") and line.endswith(" processes=2") for line in lines)
+    assert any(line.startswith("start model=") and " processes=2 " in line for line in lines)
     assert "rank 1 of 2: rank 0 logs the metrics and writes the model, checkpoints, Debugger and Profiler data" \
         in lines
     assert sum(bool(EPOCH_LINE.match(line)) for line in lines) == 2
