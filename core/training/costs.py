@@ -21,6 +21,13 @@ SIMILAR_BY = ("model", "image-size", "batch-size")
 """The hyperparameters two jobs must share to time one by the other (with the dataset and instance type)."""
 
 
+def _cost(seconds: float | None, instances: int, price_per_hour: float | None) -> float | None:
+    """USD for ``seconds`` of ``instances`` at ``price_per_hour``; None where either is unknown."""
+    if seconds is None or price_per_hour is None:
+        return None
+    return seconds / 3600 * instances * price_per_hour
+
+
 @dataclass(frozen=True)
 class Bill:
     """What a finished (or running) job is billed; None where the backend could not say."""
@@ -33,9 +40,7 @@ class Bill:
     @property
     def cost(self) -> float | None:
         """USD: billable seconds × instances × price."""
-        if self.billable_s is None or self.price_per_hour is None:
-            return None
-        return self.billable_s / 3600 * self.instance_count * self.price_per_hour
+        return _cost(self.billable_s, self.instance_count, self.price_per_hour)
 
     @property
     def spot_savings(self) -> float | None:
@@ -67,9 +72,7 @@ class Estimate:
 
     @property
     def cost(self) -> float | None:
-        if self.seconds is None or self.price_per_hour is None:
-            return None
-        return self.seconds / 3600 * self.instance_count * self.price_per_hour
+        return _cost(self.seconds, self.instance_count, self.price_per_hour)
 
 
 def similar_job(jobs: Iterable[TrainingJob], dataset_uri: str, hyperparameters: Mapping[str, object],

@@ -13,22 +13,19 @@ import json
 import tarfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 
-from core.backend import Backend, get_backend
-from core.config import DEFAULT_JOB_PYTHON, Settings
+from core.backend import Backend
 from core.entities import TrainingJob
 from core.training import TrainingJobSpec
 from core.training._sagemaker import SageMakerJobRunner
-from core.types import BackendKind, JobStatus
-from tests.contracts.conftest import ROLE_NAME, SAGEMAKER_TRUST_POLICY
-from tests.core.aws_fixtures import BUCKET, FAKE_ACCESS_KEY, FAKE_SECRET, PREFIX, REGION, clear_aws_environment
-from tests.standins.containers import LOG_GROUP, METRIC_NAMESPACE, LocalContainers
-from tests.standins.sagemaker import SageMakerStandIn
+from core.types import JobStatus
+from tests.contracts.test_sagemaker_containers import aws, runner, stand_in  # noqa: F401  (fixtures)
+from tests.core.aws_fixtures import REGION
+from tests.standins.containers import LOG_GROUP, METRIC_NAMESPACE
 
 HOSTS = ["algo-1", "algo-2"]
 WAIT_S = 60.0
@@ -70,41 +67,6 @@ SCRIPT = textwrap.dedent(
         time.sleep(0.05)
     """
 )
-
-
-@pytest.fixture(scope="module")
-def stand_in(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SageMakerStandIn]:
-    """The stand-in in container mode, in front of the session's moto server."""
-    containers = LocalContainers(job_python=DEFAULT_JOB_PYTHON, workdir=tmp_path_factory.mktemp("containers"),
-                                 stop_grace_s=1.0, log_flush_s=0.2)
-    with SageMakerStandIn(moto_url, containers=containers) as running:
-        yield running
-
-
-@pytest.fixture
-def aws(
-    stand_in: SageMakerStandIn, moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Backend]:
-    """The aws backend against moto and the container stand-in; a stand-in failure fails the test."""
-    stand_in.reset()
-    clear_aws_environment(monkeypatch, tmp_path)
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": REGION,
-        "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": stand_in.url,
-    }.items():
-        monkeypatch.setenv(name, value)
-    boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
-    role = boto3.client("iam", region_name=REGION).create_role(
-        RoleName=ROLE_NAME, AssumeRolePolicyDocument=SAGEMAKER_TRUST_POLICY)["Role"]["Arn"]
-    yield get_backend(Settings(backend=BackendKind.AWS, workspace=tmp_path / "workspace", region=REGION,
-                               bucket=BUCKET, prefix=PREFIX, role_arn=role))
-    assert not stand_in.errors, f"the SageMaker stand-in failed: {stand_in.errors}"
-
-
-@pytest.fixture
-def runner(aws: Backend) -> SageMakerJobRunner:
-    assert isinstance(aws.runner, SageMakerJobRunner)
-    return aws.runner
 
 
 @pytest.fixture

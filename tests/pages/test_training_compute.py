@@ -28,14 +28,15 @@ from tests.pages.test_training_page import add_dataset
 
 
 def _set_compute(at: AppTest, instance_type: str, count: int, volume: int, max_run_min: int,
-                 max_wait_min: int | None = None) -> None:
-    at.selectbox(key="job_instance_type").select(instance_type)
-    at.number_input(key="job_instance_count").set_value(count)
-    at.number_input(key="job_volume").set_value(volume)
-    at.number_input(key="job_max_run").set_value(max_run_min)
+                 max_wait_min: int | None = None, *, form: str = "job") -> None:
+    """Fills the compute fields of the Training form (``form="tune"``: the Tuning form's)."""
+    at.selectbox(key=f"{form}_instance_type").select(instance_type)
+    at.number_input(key=f"{form}_instance_count").set_value(count)
+    at.number_input(key=f"{form}_volume").set_value(volume)
+    at.number_input(key=f"{form}_max_run").set_value(max_run_min)
     if max_wait_min is not None:
-        at.checkbox(key="job_spot").check()
-        at.number_input(key="job_max_wait").set_value(max_wait_min)
+        at.checkbox(key=f"{form}_spot").check()
+        at.number_input(key=f"{form}_max_wait").set_value(max_wait_min)
 
 
 def test_the_local_form_offers_this_machine_and_refuses_more_instances_than_cpus(
@@ -103,22 +104,12 @@ def test_more_instances_than_the_quota_shows_awss_words(aws_backend: Backend, aw
     assert aws.client("sagemaker").list_training_jobs()["TrainingJobSummaries"] == []
 
 
-def _set_tuning_compute(at: AppTest, instance_type: str, count: int, max_run_min: int,
-                        max_wait_min: int | None = None) -> None:
-    at.selectbox(key="tune_instance_type").select(instance_type)
-    at.number_input(key="tune_instance_count").set_value(count)
-    at.number_input(key="tune_max_run").set_value(max_run_min)
-    if max_wait_min is not None:
-        at.checkbox(key="tune_spot").check()
-        at.number_input(key="tune_max_wait").set_value(max_wait_min)
-
-
 def test_a_sagemaker_tuning_jobs_trials_carry_the_forms_compute(aws_backend: Backend, aws: AwsSession,
                                                                 dataset_in_s3: None) -> None:
     at = open_page("tuning")
     assert at.selectbox(key="tune_instance_type").value == "ml.m5.xlarge"
     at.text_input(key="tune_name").input("gpu-hpo")
-    _set_tuning_compute(at, "ml.g5.xlarge", 2, 60, max_wait_min=120)
+    _set_compute(at, "ml.g5.xlarge", 2, 30, 60, max_wait_min=120, form="tune")
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any("Started gpu-hpo" in s.value for s in at.success), [e.value for e in at.error]
@@ -135,7 +126,7 @@ def test_the_local_tuning_form_refuses_managed_spot_in_words(local_backend: Back
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     add_dataset(local_backend, tmp_path)
     at = open_page("tuning")
-    _set_tuning_compute(at, "local", 1, 60, max_wait_min=120)
+    _set_compute(at, "local", 1, 30, 60, max_wait_min=120, form="tune")
     at.button[0].click().run()
     assert not at.exception
     assert any("managed spot training: SageMaker's, on the aws backend" in e.value for e in at.error)
