@@ -116,11 +116,9 @@ def end() -> None:
         dist.destroy_process_group()
 
 
-def wrap(model: torch.nn.Module, world: World, device: torch.device) -> torch.nn.Module:
-    """The module to train: ``model`` itself, or a DistributedDataParallel around it that averages
-    the gradients of every rank's share of the batch."""
-    if not world.distributed:
-        return model
+def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """A DistributedDataParallel around ``model``: it averages the gradients of every rank's share
+    of the batch (the process group must have been joined)."""
     device_ids = [device.index] if device.type == "cuda" else None
     return torch.nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
 
@@ -178,9 +176,3 @@ def gather(world: World, value: Any) -> list[Any]:
     values: list[Any] = [None] * world.size
     dist.all_gather_object(values, value)
     return values
-
-
-def wait_for_all(world: World) -> None:
-    """Returns once every rank has reached this point."""
-    if world.distributed:
-        dist.barrier()

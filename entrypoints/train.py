@@ -132,11 +132,11 @@ class Job:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     device: torch.device
     steps_per_epoch: int
+    fast: FastPath
+    """Mixed precision and memory format (``--amp``, ``--channels-last``)."""
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
     world: World = field(default_factory=World)
-    fast: FastPath | None = None
-    """Mixed precision and memory format (``--amp``, ``--channels-last``); None: neither."""
     parallel: nn.Module | None = None
     """The DistributedDataParallel wrapper that trains ``model`` when the world has several processes."""
 
@@ -290,8 +290,8 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         job.device,
         torch.get_num_threads(),
         job.world.size,
-        job.fast.precision if job.fast else "float32",
-        bool(job.fast and job.fast.channels_last),
+        job.fast.precision,
+        job.fast.channels_last,
     )
     valid_loader = _eval_loader(job, job.splits.valid)
     while state.epoch < args.epochs:
@@ -362,8 +362,8 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
-    return Job(args, splits, model, optimizer, scheduler, device, steps, unreadable=unreadable, world=world,
-               fast=fast, parallel=distributed.wrap(model, world, device) if world.distributed else None)
+    return Job(args, splits, model, optimizer, scheduler, device, steps, fast, unreadable=unreadable, world=world,
+               parallel=distributed.wrap(model, device) if world.distributed else None)
 
 
 def make_optimizer(
@@ -701,7 +701,7 @@ def make_checkpoint(job: Job, state: RunState) -> dict[str, Any]:
         "model": job.model.state_dict(),
         "optimizer": job.optimizer.state_dict(),
         "scheduler": job.scheduler.state_dict(),
-        "grad_scaler": job.fast.state() if job.fast else None,
+        "grad_scaler": job.fast.state(),
         "best_valid_acc": state.best_valid_acc,
         "history": state.history,
         "meter": asdict(state.meter),
@@ -735,8 +735,7 @@ def resume(job: Job) -> RunState:
     # T_max follows this run's --epochs, so a resumed job may be given more epochs.
     scheduler_state = {k: v for k, v in checkpoint["scheduler"].items() if k != "T_max"}
     job.scheduler.load_state_dict(scheduler_state)
-    if job.fast:
-        job.fast.restore(checkpoint.get("grad_scaler"))  # absent in older checkpoints
+    job.fast.restore(checkpoint.get("grad_scaler"))  # absent in older checkpoints
     restore_rng(checkpoint["rng"])
     for name, reasons in checkpoint.get("unreadable", {}).items():  # absent in older checkpoints
         if name in job.unreadable:

@@ -162,6 +162,7 @@ def training_job_from_description(d: Mapping[str, Any]) -> TrainingJob:
     status = JobStatus(d["TrainingJobStatus"])
     channels = d.get("InputDataConfig") or []
     model_uri = (d.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    resources = d.get("ResourceConfig") or {}
     return TrainingJob(
         name=d["TrainingJobName"],
         status=status,
@@ -183,8 +184,8 @@ def training_job_from_description(d: Mapping[str, Any]) -> TrainingJob:
         secondary_status=d.get("SecondaryStatus"),
         model_uri=model_uri if status in (JobStatus.COMPLETED, JobStatus.STOPPED) else None,
         final_metrics={m["MetricName"]: float(m["Value"]) for m in d.get("FinalMetricDataList") or []},
-        instance_type=(d.get("ResourceConfig") or {}).get("InstanceType", "unknown"),
-        instance_count=int((d.get("ResourceConfig") or {}).get("InstanceCount", 1)),
+        instance_type=resources.get("InstanceType", "unknown"),
+        instance_count=int(resources.get("InstanceCount", 1)),
         training_s=d.get("TrainingTimeInSeconds"),
         billable_s=d.get("BillableTimeInSeconds"),
     )
