@@ -4,14 +4,15 @@ the job starts."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import streamlit as st
 
 from app_pages._shared import show_error
 from core.training import JobRunner
 from core.training.compute import DEFAULT_MAX_RUNTIME_S, DEFAULT_VOLUME_SIZE_GB, Compute, InstanceType
-from core.training.costs import describe_estimate, estimate
+from core.training.costs import TuningEstimate, describe_estimate, describe_tuning_estimate, estimate
+from core.training.launch import job_hyperparameters
 
 MAX_RUNTIME_MIN = 28 * 24 * 60  # SageMaker's longest MaxRuntimeInSeconds
 
@@ -62,12 +63,27 @@ def _price(runner: JobRunner, instance_type: str) -> tuple[float | None, str]:
         return None, f"No price: {exc}"
 
 
-def show_estimate(runner: JobRunner, compute: Compute, hyperparameters: Mapping[str, object],
-                  dataset_uri: str) -> None:
-    """The expected time and cost of the job the form describes."""
-    price, why = _price(runner, compute.instance_type)
-    expected = estimate(compute, hyperparameters, dataset_uri, runner.list_jobs(), price)
-    st.info(describe_estimate(expected, compute.instance_type))
+def show_estimate(runner: JobRunner, compute: Compute, hyperparameters: Mapping[str, str | int | float],
+                  dataset_uri: str, *, trials: tuple[int, int] | None = None, searched: Collection[str] = ()) -> None:
+    """The expected time and cost of the job the form describes, and the batch size and workers it gets.
+
+    trials: (max trials, at a time) of a tuning job, whose longest trial ``hyperparameters`` describe;
+    searched: the hyperparameters the tuning job searches (a finished job with any value times it).
+    """
+    try:
+        given = {key: value for key, value in job_hyperparameters(runner, hyperparameters, compute).items()
+                 if key not in searched}
+        price, why = _price(runner, compute.instance_type)
+        expected = estimate(compute, given, dataset_uri, runner.list_jobs(), price)
+    except Exception as exc:
+        show_error(exc)
+        return
+    if trials is None:
+        st.info(describe_estimate(expected, compute.instance_type))
+    else:
+        st.info(describe_tuning_estimate(TuningEstimate(expected, *trials), compute.instance_type))
+    batch = given.get("batch-size", "searched")
+    st.caption(f"Each job: batch size {batch}, {given['num-workers']} DataLoader workers per process.")
     if why:
         st.caption(why)
 

@@ -17,6 +17,13 @@ from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
 from core.types import JobStatus
 
 POLL_SECONDS = 2
+BATCH_SIZES: list[int | None] = [None, 8, 16, 32, 64, 128, 256, 512]
+"""None: the instance type's (``core.training.launch.instance_defaults``)."""
+
+
+def _batch_label(size: int | None) -> str:
+    return "auto (by instance type)" if size is None else str(size)
+
 
 st.title("Training jobs")
 be = backend()
@@ -32,7 +39,9 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
             c1, c2, c3 = st.columns(3)
             model = c1.selectbox("Model", MODELS, key="job_model")
             epochs = c2.number_input("Epochs", 1, 200, int(DEFAULT_HYPERPARAMETERS["epochs"]), key="job_epochs")
-            batch_size = c3.selectbox("Batch size", [8, 16, 32, 64, 128], index=2, key="job_batch")
+            batch_size = c3.selectbox("Batch size", BATCH_SIZES, key="job_batch", format_func=_batch_label,
+                                      help="auto: 32 on CPU types; on GPU types 64, 128 or 256 per GPU by its memory "
+                                           "(under 20 GiB, under 40, more); DataLoader workers follow the vCPUs too")
             lr = c1.number_input("Learning rate", 1e-9, 10.0, float(DEFAULT_HYPERPARAMETERS["lr"]), format="%g",
                                  key="job_lr")
             image_size = c2.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="job_image_size")
@@ -64,8 +73,10 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
             estimate = b2.form_submit_button("Estimate cost", help="Expected training time and cost, timed by the "
                                              "newest finished job like this one")
             dataset = next(d for d in datasets if d.name == dataset_name)
-            hps: dict[str, str | int | float] = {"model": model, "epochs": int(epochs), "batch-size": int(batch_size),
-                                                 "lr": float(lr), "image-size": int(image_size), "seed": int(seed)}
+            hps: dict[str, str | int | float] = {"model": model, "epochs": int(epochs), "lr": float(lr),
+                                                 "image-size": int(image_size), "seed": int(seed)}
+            if batch_size is not None:
+                hps["batch-size"] = int(batch_size)
             hps |= {key: "true" for key, on in (("amp", amp), ("channels-last", channels_last)) if on}
             if estimate:
                 show_estimate(be.runner, compute, hps, dataset.uri)

@@ -8,13 +8,13 @@ from typing import TypeVar
 import pandas as pd
 import streamlit as st
 
-from app_pages._compute import compute_fields
+from app_pages._compute import compute_fields, show_estimate
 from app_pages._shared import TUNING_QUERY_PARAM, backend, job_views_links, rerun_after_change, show_error
 from core.catalog import list_datasets
 from core.entities import DatasetRecord
 from core.job_environment import waiting_notice
 from core.training import JobRunner
-from core.training.launch import MODELS, new_job_name, start_training
+from core.training.launch import MODELS, instance_defaults, new_job_name, start_training
 from core.training.spec import DEFAULT_METRIC_DEFINITIONS
 from core.tuning import EarlyStopping, ObjectiveType, Strategy, Trial, TrialStatus, TuningJob, TuningJobSpec
 from core.tuning.charts import importance_bar, learning_curves_figure, objective_over_time, parallel_coordinates
@@ -24,6 +24,7 @@ from core.tuning.form import (
     build_ranges,
     fixed_hyperparameters,
     full_training_hyperparameters,
+    longest_trial,
 )
 from core.tuning.importance import parameter_importance
 from core.tuning.spec import TUNABLE_HYPERPARAMETERS, Scaling
@@ -107,15 +108,29 @@ def _launch_form(datasets: list[DatasetRecord]) -> None:
         waiting = waiting_notice(be.runner)  # the trials are training jobs
         if waiting:
             st.caption(waiting)
-        if st.form_submit_button("Launch tuning job", type="primary", disabled=bool(waiting)):
-            dataset = next(d for d in datasets if d.name == dataset_name)
+        b1, b2 = st.columns([1, 4])
+        launch = b1.form_submit_button("Launch tuning job", type="primary", disabled=bool(waiting))
+        estimate = b2.form_submit_button("Estimate cost", help="Every trial's time and cost, timed by the newest "
+                                         "finished job like the longest trial")
+        dataset = next(d for d in datasets if d.name == dataset_name)
+        fixed = {"model": model, "image-size": int(image_size), "epochs": int(epochs),
+                 "max-steps-per-epoch": int(max_steps) or None}
+        if estimate:
             try:
                 ranges = build_ranges(rows)
-                fixed = {"model": model, "image-size": int(image_size), "epochs": int(epochs),
-                         "max-steps-per-epoch": int(max_steps) or None}
+            except Exception as exc:
+                show_error(exc)
+            else:
+                show_estimate(be.runner, compute, longest_trial(ranges, fixed_hyperparameters(ranges, fixed)),
+                              dataset.uri, trials=(int(max_jobs), int(max_parallel)),
+                              searched={r.name for r in ranges if r.name != "epochs"})
+        if launch:
+            try:
+                ranges = build_ranges(rows)
+                static = fixed_hyperparameters(ranges, {**instance_defaults(be.runner, compute), **fixed})
                 spec = TuningJobSpec(
                     name=name.strip() or new_job_name("tune"), ranges=ranges, inputs={"training": dataset.uri},
-                    static_hyperparameters=fixed_hyperparameters(ranges, fixed), objective_metric=metric,
+                    static_hyperparameters=static, objective_metric=metric,
                     objective_type=ObjectiveType(objective_type), strategy=Strategy(strategy),
                     max_jobs=int(max_jobs), max_parallel_jobs=int(max_parallel),
                     early_stopping=EarlyStopping(early_stopping), warm_start_from=tuple(warm_start),

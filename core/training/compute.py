@@ -78,6 +78,25 @@ class Compute:
                 f"cannot be shorter than the maximum run time ({self.max_runtime_s} s)")
 
 
+def suggested_hyperparameters(instance: InstanceType, instance_count: int) -> dict[str, int]:
+    """The batch size and DataLoader workers of a job on ``instance_count`` × ``instance``, where
+    the form leaves them to the instance type.
+
+    Workers: each training process (one per GPU, else one per instance) gets its vCPUs less one for
+    itself, from 2 to 8; 2, the script's default, where the vCPUs are unknown. Batch size, which the
+    script splits across its processes: the script's 32 on CPU types; on GPU types, per GPU by its
+    memory at 224 px (EfficientNet-Lite0 and ResNet-50 in float32 fit): 64 under 20 GiB (T4, V100),
+    128 under 40 GiB (A10G, L4), 256 from 40 GiB (A100, L40S, H100). The learning rate is not
+    scaled with it: tune it for large batches.
+    """
+    processes = max(1, instance.gpus)
+    workers = 2 if instance.vcpus is None else min(8, max(2, instance.vcpus // processes - 1))
+    if not instance.gpus:
+        return {"batch-size": 32, "num-workers": workers}
+    per_gpu = 64 if instance.gpu_memory_gib < 20 else 128 if instance.gpu_memory_gib < 40 else 256
+    return {"batch-size": per_gpu * instance.gpus * instance_count, "num-workers": workers}
+
+
 GPU_FAMILIES = ("ml.g", "ml.p")
 """SageMaker's NVIDIA GPU families (g4dn, g5, g6, g6e, gr6, p3, p4d, p5, ...): named by their first letter."""
 

@@ -4,11 +4,13 @@ SageMaker bills ``BillableTimeInSeconds`` of every instance at the type's price.
 spot the billable time is shorter than the training time (``TrainingTimeInSeconds``), and
 SageMaker states the saving as ``1 - billable / training``. Local jobs run on this machine at no
 charge. An estimate times the new job by the newest finished job like it (same dataset, model,
-image size, batch size and instance type), scaled by its epochs and instance count.
+image size, batch size and instance type), scaled by its epochs and instance count; a tuning job's,
+by its longest trial, times the trials.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -18,7 +20,8 @@ from core.types import JobStatus
 
 ACCURACY_METRIC = "test:accuracy"
 SIMILAR_BY = ("model", "image-size", "batch-size")
-"""The hyperparameters two jobs must share to time one by the other (with the dataset and instance type)."""
+"""The hyperparameters two jobs must share to time one by the other (with the dataset and instance type);
+one a tuning job searches matches any value."""
 
 
 def _cost(seconds: float | None, instances: int, price_per_hour: float | None) -> float | None:
@@ -79,7 +82,7 @@ def similar_job(jobs: Iterable[TrainingJob], dataset_uri: str, hyperparameters: 
                 instance_type: str) -> TrainingJob | None:
     """The first completed job of ``jobs`` (newest first, as runners list them) on the same dataset
     and instance type with the same ``SIMILAR_BY`` hyperparameters, and a known training time."""
-    wanted = {key: str(hyperparameters.get(key)) for key in SIMILAR_BY}
+    wanted = {key: str(hyperparameters[key]) for key in SIMILAR_BY if hyperparameters.get(key) is not None}
     for job in jobs:
         if (job.status is JobStatus.COMPLETED and job.training_s and job.instance_type == instance_type
                 and job.inputs.get("training") == dataset_uri
@@ -106,6 +109,25 @@ def estimate(compute: Compute, hyperparameters: Mapping[str, object], dataset_ur
     return Estimate(seconds, basis, compute.instance_count, price_per_hour)
 
 
+@dataclass(frozen=True)
+class TuningEstimate:
+    """A tuning job's expected time and cost: ``max_jobs`` trials like ``trial``, ``max_parallel`` at a time."""
+
+    trial: Estimate
+    max_jobs: int
+    max_parallel: int
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall time: the trials in waves of ``max_parallel``."""
+        waves = math.ceil(self.max_jobs / max(1, min(self.max_parallel, self.max_jobs)))
+        return None if self.trial.seconds is None else self.trial.seconds * waves
+
+    @property
+    def cost(self) -> float | None:
+        return None if self.trial.cost is None else self.trial.cost * self.max_jobs
+
+
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -130,6 +152,25 @@ def describe_estimate(estimate: Estimate, instance_type: str) -> str:
         cost = f"{_rate(estimate.instance_count, instance_type, None)}"
     expected = f"about {_duration(estimate.seconds)} of training" if estimate.seconds is not None else "time unknown"
     return f"Estimate: {expected}, {cost} ({estimate.basis})."
+
+
+def describe_tuning_estimate(estimate: TuningEstimate, instance_type: str) -> str:
+    """One line for the tuning form: at most, as early stopping ends some trials sooner."""
+    trial = estimate.trial
+    if trial.seconds is None or estimate.seconds is None:
+        return (f"Estimate: time unknown; {estimate.max_jobs} trials of "
+                f"{_rate(trial.instance_count, instance_type, trial.price_per_hour)} ({trial.basis}).")
+    parallel = min(estimate.max_parallel, estimate.max_jobs)
+    if trial.price_per_hour == 0:
+        cost = "on this machine at no charge"
+    elif estimate.cost is not None:
+        cost = f"{estimate.max_jobs} × {_rate(trial.instance_count, instance_type, trial.price_per_hour)} × " \
+               f"{_duration(trial.seconds)} = ${estimate.cost:.2f}"
+    else:
+        cost = "price unknown"
+    return (f"Estimate, at most: {estimate.max_jobs} trials of about {_duration(trial.seconds)} each, {parallel} at a "
+            f"time: about {_duration(estimate.seconds)} in all; {cost} (the longest trial {trial.basis}; early "
+            f"stopping ends some trials sooner).")
 
 
 def describe_bill(bill: Bill, instance_type: str, accuracy: float | None) -> str:

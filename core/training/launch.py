@@ -12,14 +12,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from core.entities import DatasetRecord, TrainingJob
-from core.training.compute import Compute
+from core.training.compute import Compute, InstanceType, suggested_hyperparameters
 from core.training.spec import TrainingJobSpec
 from entrypoints.hyperparameters import HYPERPARAMETERS, MODELS
 
 if TYPE_CHECKING:
     from core.backend import Backend
+    from core.training import JobRunner
 
-__all__ = ["DEFAULT_HYPERPARAMETERS", "MODELS", "new_job_name", "start_training"]
+__all__ = ["DEFAULT_HYPERPARAMETERS", "MODELS", "instance_defaults", "job_hyperparameters", "new_job_name",
+           "start_training"]
 
 DEFAULT_HYPERPARAMETERS: Mapping[str, str | int | float] = {
     name: HYPERPARAMETERS[name].default for name in ("model", "epochs", "batch-size", "lr", "image-size", "seed")
@@ -33,6 +35,22 @@ def new_job_name(prefix: str = "train") -> str:
     return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
+def instance_defaults(runner: JobRunner, compute: Compute) -> dict[str, int]:
+    """The batch size and workers suited to the compute's instance type
+    (:func:`~core.training.compute.suggested_hyperparameters`; a type the backend cannot describe
+    is taken for a CPU type)."""
+    described = {t.name: t for t in runner.instance_types()}
+    instance = described.get(compute.instance_type, InstanceType(compute.instance_type))
+    return suggested_hyperparameters(instance, compute.instance_count)
+
+
+def job_hyperparameters(runner: JobRunner, hyperparameters: Mapping[str, str | int | float],
+                        compute: Compute) -> dict[str, str | int | float]:
+    """What a job is given: the caller's hyperparameters over the instance type's batch size and
+    workers, over the script's defaults."""
+    return {**DEFAULT_HYPERPARAMETERS, **instance_defaults(runner, compute), **hyperparameters}
+
+
 def start_training(
     backend: Backend,
     dataset: DatasetRecord,
@@ -44,6 +62,7 @@ def start_training(
     """Starts `entrypoints/train.py` on the dataset (channel ``training``) and returns the job.
 
     compute: where it runs; None: one instance of the backend's default type, as the spec's defaults say.
+    A batch size or ``num-workers`` left out is the instance type's (:func:`instance_defaults`).
 
     Raises:
         InvalidInputError: an invalid name, hyperparameter or compute choice.
@@ -54,7 +73,7 @@ def start_training(
     spec = TrainingJobSpec(
         name=name or new_job_name(),
         inputs={"training": dataset.uri},
-        hyperparameters={**DEFAULT_HYPERPARAMETERS, **hyperparameters},
+        hyperparameters=job_hyperparameters(backend.runner, hyperparameters, compute),
         **compute.spec_fields(),  # type: ignore[arg-type]
     )
     return backend.runner.start(spec)

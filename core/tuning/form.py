@@ -99,6 +99,21 @@ def fixed_hyperparameters(
     return {k: v for k, v in values.items() if k not in tuned and not _blank(v)}  # type: ignore[misc]
 
 
+def longest_trial(ranges: Sequence[ParameterRange],
+                  static: Mapping[str, str | int | float]) -> dict[str, str | int | float]:
+    """The hyperparameters of the trial that trains longest, for the tuning job's estimate: the
+    static ones, with ``epochs`` at the top of its range where it is searched."""
+    trial = dict(static)
+    for r in ranges:
+        if r.name != "epochs":
+            continue
+        if isinstance(r, CategoricalRange):
+            trial["epochs"] = max(int(float(v)) for v in r.values)
+        else:
+            trial["epochs"] = int(r.max_value)
+    return trial
+
+
 def full_training_hyperparameters(best: Mapping[str, str], epochs: int) -> dict[str, str | int | float]:
     """The best trial's hyperparameters for a full run: ``epochs`` epochs, no trial budget caps.
 

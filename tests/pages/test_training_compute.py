@@ -76,6 +76,8 @@ def test_a_sagemaker_job_carries_the_forms_compute(aws_backend: Backend, aws: Aw
     assert d["EnableManagedSpotTraining"] is True
     assert d["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
     assert d["CheckpointConfig"]["S3Uri"] == f"s3://{BUCKET}/{PREFIX}/jobs/gpu-job/checkpoints"
+    # batch size left to the type: 128 per 22 GiB A10G × 4 GPUs × 2 instances; 48 vCPUs / 4 processes - 1
+    assert (d["HyperParameters"]["batch-size"], d["HyperParameters"]["num-workers"]) == ("1024", "8")
 
 
 def test_spot_that_waits_less_than_it_runs_is_refused(aws_backend: Backend, aws: AwsSession,

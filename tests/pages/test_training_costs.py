@@ -55,6 +55,24 @@ def test_a_local_job_is_free_and_times_the_next_estimate(local_backend: Backend,
     assert local_backend.runner.list_jobs() == [local_backend.runner.describe("done-1")]  # nothing started
 
 
+def test_the_tuning_form_estimates_every_trial_by_the_longest(local_backend: Backend, tmp_path: Path) -> None:
+    dataset = add_dataset(local_backend, tmp_path)
+    hyperparameters = {k: str(v) for k, v in {**DEFAULT_HYPERPARAMETERS, "batch-size": 16}.items()}
+    local_backend.store.insert_job(TrainingJob(
+        name="done-1", status=JobStatus.COMPLETED, backend="local", created_at=time.time() - 100,
+        started_at=time.time() - 95, ended_at=time.time() - 5, hyperparameters=hyperparameters,
+        inputs={"training": dataset.uri}))
+    at = open_page("tuning")
+    at.number_input(key="tune_max_jobs").set_value(5)
+    at = _estimate(at)  # batch size is searched (any matches); epochs up to 3
+    assert not at.exception and not at.error
+    assert [i.value for i in at.info if i.value.startswith("Estimate")] == [
+        "Estimate, at most: 5 trials of about 2 min 15 s each, 2 at a time: about 6 min 45 s in all; on this machine "
+        "at no charge (the longest trial timed by done-1: 90 s for 2 epochs on 1 × local; early stopping ends some "
+        "trials sooner)."]
+    assert local_backend.tuner.list_tuning_jobs() == []
+
+
 def test_a_sagemaker_estimate_is_priced_by_the_price_list(aws_backend: Backend, dataset_in_s3: None,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     def price_list_answers(pricing: Any, region: str, instance_type: str) -> float | None:

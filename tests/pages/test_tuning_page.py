@@ -16,6 +16,7 @@ from core.config import load_settings
 from core.entities import DatasetRecord, MetricPoint, TrainingJob
 from core.errors import BackendError
 from core.training._local import LocalJobRunner
+from core.training.compute import local_instance_types, suggested_hyperparameters
 from core.tuning import (
     CategoricalRange,
     ContinuousRange,
@@ -191,8 +192,9 @@ def test_train_the_best_configuration_in_full(local_backend: Backend, tmp_path: 
     assert at.session_state["selected_job"] == name
     runner = get_backend(load_settings()).runner
     job = runner.describe(name)
+    workers = suggested_hyperparameters(local_instance_types()[0], 1)["num-workers"]  # this machine's
     assert dict(job.hyperparameters) == {"lr": "0.005", "batch-size": "64", "epochs": "7", "model": "resnet18",
-                                         "image-size": "64", "seed": "42"}
+                                         "image-size": "64", "seed": "42", "num-workers": str(workers)}
     assert job.inputs["training"] == local_backend.store.list_datasets()[0].uri
     deadline = time.time() + 120
     while not runner.describe(name).status.is_terminal and time.time() < deadline:
@@ -229,7 +231,8 @@ def test_the_form_launches_a_local_tuning_job(local_backend: Backend, tmp_path: 
     assert at.selectbox(key="selected_tuning_job").value == "page-tune"
     tuner = get_backend(load_settings()).tuner
     spec = tuner.spec("page-tune")
-    assert spec.static_hyperparameters == {"model": "efficientnet_lite0", "image-size": "64"}
+    workers = suggested_hyperparameters(local_instance_types()[0], 1)["num-workers"]  # batch size is searched
+    assert spec.static_hyperparameters == {"model": "efficientnet_lite0", "image-size": "64", "num-workers": str(workers)}
     assert [r.name for r in spec.ranges] == ["lr", "batch-size", "epochs"]
     deadline = time.time() + 120
     while not tuner.describe("page-tune").status.is_terminal and time.time() < deadline:

@@ -15,6 +15,7 @@ from core.training.compute import (
     InstanceType,
     check_local_compute,
     local_instance_types,
+    suggested_hyperparameters,
 )
 from core.training.spec import TrainingJobSpec
 
@@ -93,3 +94,17 @@ def test_compute_fills_the_specs_fields_of_the_same_names(tmp_path: Path) -> Non
     assert (spec.instance_type, spec.instance_count, spec.volume_size_gb, spec.max_runtime_s, spec.use_spot,
             spec.max_wait_s) == ("ml.g5.xlarge", 2, 100, 3600, True, 7200)
     assert Compute("local").volume_size_gb == DEFAULT_VOLUME_SIZE_GB == _spec(tmp_path).volume_size_gb
+
+
+@pytest.mark.parametrize(("instance", "count", "expected"), [
+    (InstanceType("local", 2, 24.0), 1, {"batch-size": 32, "num-workers": 2}),  # this machine: the script's own
+    (InstanceType("ml.m5.4xlarge", 16, 64.0), 2, {"batch-size": 32, "num-workers": 8}),
+    (InstanceType("ml.m5.xlarge", 4, 16.0), 1, {"batch-size": 32, "num-workers": 3}),
+    (InstanceType("ml.g4dn.xlarge", 4, 16.0, 1, "T4", 15.0), 1, {"batch-size": 64, "num-workers": 3}),
+    (InstanceType("ml.g5.12xlarge", 48, 192.0, 4, "A10G", 22.4), 2, {"batch-size": 1024, "num-workers": 8}),
+    (InstanceType("ml.p4d.24xlarge", 96, 1152.0, 8, "A100", 40.0), 1, {"batch-size": 2048, "num-workers": 8}),
+    (InstanceType("ml.g5.xlarge"), 1, {"batch-size": 32, "num-workers": 2}),  # undescribed: the script's defaults
+])
+def test_batch_size_and_workers_follow_the_instance_type(instance: InstanceType, count: int,
+                                                         expected: dict[str, int]) -> None:
+    assert suggested_hyperparameters(instance, count) == expected

@@ -17,7 +17,17 @@ from core.errors import ConsoleError
 from core.storage._s3 import S3Storage
 from core.training._sagemaker import SageMakerJobRunner, training_job_from_description
 from core.training.compute import Compute
-from core.training.costs import Bill, bill, cost_per_point, describe_bill, describe_estimate, estimate, similar_job
+from core.training.costs import (
+    Bill,
+    TuningEstimate,
+    bill,
+    cost_per_point,
+    describe_bill,
+    describe_estimate,
+    describe_tuning_estimate,
+    estimate,
+    similar_job,
+)
 from core.types import JobStatus
 from tests.core.aws_fixtures import (  # noqa: F401  (fixtures register on import)
     BUCKET,
@@ -86,6 +96,23 @@ def test_the_estimate_is_timed_by_the_newest_similar_finished_job() -> None:
     local = estimate(Compute("ml.g5.xlarge"), HPS, DATA, jobs, 0.0)
     assert describe_estimate(local, "local").startswith("Estimate: about 10 min 0 s of training, on this machine at "
                                                         "no charge")
+
+
+def test_a_tuning_estimate_runs_the_longest_trial_in_waves() -> None:
+    jobs = [_job("like", training_s=600.0, **{"batch-size": "64"})]
+    searched = {key: value for key, value in HPS.items() if key != "batch-size"}  # a tuned one matches any
+    trial = estimate(Compute("ml.g5.xlarge"), {**searched, "epochs": 3}, DATA, jobs, 1.2)
+    tuning = TuningEstimate(trial, max_jobs=5, max_parallel=2)
+    assert (trial.seconds, tuning.seconds) == (pytest.approx(900), pytest.approx(2700))  # 3 waves: 2, 2, 1
+    assert tuning.cost == pytest.approx(5 * 900 / 3600 * 1.2)
+    assert describe_tuning_estimate(tuning, "ml.g5.xlarge") == (
+        "Estimate, at most: 5 trials of about 15 min 0 s each, 2 at a time: about 45 min 0 s in all; 5 × 1 × "
+        "ml.g5.xlarge at $1.2/h × 15 min 0 s = $1.50 (the longest trial timed by like: 600 s for 2 epochs on 1 × "
+        "ml.g5.xlarge; early stopping ends some trials sooner).")
+    untimed = TuningEstimate(estimate(Compute("ml.g5.xlarge"), {**HPS, "model": "resnet50"}, DATA, jobs, None), 4, 9)
+    assert (untimed.seconds, untimed.cost) == (None, None)
+    assert describe_tuning_estimate(untimed, "ml.g5.xlarge").startswith(
+        "Estimate: time unknown; 4 trials of 1 × ml.g5.xlarge at price unknown (no finished job")
 
 
 def _price_list(region: str, instance_type: str, usd: str) -> str:

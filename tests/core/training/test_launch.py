@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from types import SimpleNamespace
+from typing import Any
 
-from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS
+from core.training.compute import LOCAL, Compute, local_instance_types, suggested_hyperparameters
+from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, job_hyperparameters
 from entrypoints.hyperparameters import add_arguments
 
 
@@ -31,3 +34,14 @@ def test_the_defaults_sent_parse_back_as_themselves() -> None:
     argv = [arg for name, value in DEFAULT_HYPERPARAMETERS.items() for arg in (f"--{name}", str(value))]
     parsed = vars(_script_parser().parse_args(argv))
     assert {name: parsed[name.replace("-", "_")] for name in DEFAULT_HYPERPARAMETERS} == DEFAULT_HYPERPARAMETERS
+
+
+def test_a_job_gets_the_instance_types_batch_size_and_workers_unless_told() -> None:
+    runner: Any = SimpleNamespace(instance_types=local_instance_types)  # the local runner's offer
+    suggested = suggested_hyperparameters(local_instance_types()[0], 1)
+    given = job_hyperparameters(runner, {"epochs": 3}, Compute(LOCAL))
+    assert given == {**DEFAULT_HYPERPARAMETERS, **suggested, "epochs": 3}
+    told = job_hyperparameters(runner, {"batch-size": 8, "num-workers": 0}, Compute(LOCAL))
+    assert (told["batch-size"], told["num-workers"]) == (8, 0)
+    unknown = job_hyperparameters(runner, {}, Compute("ml.g5.xlarge"))  # not described here
+    assert (unknown["batch-size"], unknown["num-workers"]) == (32, 2)

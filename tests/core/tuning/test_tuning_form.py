@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from core.errors import InvalidInputError
-from core.tuning.form import DEFAULT_RANGE_ROWS, build_ranges, fixed_hyperparameters, full_training_hyperparameters
+from core.tuning.form import (
+    DEFAULT_RANGE_ROWS,
+    build_ranges,
+    fixed_hyperparameters,
+    full_training_hyperparameters,
+    longest_trial,
+)
 from core.tuning.spec import CategoricalRange, ContinuousRange, IntegerRange, Scaling
 from tests.core.tuning.tuning_cases import RANGES
 
@@ -57,3 +63,10 @@ def test_full_training_runs_the_chosen_epochs_without_the_step_cap() -> None:
     assert full_training_hyperparameters(best, 10) == {"lr": "0.003", "epochs": 10, "model": "resnet18"}
     with pytest.raises(InvalidInputError):
         full_training_hyperparameters(best, 0)
+
+
+def test_the_longest_trial_has_the_most_epochs_searched() -> None:
+    static = {"model": "resnet18", "image-size": 64}
+    assert longest_trial(build_ranges(DEFAULT_RANGE_ROWS), static) == {**static, "epochs": 3}
+    assert longest_trial([CategoricalRange("epochs", ("2", "5", "4"))], static)["epochs"] == 5
+    assert longest_trial([ContinuousRange("lr", 0.001, 0.1)], {**static, "epochs": 2})["epochs"] == 2
