@@ -13,6 +13,7 @@ from core.catalog import list_datasets
 from core.job_environment import waiting_notice
 from core.spot import (
     AWS_NOTICE_S,
+    MAX_VOLUME_GB,
     SpotManager,
     SpotRun,
     SpotRunSpec,
@@ -90,6 +91,15 @@ def _cost_inputs(spot_default: float | None) -> tuple[float, float, float]:
     return spot_price, on_demand, hours
 
 
+def _instance_labels() -> dict[str, str]:
+    """Each type's name with its vCPUs, memory and GPUs (the names alone where they cannot be asked)."""
+    try:
+        return {t.name: t.label for t in spot.described_instance_types()}
+    except Exception as exc:
+        show_error(exc)
+        return {}
+
+
 def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
     if not datasets:
         st.info("Ingest a dataset on the Data page first.")
@@ -101,15 +111,22 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
     epochs = c2.number_input("Epochs", 1, 200, int(DEFAULT_HYPERPARAMETERS["epochs"]), key="spot_epochs")
     image_size = c3.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="spot_image_size")
     seed = c4.number_input("Seed", 0, 2**31 - 1, int(DEFAULT_HYPERPARAMETERS["seed"]), key="spot_seed")
-    c1, c2, c3, c4 = st.columns(4)
+    c1, c2 = st.columns([3, 1])
+    labels = _instance_labels()
+    instance_type = c1.selectbox("Instance type", spot.instance_types, key="spot_instance_type",
+                                 format_func=lambda name: labels.get(name, name),
+                                 disabled=len(spot.instance_types) == 1)
+    volume = c2.number_input("Root volume (GB, 0: the AMI's)", 0, MAX_VOLUME_GB, 0, key="spot_volume",
+                             disabled=not spot.has_volume_size,
+                             help="The instance's EBS volume (gp3): the dataset, checkpoints and the model. The "
+                                  "simulator's instances use this machine's disk")
+    c1, c2, c3 = st.columns(3)
     request_type = c1.selectbox("Request", ["persistent", "one-time"], key="spot_request_type",
                                 help="persistent: the instance comes back after an interruption and resumes")
     behaviours = ["stop", "hibernate"] if request_type == "persistent" else ["terminate"]
     behaviour = c2.selectbox("On interruption", behaviours, key="spot_behaviour",
                              help="EC2 runs persistent requests only with stop or hibernate")
-    instance_type = c3.selectbox("Instance type", spot.instance_types, key="spot_instance_type",
-                                 disabled=len(spot.instance_types) == 1)
-    max_price = c4.number_input("Max price (USD/h, 0 = on-demand cap)", 0.0, 1000.0, 0.0, format="%.4f",
+    max_price = c3.number_input("Max price (USD/h, 0 = on-demand cap)", 0.0, 1000.0, 0.0, format="%.4f",
                                 key="spot_max_price", disabled=not spot.has_price_feed)
     schedule, notice_s, watch = "", AWS_NOTICE_S, True
     if spot.can_interrupt:
@@ -139,7 +156,7 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
                            interruption_behavior=behaviour, max_price=float(max_price) or None,
                            notice_s=float(notice_s), interrupt_after_s=parse_interrupt_schedule(schedule),
                            watch_notice=bool(watch), spot_price_per_h=spot_price, on_demand_price_per_h=on_demand,
-                           expected_hours=hours)
+                           expected_hours=hours, volume_size_gb=int(volume) or None)
         run = spot.launch(spec)
     except Exception as exc:
         show_error(exc)

@@ -13,6 +13,7 @@ from core.spot._local import LocalSpotManager
 from core.spot.entities import (
     AWS_NOTICE_S,
     INTERRUPTION_BEHAVIORS,
+    MAX_VOLUME_GB,
     REQUEST_TYPES,
     SpotEvent,
     SpotRun,
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AWS_NOTICE_S",
     "INTERRUPTION_BEHAVIORS",
+    "MAX_VOLUME_GB",
     "REQUEST_TYPES",
     "CostEstimate",
     "Interruption",

@@ -30,7 +30,9 @@ from core.spot.pricing import PricePoint, fetch_price_history
 from core.spot.store import SpotStore
 from core.spot.userdata import UserDataInputs, render_user_data
 from core.storage._s3 import S3Storage
+from core.training._instance_catalog import ec2_instance_types
 from core.training._sagemaker import pack_source_dir
+from core.training.compute import InstanceType
 
 DLAMI_NAME = "Deep Learning OSS Nvidia Driver AMI GPU PyTorch * (Ubuntu 22.04) *"
 DLAMI_OWNERS = ("amazon",)
@@ -62,7 +64,13 @@ def find_dlami(ec2: Any, *, name_pattern: str = DLAMI_NAME, owners: tuple[str, .
     if not images:
         raise NotFoundError(f"no AMI named like {name_pattern!r} (owners {', '.join(owners)}) in this region")
     newest = max(images, key=lambda image: image.get("CreationDate", ""))
-    return {"ImageId": newest["ImageId"], "Name": newest.get("Name", "")}
+    return _image(newest)
+
+
+def _image(image: dict[str, Any]) -> dict[str, str]:
+    """What a launch needs of an AMI: its id, its name, and the device its root volume is on."""
+    return {"ImageId": image["ImageId"], "Name": image.get("Name", ""),
+            "RootDeviceName": image.get("RootDeviceName", "/dev/sda1")}
 
 
 def find_ami(ec2: Any, image_id: str) -> dict[str, str]:
@@ -76,7 +84,7 @@ def find_ami(ec2: Any, image_id: str) -> dict[str, str]:
                                      Filters=[{"Name": "state", "Values": ["available"]}])["Images"]
     if not images:
         raise NotFoundError(f"looking up the AMI {image_id} (the spot_ami setting): not available in this region")
-    return {"ImageId": images[0]["ImageId"], "Name": images[0].get("Name", "")}
+    return _image(images[0])
 
 
 def market_options(spec: SpotRunSpec) -> dict[str, Any]:
@@ -109,6 +117,7 @@ class Ec2SpotManager(SpotManager):
     has_price_feed = True
     can_clean_up = True
     log_title = "Console output (newest instance)"
+    has_volume_size = True
 
     def __init__(self, settings: Settings, session: AwsSession, store: JobStore, *,
                  ami_name: str = DLAMI_NAME, ami_owners: tuple[str, ...] = DLAMI_OWNERS) -> None:
@@ -117,6 +126,7 @@ class Ec2SpotManager(SpotManager):
         self.spot_store = SpotStore(store)
         self.ami_name = ami_name
         self.ami_owners = ami_owners
+        self._described: list[InstanceType] | None = None
 
     @property
     def _ec2(self) -> Any:
@@ -133,6 +143,13 @@ class Ec2SpotManager(SpotManager):
     def run_key(self, name: str, sub: str = "") -> str:
         return f"spot-runs/{name}/{sub}".rstrip("/")
 
+    def described_instance_types(self) -> list[InstanceType]:
+        """Asked of EC2 once (undescribed where EC2 refuses to say)."""
+        if self._described is None:
+            with aws_errors("describing the spot instance types"):
+                self._described = ec2_instance_types(self._ec2, self.instance_types)
+        return self._described
+
     def price_history(self, instance_types: list[str], *, days: float = 7) -> list[PricePoint]:
         """Spot prices for the chart (see :func:`core.spot.pricing.fetch_price_history`)."""
         return fetch_price_history(self._ec2, instance_types, days=days)
@@ -140,7 +157,7 @@ class Ec2SpotManager(SpotManager):
     # --- launch -----------------------------------------------------------------------------
 
     def launch_request(self, spec: SpotRunSpec, *, image_id: str, profile_name: str, security_group_id: str,
-                       user_data: str) -> dict[str, Any]:
+                       user_data: str, root_device: str = "/dev/sda1") -> dict[str, Any]:
         """The ``run_instances`` request of a run (public for tests and for the page's preview)."""
         request: dict[str, Any] = {
             "ImageId": image_id, "InstanceType": spec.instance_type, "MinCount": 1, "MaxCount": 1,
@@ -152,6 +169,9 @@ class Ec2SpotManager(SpotManager):
         }
         if spec.request_type == "one-time":
             request["InstanceInitiatedShutdownBehavior"] = "terminate"
+        if spec.volume_size_gb is not None:  # else the AMI's size
+            request["BlockDeviceMappings"] = [{"DeviceName": root_device, "Ebs": {
+                "VolumeSize": spec.volume_size_gb, "VolumeType": "gp3", "DeleteOnTermination": True}}]
         return request
 
     def launch(self, spec: SpotRunSpec) -> SpotRun:
@@ -179,7 +199,8 @@ class Ec2SpotManager(SpotManager):
                 output_uri=storage.uri(self.run_key(spec.name, "output")),
                 hyperparameters=spec.hyperparameters_as_strings))
             request = self.launch_request(spec, image_id=image["ImageId"], profile_name=resources["profile"],
-                                          security_group_id=resources["security_group_id"], user_data=user_data)
+                                          security_group_id=resources["security_group_id"], user_data=user_data,
+                                          root_device=image["RootDeviceName"])
             response = self._run_instances(request)
             instance = response["Instances"][0]
             resources.update(instance_ids=[instance["InstanceId"]],

@@ -9,6 +9,7 @@ from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec
 
 if TYPE_CHECKING:
     from core.spot.pricing import PricePoint
+    from core.training.compute import InstanceType
 
 
 class SpotManager(ABC):
@@ -31,6 +32,16 @@ class SpotManager(ABC):
     """Whether a run leaves resources behind that :meth:`cleanup` deletes."""
     log_title: str = "Log"
     """What :meth:`log_tail` shows, as a heading."""
+    has_volume_size: bool = False
+    """Whether a run's root volume size means something (EC2's EBS volume; the simulator uses this disk)."""
+
+    @abstractmethod
+    def described_instance_types(self) -> list[InstanceType]:
+        """:attr:`instance_types` with their vCPUs, memory and GPUs, for the form's labels.
+
+        Raises:
+            BackendError: the hardware could not be asked for, in words.
+        """
 
     @abstractmethod
     def launch(self, spec: SpotRunSpec) -> SpotRun:

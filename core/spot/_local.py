@@ -19,6 +19,7 @@ from core.spot._base import SpotManager
 from core.spot._supervisor import RUNTIME_FILE
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus
 from core.spot.store import SpotStore
+from core.training.compute import InstanceType, local_instance_types
 from core.training.layout import JobLayout, cpu_share, create_job_folder
 from core.training.spec import TrainingJobSpec
 
@@ -53,7 +54,13 @@ class LocalSpotManager(SpotManager):
         self.sidecars = None if sidecars is None else [list(s) for s in sidecars]
         self.cpus = cpus
 
+    def described_instance_types(self) -> list[InstanceType]:
+        return [t for t in local_instance_types() if t.name in self.instance_types]
+
     def launch(self, spec: SpotRunSpec) -> SpotRun:
+        if spec.volume_size_gb is not None:
+            raise InvalidInputError("volume size: an EC2 instance's root volume, on the aws backend; the "
+                                    "simulator's instances use this machine's disk")
         if not spec.data_uri.startswith("file://"):
             raise InvalidInputError(f"the local simulator reads file:// datasets, not {spec.data_uri!r}: "
                                     "ingest the dataset on the Data page")

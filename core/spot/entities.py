@@ -17,6 +17,7 @@ INTERRUPTION_BEHAVIORS = ("terminate", "stop", "hibernate")
 AWS_NOTICE_S = 120.0
 """EC2 announces a spot interruption two minutes ahead."""
 MIN_NOTICE_S = 2.0
+MAX_VOLUME_GB = 16_384
 
 
 class SpotRunStatus(str, Enum):
@@ -62,6 +63,7 @@ class SpotRunSpec:
         spot_price_per_h, on_demand_price_per_h: prices for the cost figures (USD/hour; locally
             entered by the user).
         expected_hours: the run's expected duration for the estimate.
+        volume_size_gb: the instance's root volume (EBS, gp3); None: the AMI's size. EC2 only.
     """
 
     name: str
@@ -78,6 +80,7 @@ class SpotRunSpec:
     spot_price_per_h: float | None = None
     on_demand_price_per_h: float | None = None
     expected_hours: float = 1.0
+    volume_size_gb: int | None = None
 
     def __post_init__(self) -> None:
         if not JOB_NAME_RE.match(self.name):
@@ -114,6 +117,9 @@ class SpotRunSpec:
             raise InvalidInputError("relaunch_delay_s: must be between 0 and 3600 s")
         if not (math.isfinite(self.expected_hours) and 0 < self.expected_hours <= 10_000):
             raise InvalidInputError("expected_hours: must be more than 0 and at most 10000")
+        if self.volume_size_gb is not None and not 1 <= self.volume_size_gb <= MAX_VOLUME_GB:
+            raise InvalidInputError(f"volume_size_gb: an EBS gp3 volume holds 1 to {MAX_VOLUME_GB} GB, "
+                                    f"got {self.volume_size_gb}")
 
     @property
     def hyperparameters_as_strings(self) -> dict[str, str]:
@@ -127,6 +133,7 @@ class SpotRunSpec:
             "interrupt_after_s": list(self.interrupt_after_s), "relaunch_delay_s": self.relaunch_delay_s,
             "watch_notice": self.watch_notice, "spot_price_per_h": self.spot_price_per_h,
             "on_demand_price_per_h": self.on_demand_price_per_h, "expected_hours": self.expected_hours,
+            "volume_size_gb": self.volume_size_gb,
         }
 
     @classmethod

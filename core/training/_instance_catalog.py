@@ -10,6 +10,7 @@ listed without their hardware and not checked against the region.
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import botocore.session
@@ -37,10 +38,10 @@ def _gpu(info: dict[str, Any]) -> tuple[int, str, float]:
             round(first.get("MemoryInfo", {}).get("SizeInMiB", 0) / 1024, 1))
 
 
-def _described(info: dict[str, Any]) -> InstanceType:
+def _described(info: dict[str, Any], prefix: str = _PREFIX) -> InstanceType:
     gpus, gpu_name, gpu_memory = _gpu(info)
     return InstanceType(
-        name=_PREFIX + info["InstanceType"],
+        name=prefix + info["InstanceType"],
         vcpus=int(info["VCpuInfo"]["DefaultVCpus"]),
         memory_gib=round(info["MemoryInfo"]["SizeInMiB"] / 1024, 1),
         gpus=gpus, gpu_name=gpu_name, gpu_memory_gib=gpu_memory,
@@ -66,6 +67,20 @@ def training_instance_types(ec2: Any) -> list[InstanceType]:
         return [InstanceType(n) for n in names]
     types.sort(key=lambda t: (t.gpus > 0, t.gpus, t.vcpus or 0, t.memory_gib or 0, t.name))
     return types
+
+
+def ec2_instance_types(ec2: Any, names: Sequence[str]) -> list[InstanceType]:
+    """EC2's types of those names, in that order, with their hardware (undescribed where EC2
+    refuses to say, or does not know a name)."""
+    try:  # a filter, not InstanceTypes=: one name the region lacks would fail the whole call
+        pages = ec2.get_paginator("describe_instance_types").paginate(
+            Filters=[{"Name": "instance-type", "Values": list(names)}])
+        described = {i["InstanceType"]: _described(i, prefix="") for page in pages for i in page["InstanceTypes"]}
+    except Exception as exc:
+        if not is_aws_error(exc):
+            raise
+        described = {}
+    return [described.get(name, InstanceType(name)) for name in names]
 
 
 def is_offered(ec2: Any, instance_type: str) -> bool | None:

@@ -137,7 +137,9 @@ def test_aws_backend_charts_prices_and_says_moto_prices_are_synthetic(
     assert len(at.get("plotly_chart")) == 1
     latest = at.dataframe[0].value
     assert set(latest["instance type"]) == {"g5.xlarge", "g4dn.xlarge"}
-    assert at.selectbox(key="spot_instance_type").value == "g5.xlarge"
+    types = at.selectbox(key="spot_instance_type")
+    assert types.value == "g5.xlarge" and "g5.xlarge · 4 vCPU, 16 GiB · 1 × A10G, 22.4 GiB each" in types.options
+    assert not at.number_input(key="spot_volume").disabled
     assert at.selectbox(key="spot_behaviour").options == ["stop", "hibernate"]
     at.button(key="spot_launch").click().run()
     assert not at.exception

@@ -162,6 +162,34 @@ def test_launch_request_shape_matches_the_ec2_service_model(manager: Ec2SpotMana
                                                               "InstanceInterruptionBehavior": "terminate"}}
 
 
+def test_a_root_volume_size_maps_the_amis_root_device(manager: Ec2SpotManager, aws: AwsSession) -> None:
+    spec = _spec(volume_size_gb=200)
+    request = manager.launch_request(spec, image_id="ami-12345678", profile_name="smc-spot-x",
+                                     security_group_id="sg-12345678", user_data="#!/bin/bash\n",
+                                     root_device="/dev/xvda")
+    assert request["BlockDeviceMappings"] == [{"DeviceName": "/dev/xvda", "Ebs": {
+        "VolumeSize": 200, "VolumeType": "gp3", "DeleteOnTermination": True}}]
+    client = boto3.client("ec2", region_name=REGION)
+    with Stubber(client) as stub:  # valid for EC2's model
+        stub.add_response("run_instances", {"Instances": [{"InstanceId": "i-0123456789abcdef0"}]}, request)
+        client.run_instances(**request)
+    run = manager.launch(spec)  # on moto, with the DLAMI's own root device
+    image = find_dlami(aws.client("ec2"), name_pattern=MOTO_DLAMI, owners=MOTO_DLAMI_OWNER)
+    instance = aws.client("ec2").describe_instances(InstanceIds=list(run.resources["instance_ids"]))
+    mapped = instance["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]
+    assert [m["DeviceName"] for m in mapped] == [image["RootDeviceName"]]
+    assert SpotRunSpec.from_dict(manager.describe(run.name).spec.to_dict()).volume_size_gb == 200
+    assert "BlockDeviceMappings" not in manager.launch_request(_spec(), image_id="ami-1", profile_name="p",
+                                                               security_group_id="sg-1", user_data="")
+
+
+def test_the_instance_types_say_their_gpus(manager: Ec2SpotManager) -> None:
+    labels = {t.name: t.label for t in manager.described_instance_types()}
+    assert list(labels) == list(manager.instance_types)
+    assert labels["g5.xlarge"] == "g5.xlarge · 4 vCPU, 16 GiB · 1 × A10G, 22.4 GiB each"
+    assert labels["m5.xlarge"] == "m5.xlarge · 4 vCPU, 16 GiB"
+
+
 def test_launch_creates_least_privilege_resources_and_a_spot_instance(manager: Ec2SpotManager, aws: AwsSession) -> None:
     run = manager.launch(_spec())
     assert run.status is SpotRunStatus.PENDING
@@ -221,6 +249,8 @@ def test_launch_input_errors(manager: Ec2SpotManager) -> None:
         manager.launch(_spec(name="spot-local", instance_type="local"))
     with pytest.raises(InvalidInputError, match="persistent request only with stop or hibernate"):
         _spec(request_type="persistent", interruption_behavior="terminate")
+    with pytest.raises(InvalidInputError, match="volume_size_gb: an EBS gp3 volume holds 1 to 16384 GB, got 0"):
+        _spec(volume_size_gb=0)
 
 
 def test_a_missing_ami_is_a_clear_error(aws: AwsSession) -> None:

@@ -120,6 +120,9 @@ def test_bad_requests_get_clear_errors(manager: LocalSpotManager, dataset: str) 
         SpotRunSpec(name="bad name!", data_uri=dataset)
     with pytest.raises(InvalidInputError, match="max_price"):
         SpotRunSpec(name="x", data_uri=dataset, max_price=-1)
+    with pytest.raises(InvalidInputError, match="volume size: an EC2 instance's root volume, on the aws backend"):
+        manager.launch(SpotRunSpec(name="spot-volume", data_uri=dataset, volume_size_gb=100))
+    assert [t.name for t in manager.described_instance_types()] == ["local"]
     manager.spot_store.jobs.insert_job(
         __import__("core.entities", fromlist=["TrainingJob"]).TrainingJob(
             name="taken", status=JobStatus.COMPLETED, backend="local", created_at=time.time()))
