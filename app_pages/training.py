@@ -46,11 +46,15 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                                  key="job_lr")
             image_size = c2.selectbox("Image size (px)", [32, 64, 96, 128, 224], index=1, key="job_image_size")
             seed = c3.number_input("Seed", 0, 2**31 - 1, int(DEFAULT_HYPERPARAMETERS["seed"]), key="job_seed")
-            c1, c2 = st.columns(2)
+            c1, c2, c3 = st.columns(3)
             amp = c1.checkbox("Mixed precision (bfloat16, or float16 with a gradient scaler)", key="job_amp",
                               help="Faster on GPUs; off by default, as it does not help on CPUs")
             channels_last = c2.checkbox("Channels-last memory format", key="job_channels_last",
                                         help="NHWC tensors, the layout tensor-core convolutions want (GPUs)")
+            compiled = c3.checkbox("torch.compile the training steps", key="job_compile",
+                                   help="Minutes of compiling before the first step, faster steps after: for long "
+                                        "GPU runs. The Debugger's tensor capture breaks the compiled graph: turn it "
+                                        "off for speed")
             name = st.text_input("Job name (empty: generated)", key="job_name")
             compute = compute_fields(be.runner, "job")
             with st.expander("Debugger: tensor capture and rules"):
@@ -77,7 +81,8 @@ with st.expander("Start a training job", expanded=not be.runner.list_jobs(limit=
                                                  "image-size": int(image_size), "seed": int(seed)}
             if batch_size is not None:
                 hps["batch-size"] = int(batch_size)
-            hps |= {key: "true" for key, on in (("amp", amp), ("channels-last", channels_last)) if on}
+            hps |= {key: "true" for key, on in (("amp", amp), ("channels-last", channels_last), ("compile", compiled))
+                    if on}
             if estimate:
                 show_estimate(be.runner, compute, hps, dataset.uri)
             if start:

@@ -15,7 +15,9 @@ Same model, data, transforms, batch size, optimizer and worker count in every se
   ``--steps``; its rate is the ``images_per_s`` it prints (first steps included), without the
   profiler's torch.profiler window (a fixed cost per job, measured by bench_profiler.py: under
   bfloat16 autocast on a CPU its three steps take minutes);
-- ``train.py --amp`` and ``--amp --channels-last``: the same with the fast path.
+- ``train.py --amp`` and ``--amp --channels-last``: the same with the fast path;
+- ``train.py --compile``: the steps through torch.compile, its compile time included in the rate
+  (a job pays it once: run more ``--steps`` to see what a long job gains).
 
 Everything runs on the GPU when there is one (the issue's target there: ``train.py --amp`` at least
 1.5× ``train.py`` and 95% of the bare AMP loop), else on the CPU.
@@ -206,7 +208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             loops[name] = make(model, splits.train, optimizer, batch_size=args.batch_size, workers=args.num_workers)
             loops[name](args.warmup)
         for name, extra in (("train.py subprocess (1 epoch)", ()), ("train.py --amp", ("--amp", "true")),
-                            ("train.py --amp --channels-last", ("--amp", "true", "--channels-last", "true"))):
+                            ("train.py --amp --channels-last", ("--amp", "true", "--channels-last", "true")),
+                            ("train.py --compile", ("--compile", "true"))):
             loops[name] = partial(lambda steps, extra: subprocess_rate(args, data_dir, scratch, *extra), extra=extra)
         rates: dict[str, float] = dict.fromkeys(loops, 0.0)
         for round_ in range(1, args.rounds + 1):

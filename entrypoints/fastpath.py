@@ -1,4 +1,4 @@
-"""The training step's fast path: mixed precision and the channels-last memory format.
+"""The training step's fast path: mixed precision, the channels-last memory format and torch.compile.
 
 ``--amp`` runs the forward pass and the loss under autocast: bfloat16 where the device has it (CPUs,
 Ampere and newer GPUs), else float16 with a gradient scaler, which keeps small fp16 gradients from
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 
 @dataclass
@@ -27,6 +28,7 @@ class FastPath:
     scaler: torch.amp.GradScaler | None = None
     """float16 only: scales the loss so that small gradients survive, and unscales before the step."""
     channels_last: bool = False
+    compile: bool = False
 
     @property
     def precision(self) -> str:
@@ -38,6 +40,11 @@ class FastPath:
         """The forward pass and the loss, in the mixed precision asked for (a no-op without it)."""
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             yield
+
+    def trainable(self, module: nn.Module) -> nn.Module:
+        """What the training steps call: ``module``, compiled where asked (its parameters are shared,
+        so the optimizer, the checkpoint and the Debugger hooks see the same tensors)."""
+        return torch.compile(module) if self.compile else module  # type: ignore[return-value]
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
         """The batch on the device (without waiting for the copy from pinned memory), in the model's layout."""
@@ -63,10 +70,10 @@ class FastPath:
             self.scaler.load_state_dict(state)
 
 
-def fast_path(device: torch.device, *, amp: bool, channels_last: bool) -> FastPath:
-    """The fast path ``--amp`` and ``--channels-last`` ask for on ``device``."""
+def fast_path(device: torch.device, *, amp: bool, channels_last: bool, compile: bool = False) -> FastPath:
+    """The fast path ``--amp``, ``--channels-last`` and ``--compile`` ask for on ``device``."""
     if not amp:
-        return FastPath(device, channels_last=channels_last)
+        return FastPath(device, channels_last=channels_last, compile=compile)
     if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return FastPath(device, torch.float16, torch.amp.GradScaler("cuda"), channels_last)
-    return FastPath(device, torch.bfloat16, None, channels_last)
+        return FastPath(device, torch.float16, torch.amp.GradScaler("cuda"), channels_last, compile)
+    return FastPath(device, torch.bfloat16, None, channels_last, compile)

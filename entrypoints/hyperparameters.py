@@ -96,6 +96,8 @@ HYPERPARAMETERS: Mapping[str, Hyperparameter] = MappingProxyType({h.name: h for 
     Hyperparameter("amp", False, "mixed precision: bfloat16 where the device has it, else float16 with a "
                    "gradient scaler", parse_bool),
     Hyperparameter("channels-last", False, "channels-last memory format (tensor-core convolutions)", parse_bool),
+    Hyperparameter("compile", False, "torch.compile the training steps: minutes of compiling first, faster "
+                   "steps after (long GPU runs)", parse_bool),
     Hyperparameter("max-bad-fraction", 0.01,
                    "unreadable image files are skipped; fail when more than this share of a split is unreadable",
                    _fraction),

@@ -133,21 +133,17 @@ class Job:
     device: torch.device
     steps_per_epoch: int
     fast: FastPath
-    """Mixed precision and memory format (``--amp``, ``--channels-last``)."""
+    """Mixed precision, memory format and compilation (``--amp``, ``--channels-last``, ``--compile``)."""
+    trained: nn.Module
+    """What the training steps run: ``model``, in a DistributedDataParallel wrapper when the world has
+    several processes, compiled with ``--compile``."""
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
     world: World = field(default_factory=World)
-    parallel: nn.Module | None = None
-    """The DistributedDataParallel wrapper that trains ``model`` when the world has several processes."""
 
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.args.checkpoint_dir) / checkpoint_file(self.args)
-
-    @property
-    def trained(self) -> nn.Module:
-        """What the training steps run: the model, or its DistributedDataParallel wrapper."""
-        return self.parallel if self.parallel is not None else self.model
 
 
 def checkpoint_file(args: argparse.Namespace) -> str:
@@ -282,7 +278,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         LOG.info("resumed from checkpoint epoch=%d batch=%d", state.epoch, state.meter.batches)
     LOG.info(
         "start model=%s epochs=%d steps_per_epoch=%d batch_size=%d device=%s threads=%d processes=%d "
-        "precision=%s channels_last=%s",
+        "precision=%s channels_last=%s compiled=%s",
         args.model,
         args.epochs,
         job.steps_per_epoch,
@@ -292,6 +288,7 @@ def run(args: argparse.Namespace, stop: StopRequest) -> int:
         job.world.size,
         job.fast.precision,
         job.fast.channels_last,
+        job.fast.compile,
     )
     valid_loader = _eval_loader(job, job.splits.valid)
     while state.epoch < args.epochs:
@@ -354,7 +351,7 @@ def prepare(args: argparse.Namespace) -> Job:
     ).to(device)
     if args.freeze_backbone:
         freeze_backbone(model, args.model)
-    fast = fast_path(device, amp=args.amp, channels_last=args.channels_last)
+    fast = fast_path(device, amp=args.amp, channels_last=args.channels_last, compile=args.compile)
     if fast.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = make_optimizer(model, args.optimizer, lr=args.lr, weight_decay=args.weight_decay)
@@ -362,8 +359,10 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
-    return Job(args, splits, model, optimizer, scheduler, device, steps, fast, unreadable=unreadable, world=world,
-               parallel=distributed.wrap(model, device) if world.distributed else None)
+    parallel = distributed.wrap(model, device) if world.distributed else None
+    trained = fast.trainable(parallel if parallel is not None else model)
+    return Job(args, splits, model, optimizer, scheduler, device, steps, fast, trained, unreadable=unreadable,
+               world=world)
 
 
 def make_optimizer(

@@ -194,7 +194,7 @@ def test_run_prints_metric_lines_that_the_metric_definitions_scrape(
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     assert any(line.startswith("progress epoch=1 batch=10/10 loss=") for line in lines)
     assert ("start model=efficientnet_lite0 epochs=2 steps_per_epoch=10 batch_size=2 device=cpu threads=1 processes=1 "
-            "precision=float32 channels_last=False") in lines
+            "precision=float32 channels_last=False compiled=False") in lines
     for definition in DEFAULT_METRIC_DEFINITIONS:
         values = [m.group(1) for line in lines if (m := re.search(definition.regex, line))]
         assert values, f"{definition.name} never printed"
@@ -394,9 +394,22 @@ def test_mixed_precision_and_channels_last_train_and_save_a_full_precision_model
                     "--channels-last", "true")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = _lines(result.stdout)
-    assert any(line.startswith("start model=") and line.endswith(" precision=bfloat16 channels_last=True")
+    assert any(line.startswith("start model=") and line.endswith(" precision=bfloat16 channels_last=True compiled=False")
                for line in lines)
     assert sum(bool(EPOCH_LINE.match(line)) for line in lines) == 1
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     (model,) = _summarise(tmp_path / "model" / "model.pth")
     assert model["dtypes"] == ["torch.float32"], model
+
+
+def test_compiled_training_saves_the_plain_modules_weights(tmp_path: Path, dataset: Path) -> None:
+    """``--compile`` runs the steps through torch.compile; the model and checkpoint hold the plain
+    module's state (no ``_orig_mod.`` prefix), so serving and resuming need nothing new."""
+    result = _train(tmp_path, dataset, *RUN_ARGS, "--epochs", "1", "--max-steps-per-epoch", "2",
+                    "--model", "resnet18", "--pretrained", "false", "--compile", "true", "--debug", "false")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = _lines(result.stdout)
+    assert any(line.startswith("start model=") and line.endswith(" compiled=True") for line in lines)
+    assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
+    (model,) = _summarise(tmp_path / "model" / "model.pth")
+    assert len(model["logits_shape"]) == 2  # the plain architecture loaded the saved state_dict

@@ -56,7 +56,7 @@ def test_two_hosts_train_one_job_and_the_first_alone_writes(tmp_path: Path, data
     lines = _lines(out0)
     # the steps of one process: each step is one batch of 4, split in two
     assert ("start model=efficientnet_lite0 epochs=2 steps_per_epoch=8 batch_size=4 device=cpu threads=1 processes=2 "
-            "precision=float32 channels_last=False") in lines
+            "precision=float32 channels_last=False compiled=False") in lines
     assert sum(bool(EPOCH_LINE.match(line)) for line in lines) == 2
     assert _lines(out1) == ["rank 1 of 2: rank 0 logs the metrics and writes the model, checkpoints, Debugger and "
                             "Profiler data"]  # no metric line: the job's metrics are counted once
