@@ -59,6 +59,7 @@ from core.profiler.data import (
 )
 from core.profiler.report import render_report
 from core.profiler.rules import evaluate_rules
+from core.profiler.timeline import TraceError, build_index, index_path, save_index
 from entrypoints.s3_sync import S3Mirror
 
 LOG = logging.getLogger("profiler_sidecar")
@@ -163,9 +164,25 @@ class LineFiles:
 
 
 def read_operator_summaries(root: str) -> list[dict[str, Any]]:
-    """The operator summaries of the profiler windows (written whole, so never partial)."""
+    """The operator summaries of the profiler windows (written whole, so never partial), each with
+    its trace's timeline index (:func:`index_trace`)."""
     paths = sorted(glob.glob(os.path.join(root, "framework", "pytorch", "*_operators.json")))
-    return [json.loads(Path(p).read_bytes()) for p in paths]
+    summaries = [json.loads(Path(p).read_bytes()) for p in paths]
+    for path, summary in zip(paths, summaries, strict=True):
+        summary.update(index_trace(Path(path).with_name(str(summary.get("trace", "")))))
+    return summaries
+
+
+def index_trace(trace: Path) -> dict[str, str]:
+    """``{"timeline": index path}`` once the trace is indexed (indexed here the first time, which
+    for a large trace takes a while), or ``{"timeline_error": why not}``."""
+    index = index_path(trace)
+    if not index.is_file():
+        try:
+            save_index(build_index(trace), index)
+        except TraceError as exc:
+            return {"timeline_error": str(exc)}
+    return {"timeline": str(index)}
 
 
 def operators_document(summaries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -173,8 +190,8 @@ def operators_document(summaries: Sequence[dict[str, Any]]) -> dict[str, Any] | 
     if not summaries:
         return None
     rows = merge_operator_rows(s["operators"] for s in summaries)
-    windows = [{k: s.get(k) for k in ("trace", "start", "end", "first_step", "steps", "activities")}
-               for s in summaries]
+    windows = [{k: s.get(k) for k in ("trace", "start", "end", "first_step", "steps", "activities", "timeline",
+                                      "timeline_error") if k in s} for s in summaries]
     return {"windows": windows, "cpu": top_operators(rows, "self_cpu_ms"), "gpu": top_operators(rows, "self_device_ms")}
 
 

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
+from app_pages._timeline import clicked_time, show_timeline
 from core.profiler import ProfilerStore
 from core.profiler.charts import build_figures
 from core.profiler.views import ProfileView, load_profile, no_data_message
@@ -114,7 +115,10 @@ def profile(name: str) -> None:
     with tabs[3]:
         if view.steps.get("count"):
             st.plotly_chart(figures["histogram"], key=f"profiler_hist_{name}")
-            st.plotly_chart(figures["step_timeline"], key=f"profiler_steps_{name}")
+            event = st.plotly_chart(figures["step_timeline"], key=f"profiler_steps_{name}", on_select="rerun",
+                                    selection_mode="points")
+            st.markdown("**Timeline** of the torch.profiler window (click a point above to open it at that step)")
+            show_timeline(name, view, clicked_time(event))
             st.caption(f"Last {len(view.steps.get('recent', []))} steps")
             st.dataframe(pd.DataFrame(view.steps.get("recent", [])).drop(columns=["start"], errors="ignore"),
                          hide_index=True, key=f"profiler_recent_{name}")

@@ -22,9 +22,11 @@ import pytest
 from core.config import DEFAULT_JOB_PYTHON, REPO_ROOT
 from core.jobstore import JobStore
 from core.profiler import ProfilerStore
+from core.profiler.timeline import load_index
 from core.profiler.views import load_profile
 from entrypoints import s3_sync
 from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment
+from tests.core.profiler.traces import trace_events, write_trace
 
 SIDECAR = "analysers.profiler_sidecar"
 MAX_FAILED_DESCRIBES = 20  # analysers.sagemaker_job.MAX_FAILED_DESCRIBES (the sidecar imports smdebug: job environment only)
@@ -186,6 +188,20 @@ def test_live_passes_then_a_final_pass_after_the_training_process_ends(
     assert report == store.report_html("job") and "Dataloader" in report
 
 
+def test_a_truncated_trace_is_reported_and_the_rest_is_analysed(tmp_path: Path) -> None:
+    job_dir, database = tmp_path / "job", tmp_path / "console.db"
+    root = job_dir / "output" / "data" / "profiler-output"
+    write_profile(root, samples=10, steps=4)
+    trace = root / "framework" / "pytorch" / f"{int(T0)}_algo-1.pt.trace.json.gz"
+    trace.write_bytes(trace.read_bytes()[:-40])  # the gzip stream cut short
+    finish(run_sidecar(job_dir, database))
+    view = load_profile(ProfilerStore(JobStore(database)), "job")
+    assert view is not None and view.summary["steps"] == 4
+    (window,) = view.operators["windows"]
+    assert "timeline" not in window
+    assert window["timeline_error"].startswith(f"trace {trace.name} is not a whole Chrome trace")
+
+
 def test_a_job_without_profiler_data_says_so(tmp_path: Path) -> None:
     job_dir, database = tmp_path / "job", tmp_path / "console.db"
     job_dir.mkdir()
@@ -268,9 +284,11 @@ def write_profile(root: Path, *, samples: int, steps: int, start: float = T0) ->
     """A job's profiler output: system samples, steps and one window's operator summary."""
     write_samples(root, [start + 0.5 * i for i in range(samples)])
     write_events(root, job_events(steps, workers=0, start=start + 5))
-    (root / "framework" / "pytorch").mkdir(parents=True, exist_ok=True)
-    (root / "framework" / "pytorch" / f"{int(T0)}_algo-1_operators.json").write_text(json.dumps(
-        {"trace": "t.json.gz", "first_step": 5, "steps": 3, "activities": ["CPU"],
+    folder = root / "framework" / "pytorch"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_trace(folder / f"{int(T0)}_algo-1.pt.trace.json.gz", trace_events(3))
+    (folder / f"{int(T0)}_algo-1_operators.json").write_text(json.dumps(
+        {"trace": f"{int(T0)}_algo-1.pt.trace.json.gz", "first_step": 5, "steps": 3, "activities": ["CPU", "CUDA"],
          "operators": [{"name": "aten::mm", "kind": "operator", "calls": 3, "self_cpu_ms": 4.0}]}))
 
 
@@ -290,7 +308,10 @@ def test_a_finished_sagemaker_job_is_analysed_from_its_s3_output(moto_endpoint: 
     assert view.operator_rows("cpu")[0]["operator"] == "aten::mm"
     mirror = job_dir / "output" / "data" / "profiler-output"
     uploaded = {p.relative_to(local) for p in local.rglob("*") if p.is_file()}
-    assert {p.relative_to(mirror) for p in mirror.rglob("*.json")} == uploaded
+    assert {p.relative_to(mirror) for p in mirror.rglob("*.json*")} == uploaded
+    (window,) = view.operators["windows"]  # the mirrored trace, indexed on this machine for the timeline
+    assert Path(window["timeline"]) == mirror / "framework" / "pytorch" / f"{int(T0)}_algo-1.timeline.npz"
+    assert "GPU 0 stream 7" in load_index(Path(window["timeline"])).lanes
     report = (mirror / "report" / "profiler-report.html").read_text()
     assert report == ProfilerStore(JobStore(database)).report_html("job")
     assert f"({len(uploaded)} objects read from S3)" in output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -14,8 +15,10 @@ from core.profiler.aggregate import build_documents
 from core.profiler.data import JobInfo, Phase
 from core.profiler.report import render_report
 from core.profiler.rules import evaluate_rules
+from core.profiler.timeline import build_index, index_path, save_index
 from core.types import JobStatus
 from tests.core.profiler.conftest import T0, data, steps, system
+from tests.core.profiler.traces import trace_events, write_trace
 from tests.pages.conftest import open_page
 
 
@@ -131,3 +134,42 @@ def test_an_ended_job_whose_analysis_still_reads_is_followed(local_backend: Back
     assert not at.exception, at.exception
     assert any("reading the job's output" in i.value for i in at.info)
     assert not any("not profiled" in i.value for i in at.info)
+
+
+def _profile_with_window(backend: Backend, name: str, window: dict[str, object]) -> None:
+    profile = data(system(60, cores=2, gpus=1), steps(np.full(20, 0.3)),
+                   info=JobInfo(process_start=T0, cpus=2, num_workers=2, batch_size=32))
+    operators = {"windows": [{"trace": "1_algo-1.pt.trace.json.gz", "first_step": 5, "steps": 3,
+                              "activities": ["CPU", "CUDA"], **window}], "cpu": [], "gpu": []}
+    ProfilerStore(backend.store).put_documents(
+        name, build_documents(profile, evaluate_rules(profile), operators, state="complete"))
+
+
+def test_the_timeline_opens_at_a_step_and_offers_the_raw_trace(local_backend: Backend, tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "1_algo-1.pt.trace.json.gz", trace_events(3))
+    index = index_path(trace)
+    save_index(build_index(trace), index)
+    add_job(local_backend, "traced")
+    _profile_with_window(local_backend, "traced", {"timeline": str(index)})
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    step = at.selectbox(key="timeline_step_traced_0")
+    assert step.options == ["the whole window", "step 5", "step 6", "step 7"]
+    assert at.slider(key="timeline_zoom_traced_0_the whole window").value == (0.0, 30.0)
+    step.select(6).run()
+    assert not at.exception, at.exception
+    assert at.slider(key="timeline_zoom_traced_0_6").value == (10.0, 20.0)  # ms: the second step of the window
+    (chart,) = [c.proto.spec for c in at.get("plotly_chart") if '"GPU 0 stream 7"' in c.proto.spec]
+    assert '"phases"' in chart and '"sm80_xmma_fprop_0"' in chart
+    assert any("events drawn" in c.value for c in at.caption)
+    assert any(b.proto.label.startswith("Download the raw trace") for b in at.get("download_button"))
+
+
+def test_a_trace_that_could_not_be_indexed_says_why(local_backend: Backend) -> None:
+    add_job(local_backend, "cut")
+    _profile_with_window(local_backend, "cut", {"timeline_error": "trace 1_algo-1.pt.trace.json.gz is not a whole "
+                                                                  "Chrome trace (cut short or corrupt): parse error"})
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    assert any("The trace cannot be drawn: trace 1_algo-1.pt.trace.json.gz is not a whole Chrome trace" in e.value
+               for e in at.error)
