@@ -422,8 +422,8 @@ def _hook_class() -> Any:
             self._save_for_tensor(self.GRADIENT_PREFIX + tname, grad)
 
         def _closure_for_registering_forward_hook(self, module: torch.nn.Module) -> None:
-            if id(module) in self.watched_modules:
-                module.register_forward_hook(self.forward_hook)
+            if id(module) in self.watched_modules:  # inside a compiled forward (--compile), run uncompiled
+                module.register_forward_hook(torch.compiler.disable(self.forward_hook))
 
         def _write_reductions(self, tensor_name: str, tensor_value: Any, save_collections: Any,
                               tensor_ref: Any = None) -> None:

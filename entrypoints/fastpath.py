@@ -41,10 +41,12 @@ class FastPath:
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             yield
 
-    def trainable(self, module: nn.Module) -> nn.Module:
-        """What the training steps call: ``module``, compiled where asked (its parameters are shared,
-        so the optimizer, the checkpoint and the Debugger hooks see the same tensors)."""
-        return torch.compile(module) if self.compile else module  # type: ignore[return-value]
+    def compile_forward(self, model: nn.Module) -> None:
+        """With ``--compile``, replaces ``model.forward`` by its compiled version, in place: the module's
+        hooks (the Debugger's, the Profiler's phase marks) run around it, uncompiled, as before, and
+        its state dict keeps its keys."""
+        if self.compile:
+            model.forward = torch.compile(model.forward)
 
     def batch(self, images: torch.Tensor) -> torch.Tensor:
         """The batch on the device (without waiting for the copy from pinned memory), in the model's layout."""

@@ -136,7 +136,7 @@ class Job:
     """Mixed precision, memory format and compilation (``--amp``, ``--channels-last``, ``--compile``)."""
     trained: nn.Module
     """What the training steps run: ``model``, in a DistributedDataParallel wrapper when the world has
-    several processes, compiled with ``--compile``."""
+    several processes."""
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
     world: World = field(default_factory=World)
@@ -359,8 +359,9 @@ def prepare(args: argparse.Namespace) -> Job:
     if args.max_steps_per_epoch:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
+    fast.compile_forward(model)
     parallel = distributed.wrap(model, device) if world.distributed else None
-    trained = fast.trainable(parallel if parallel is not None else model)
+    trained = parallel if parallel is not None else model
     return Job(args, splits, model, optimizer, scheduler, device, steps, fast, trained, unreadable=unreadable,
                world=world)
 

@@ -246,28 +246,35 @@ def window(index: TraceIndex, t0: float, t1: float, *, columns: int = 1200, max_
     wide = chosen[index.dur[chosen] >= width]
     if len(wide) > max_events:
         wide = wide[np.argsort(index.dur[wide])[::-1][:max_events]]
-    narrow = np.setdiff1d(chosen, wide, assume_unique=True)
+    keep = np.ones(len(index.start), dtype=bool)
+    keep[wide] = False
+    narrow = chosen[keep[chosen]]
     events = Boxes([index.lanes[i] for i in index.lane[wide]], [KINDS[k] for k in index.kind[wide]],
                    index.start[wide].tolist(), index.dur[wide].tolist(),
                    [index.names[i] for i in index.name[wide]])
-    folded = _fold(index, narrow, t0, width)
+    folded = _fold(index, narrow, t0, width, columns)
     lanes = tuple(index.lanes[i] for i in sorted(set(index.lane[chosen].tolist())))
     steps = tuple((first_step + n, s, e) for n, (s, e) in enumerate(index.steps()) if e >= t0 and s <= t1)
     phases = tuple(p for p in index.phases if p[2] >= t0 and p[1] <= t1)
     return TimelineView(t0, t1, events, folded, lanes, phases, steps, hidden=len(narrow))
 
 
-def _fold(index: TraceIndex, rows: np.ndarray, t0: float, width: float) -> Boxes:
+def _fold(index: TraceIndex, rows: np.ndarray, t0: float, width: float, columns: int) -> Boxes:
     """One box per (lane, kind, column) of the short events: their count and the share of the column they fill."""
     if not len(rows):
         return Boxes([], [], [], [], [])
-    column = np.floor((index.start[rows] - t0) / width).astype(np.int64)
-    keys = np.stack([index.lane[rows].astype(np.int64), index.kind[rows].astype(np.int64), column], axis=1)
-    unique, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
-    busy = np.bincount(inverse.ravel(), weights=index.dur[rows], minlength=len(unique))
-    return Boxes([index.lanes[lane] for lane in unique[:, 0]], [KINDS[k] for k in unique[:, 1]],
-                 (t0 + unique[:, 2] * width).tolist(), [width] * len(unique),
-                 [f"{n} events, {min(1.0, b / width):.0%} busy" for n, b in zip(counts, busy, strict=True)])
+    column = np.clip(np.floor((index.start[rows] - t0) / width), 0, columns).astype(np.int64)
+    cells = columns + 1
+    key = (index.lane[rows].astype(np.int64) * len(KINDS) + index.kind[rows]) * cells + column
+    size = len(index.lanes) * len(KINDS) * cells
+    counts = np.bincount(key, minlength=size)
+    busy = np.bincount(key, weights=index.dur[rows], minlength=size)
+    used = np.flatnonzero(counts)
+    lane, rest = np.divmod(used, len(KINDS) * cells)
+    kind, column_of = np.divmod(rest, cells)
+    return Boxes([index.lanes[i] for i in lane], [KINDS[k] for k in kind], (t0 + column_of * width).tolist(),
+                 [width] * len(used),
+                 [f"{n} events, {min(1.0, b / width):.0%} busy" for n, b in zip(counts[used], busy[used], strict=True)])
 
 
 def step_range(index: TraceIndex, step: int, first_step: int = 0) -> tuple[float, float]:

@@ -30,6 +30,7 @@ from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload
 from tests.e2e.test_journey_browser import (
     evaluate_the_test_split,
     invoke_lambda_allowed_then_denied,
+    open_the_timeline_at_a_step,
     predict_demo_digits,
     sidebar_next,
     tune_two_one_epoch_trials,
@@ -208,6 +209,9 @@ def read_the_debugger_and_profiler(page: Page, job: str) -> None:
     waits.chart(page)
     no_error_shown(page)
     screenshot(page, "aws-journey-06-profiler")
+    open_the_timeline_at_a_step(page)  # the trace the job uploaded, mirrored and indexed on this machine
+    no_error_shown(page)
+    screenshot(page, "aws-journey-06b-timeline")
 
 
 def spot_price_launch_terminate_cleanup(page: Page, app: AwsApp) -> None:

@@ -143,6 +143,17 @@ def spot_run_interrupted_once(page: Page) -> None:
     screenshot(page, "journey-08-spot")
 
 
+def open_the_timeline_at_a_step(page: Page, step: int = 6) -> None:
+    """The Steps tab's timeline of the job's torch.profiler window (steps 5 to 7 by default), zoomed
+    to one step: its phase band and its CPU thread's lane are drawn."""
+    page.get_by_role("tab", name="Steps").click()
+    choose_option(page, page.locator('[data-testid="stSelectbox"]').filter(has_text="Open at"), f"step {step}")
+    waits.visible(page.get_by_text(re.compile(r"^\d+ events drawn")).first)
+    timeline = charts(page).filter(has_text="phases")
+    waits.visible(timeline.first)
+    waits.contains(timeline.first, "CPU thread")
+
+
 @pytest.mark.timeout(1800)  # every stage trains or serves for real: about 6 minutes on 2 quiet cores
 def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp_path: Path,
                                                    stop_spot_runs: None) -> None:
@@ -169,6 +180,8 @@ def test_the_whole_journey_from_an_empty_workspace(page: Page, app_url: str, tmp
     waits.metric(page, "Analysis", "final")
     waits.chart(page)
     screenshot(page, "journey-05-profiler")
+    open_the_timeline_at_a_step(page)
+    screenshot(page, "journey-05b-timeline")
 
     page.get_by_role("link", name=f"Deploy the model of {best_job}").click()
     waits.heading(page, "Deploy")

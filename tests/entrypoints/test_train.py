@@ -402,14 +402,18 @@ def test_mixed_precision_and_channels_last_train_and_save_a_full_precision_model
     assert model["dtypes"] == ["torch.float32"], model
 
 
-def test_compiled_training_saves_the_plain_modules_weights(tmp_path: Path, dataset: Path) -> None:
-    """``--compile`` runs the steps through torch.compile; the model and checkpoint hold the plain
+def test_compiled_training_keeps_the_hooks_and_saves_the_plain_modules_weights(tmp_path: Path,
+                                                                              dataset: Path) -> None:
+    """``--compile`` compiles the model's forward; the Debugger's and the Profiler's hooks run around
+    it uncompiled (they save tensors and time phases), and the model and checkpoint hold the plain
     module's state (no ``_orig_mod.`` prefix), so serving and resuming need nothing new."""
     result = _train(tmp_path, dataset, *RUN_ARGS, "--epochs", "1", "--max-steps-per-epoch", "2",
-                    "--model", "resnet18", "--pretrained", "false", "--compile", "true", "--debug", "false")
+                    "--model", "resnet18", "--pretrained", "false", "--compile", "true")
     assert result.returncode == 0, result.stdout + result.stderr
     lines = _lines(result.stdout)
     assert any(line.startswith("start model=") and line.endswith(" compiled=True") for line in lines)
+    assert any(line.startswith("debugger: saving losses") for line in lines)
+    assert list((tmp_path / "output" / "data" / "profiler-output" / "framework" / "events").rglob("*.json"))
     assert sum(bool(TEST_LINE.match(line)) for line in lines) == 1
     (model,) = _summarise(tmp_path / "model" / "model.pth")
     assert len(model["logits_shape"]) == 2  # the plain architecture loaded the saved state_dict
