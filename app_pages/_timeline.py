@@ -19,9 +19,19 @@ WHOLE = "the whole window"
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the trace window's index")
-def _index(path: str, modified: float) -> TraceIndex:
+def load_window_index(path: str, modified: float) -> TraceIndex:
     """Loaded once per index file (``modified`` is part of the key)."""
     return load_index(Path(path))
+
+
+def indexed_windows(view: ProfileView) -> list[Mapping[str, Any]]:
+    """The profile's trace windows the analysis indexed, or could not."""
+    return [w for w in view.operators.get("windows", []) if w.get("timeline") or w.get("timeline_error")]
+
+
+def window_labels(windows: list[Mapping[str, Any]]) -> list[str]:
+    return [f"steps {w.get('first_step')} to {int(w.get('first_step', 0)) + int(w.get('steps', 0)) - 1}"
+            for w in windows]
 
 
 def clicked_time(event: Any) -> float | None:
@@ -34,12 +44,11 @@ def clicked_time(event: Any) -> float | None:
 
 
 def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None:
-    windows = [w for w in view.operators.get("windows", []) if w.get("timeline") or w.get("timeline_error")]
+    windows = indexed_windows(view)
     if not windows:
         st.info("No trace window indexed yet: the analysis indexes each torch.profiler window once it is written.")
         return
-    labels = [f"steps {w.get('first_step')} to {int(w.get('first_step', 0)) + int(w.get('steps', 0)) - 1}"
-              for w in windows]
+    labels = window_labels(windows)
     chosen = st.selectbox("Trace window", range(len(windows)), format_func=labels.__getitem__,
                           key=f"timeline_window_{name}") if len(windows) > 1 else 0
     entry: Mapping[str, Any] = windows[chosen or 0]
@@ -48,7 +57,7 @@ def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None
         return
     path = Path(str(entry["timeline"]))
     try:
-        index = _index(str(path), path.stat().st_mtime)
+        index = load_window_index(str(path), path.stat().st_mtime)
     except Exception as exc:
         show_error(exc)
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages._kernels import show_kernels
 from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 from app_pages._timeline import clicked_time, show_timeline
 from core.profiler import ProfilerStore
@@ -104,7 +105,7 @@ def profile(name: str) -> None:
             be.runner.stop(name)
         except Exception as exc:
             show_error(exc)
-    tabs = st.tabs(["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators", "System usage"])
+    tabs = st.tabs(["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators", "Kernels", "System usage"])
     with tabs[0]:
         st.plotly_chart(figures["utilisation"], key=f"profiler_util_{name}")
         st.plotly_chart(figures["time_split"], key=f"profiler_split_{name}")
@@ -137,7 +138,7 @@ def profile(name: str) -> None:
         for window in windows:
             st.caption(f"torch.profiler window: {window.get('steps')} step(s) from step {window.get('first_step')}, "
                        f"{', '.join(window.get('activities') or [])}; trace `{window.get('trace')}` "
-                       "(open it in Perfetto or chrome://tracing)")
+                       "(its timeline: the Steps tab; its kernels: the Kernels tab)")
         if windows:
             st.markdown("**CPU operators by self time**")
             st.dataframe(pd.DataFrame(view.operator_rows("cpu")), hide_index=True, key=f"profiler_ops_cpu_{name}")
@@ -145,6 +146,8 @@ def profile(name: str) -> None:
                 st.markdown("**GPU operators by self time**")
                 st.dataframe(pd.DataFrame(view.operator_rows("gpu")), hide_index=True, key=f"profiler_ops_gpu_{name}")
     with tabs[6]:
+        show_kernels(name, view)
+    with tabs[7]:
         st.dataframe(pd.DataFrame(view.usage_rows()), hide_index=True, key=f"profiler_usage_{name}")
 
 

@@ -63,6 +63,18 @@ class TraceIndex:
     dur: np.ndarray
     phases: tuple[tuple[str, float, float], ...]
     """(phase, start µs, end µs) of every ``phase:*`` range."""
+    correlation: np.ndarray | None = None
+    """CUDA's correlation id, which ties a launch to its kernel or copy (-1: none); None: all -1."""
+    size: np.ndarray | None = None
+    """Bytes a copy or memset moved (0 for other events); None: all 0."""
+
+    def column(self, name: str) -> np.ndarray:
+        """``correlation`` or ``size``, filled in where the index has none."""
+        values = getattr(self, name)
+        if values is not None:
+            return values
+        return np.full(len(self.start), -1 if name == "correlation" else 0, np.int64 if name == "correlation"
+                       else np.float64)
 
     @property
     def span_us(self) -> float:
@@ -135,7 +147,7 @@ def build_index(path: Path) -> TraceIndex:
         base_s = _base_time_s(path)
         threads: dict[tuple[object, object], str] = {}
         lanes, names = _Names(), _Names()
-        lane, name, kind, start, dur = [], [], [], [], []
+        lane, name, kind, start, dur, correlation, size = [], [], [], [], [], [], []
         phases: list[tuple[str, float, float]] = []
         for event in _events(path):
             phase_type = event.get("ph")
@@ -154,6 +166,9 @@ def build_index(path: Path) -> TraceIndex:
             kind.append(KINDS.index(event_kind))
             start.append(ts)
             dur.append(length)
+            args = event.get("args") or {}
+            correlation.append(int(args.get("correlation", -1)))
+            size.append(float(args.get("bytes", 0)))
     except FileNotFoundError as exc:
         raise TraceError(f"trace {path.name}: no such file") from exc
     except (ijson.JSONError, OSError, EOFError, ValueError, TypeError) as exc:
@@ -169,6 +184,7 @@ def build_index(path: Path) -> TraceIndex:
         kind=np.asarray(kind, dtype=np.int8)[order], start=starts[order] - origin,
         dur=np.asarray(dur, dtype=np.float64)[order],
         phases=tuple(sorted((p, s - origin, e - origin) for p, s, e in phases)),
+        correlation=np.asarray(correlation, dtype=np.int64)[order], size=np.asarray(size, dtype=np.float64)[order],
     )
 
 
@@ -183,6 +199,7 @@ def save_index(index: TraceIndex, path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("wb") as handle:
         np.savez(handle, lane=index.lane, name=index.name, kind=index.kind, start=index.start, dur=index.dur,
+                 correlation=index.column("correlation"), size=index.column("size"),
                  meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     partial.replace(path)
 
@@ -195,7 +212,8 @@ def load_index(path: Path) -> TraceIndex:
             return TraceIndex(origin_s=float(meta["origin_s"]), lanes=tuple(meta["lanes"]),
                               names=tuple(meta["names"]), lane=data["lane"], name=data["name"], kind=data["kind"],
                               start=data["start"], dur=data["dur"],
-                              phases=tuple((str(p), float(s), float(e)) for p, s, e in meta["phases"]))
+                              phases=tuple((str(p), float(s), float(e)) for p, s, e in meta["phases"]),
+                              correlation=data["correlation"], size=data["size"])
     except FileNotFoundError as exc:
         raise TraceError(f"timeline index {path.name}: no such file") from exc
     except (OSError, ValueError, KeyError) as exc:

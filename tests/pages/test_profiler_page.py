@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
+from app_pages._timeline import clicked_time
 from core.analysis import AnalysisNotes
 from core.backend import Backend
 from core.entities import TrainingJob
@@ -59,7 +61,7 @@ def test_a_profiled_job_shows_findings_charts_operators_and_the_report(local_bac
     assert any(w.startswith("**StepOutlier**") for w in warnings)
     assert [m.value for m in at.metric][:3] == ["final", "240", "300"]
     assert [t.label for t in at.tabs] == ["Utilisation", "Cores", "I/O", "Steps", "Data vs compute", "Operators",
-                                          "System usage"]
+                                          "Kernels", "System usage"]
     assert len(at.get("plotly_chart")) == 7
     assert at.get("download_button")[0].proto.label == "Download the profiler report (HTML)"
     tables = {tuple(d.value.columns)[:2]: d.value for d in at.dataframe}
@@ -165,6 +167,33 @@ def test_the_timeline_opens_at_a_step_and_offers_the_raw_trace(local_backend: Ba
     assert any(b.proto.label.startswith("Download the raw trace") for b in at.get("download_button"))
 
 
+def test_the_kernel_view_of_a_gpu_trace_names_the_bottleneck(local_backend: Backend, tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "1_algo-1.pt.trace.json.gz", trace_events(3))
+    save_index(build_index(trace), index_path(trace))
+    add_job(local_backend, "gpu-job")
+    _profile_with_window(local_backend, "gpu-job", {"timeline": str(index_path(trace))})
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    assert any(w.value.startswith("**GPU waits for data**: GPU idle 94% of the step waiting for data")
+               and "Change: num-workers: raise it" in w.value for w in at.warning)
+    tables = {tuple(d.value.columns)[:2]: d.value for d in at.dataframe}
+    assert tables[("kernel", "calls")]["kernel"].tolist()[:1] == ["sm80_xmma_fprop_0"]
+    assert tables[("operator", "calls")]["operator"].tolist() == ["aten::conv2d"]
+    assert tables[("step", "step ms")]["step"].tolist() == [5, 6, 7]
+    assert tables[("direction", "copies")]["direction"].tolist() == ["HtoD"]
+    assert {m.label: m.value for m in at.metric}["Median launch-to-run"] == "30 µs"
+
+
+def test_a_cpu_trace_has_no_kernel_view(local_backend: Backend, tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "1_algo-1.pt.trace.json.gz", trace_events(3, gpu=False))
+    save_index(build_index(trace), index_path(trace))
+    add_job(local_backend, "cpu-job")
+    _profile_with_window(local_backend, "cpu-job", {"timeline": str(index_path(trace))})
+    at = open_page("profiler")
+    assert not at.exception, at.exception
+    assert any(i.value.startswith("No GPU events in this trace window: the job ran on a CPU") for i in at.info)
+
+
 def test_a_trace_that_could_not_be_indexed_says_why(local_backend: Backend) -> None:
     add_job(local_backend, "cut")
     _profile_with_window(local_backend, "cut", {"timeline_error": "trace 1_algo-1.pt.trace.json.gz is not a whole "
@@ -173,3 +202,12 @@ def test_a_trace_that_could_not_be_indexed_says_why(local_backend: Backend) -> N
     assert not at.exception, at.exception
     assert any("The trace cannot be drawn: trace 1_algo-1.pt.trace.json.gz is not a whole Chrome trace" in e.value
                for e in at.error)
+
+
+def test_a_click_on_the_step_time_chart_is_read_as_a_time() -> None:
+    def event(*points: dict[str, object]) -> SimpleNamespace:
+        return SimpleNamespace(selection=SimpleNamespace(points=list(points)))
+
+    assert clicked_time(None) is None and clicked_time(event()) is None
+    assert clicked_time(event({"x": "2026-12-07 11:00:01.5"})) == 1796641201.5  # a date axis's label, UTC
+    assert clicked_time(event({"x": 1796641201500})) == 1796641201.5  # ms since the epoch

@@ -20,26 +20,32 @@ def _x(cat: str, name: str, ts: float, dur: float, pid: int = PID, tid: int = TI
     return {"ph": "X", "cat": cat, "name": name, "pid": pid, "tid": tid, "ts": ts, "dur": dur, "args": args}
 
 
-def trace_events(steps: int = 2, *, gpu: bool = True, start_us: float = 1_000.0,
-                 kernels_per_step: int = 3) -> list[dict[str, Any]]:
+def trace_events(steps: int = 2, *, gpu: bool = True, start_us: float = 1_000.0, kernels_per_step: int = 3,
+                 kernel_us: float = 60.0, latency_us: float = 30.0, copy_us: float = 400.0,
+                 copy_name: str = "Memcpy HtoD (Pinned -> Device)", sync_us: float = 0.0,
+                 phases: tuple[tuple[str, float, float], ...] = PHASES) -> list[dict[str, Any]]:
+    """``steps`` steps of ``STEP_US``: the phases, two CPU operators, and on the GPU (``gpu``) a copy,
+    then ``kernels_per_step`` kernels launched 100 µs apart inside ``aten::conv2d``, each starting
+    ``latency_us`` after its launch; with ``sync_us``, a cudaDeviceSynchronize at the optimizer."""
     events: list[dict[str, Any]] = [
         {"ph": "M", "name": "process_name", "pid": PID, "tid": 0, "ts": start_us, "args": {"name": "python"}},
         {"ph": "M", "name": "thread_name", "pid": PID, "tid": TID, "ts": start_us, "args": {"name": "thread 4242 (python)"}},
     ]
     for step in range(steps):
         t0 = start_us + step * STEP_US
-        events += [_x("user_annotation", f"phase:{name}", t0 + a, b - a) for name, a, b in PHASES]
-        events.append(_x("cpu_op", "aten::conv2d", t0 + 2_100.0, 2_500.0))
+        events += [_x("user_annotation", f"phase:{name}", t0 + a, b - a) for name, a, b in phases]
+        events.append(_x("cpu_op", "aten::conv2d", t0 + 2_100.0, 2_500.0 + kernels_per_step * 100.0))
         events.append(_x("cpu_op", "aten::add_", t0 + 9_100.0, 50.0))
         if not gpu:
             continue
-        events.append(_x("gpu_memcpy", "Memcpy HtoD (Pinned -> Device)", t0 + 1_500.0, 400.0, GPU, STREAM,
-                         bytes=3 * 224 * 224 * 32 * 4))
+        events.append(_x("gpu_memcpy", copy_name, t0 + 1_500.0, copy_us, GPU, STREAM, bytes=3 * 224 * 224 * 32 * 4))
         for k in range(kernels_per_step):
             launch = t0 + 2_200.0 + k * 100.0
-            events.append(_x("cuda_runtime", "cudaLaunchKernel", launch, 8.0, correlation=step * 100 + k))
-            events.append(_x("kernel", f"sm80_xmma_fprop_{k}", launch + 30.0, 60.0, GPU, STREAM,
-                             correlation=step * 100 + k))
+            events.append(_x("cuda_runtime", "cudaLaunchKernel", launch, 8.0, correlation=step * 1000 + k))
+            events.append(_x("kernel", f"sm80_xmma_fprop_{k % 3}", launch + latency_us, kernel_us, GPU, STREAM,
+                             correlation=step * 1000 + k))
+        if sync_us:
+            events.append(_x("cuda_runtime", "cudaDeviceSynchronize", t0 + 8_000.0, sync_us))
     return events
 
 
