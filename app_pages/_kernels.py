@@ -58,8 +58,7 @@ def show_kernels(name: str, view: ProfileView) -> None:
         st.success("The GPU is kept busy: no kernel finding.", icon=":material/check_circle:")
     c = st.columns(3)
     c[0].metric("Kernels", f"{sum(k['calls'] for k in kernels.kernels):,}")
-    c[1].metric("Synchronisations", f"{int(kernels.syncs['count'])}", f"{kernels.syncs['total ms']:.1f} ms",
-                delta_color="off")
+    c[1].metric("Synchronisations", f"{int(kernels.syncs['count'])} · {kernels.syncs['total ms']:.1f} ms")
     median = f"{float(pd.Series(kernels.latency_us).median()):.0f} µs" if len(kernels.latency_us) else "–"
     c[2].metric("Median launch-to-run", median)
     st.markdown("**GPU time per step**")
@@ -68,9 +67,12 @@ def show_kernels(name: str, view: ProfileView) -> None:
                                 for k in ("GPU idle", "data", "H2D copies", "syncs")})
     left, right = st.columns(2)
     left.markdown("**Time by kernel**")
-    left.dataframe(pd.DataFrame(kernels.kernels[:TOP]), hide_index=True, key=f"kernels_by_kernel_{name}")
+    share = {"share": st.column_config.NumberColumn(format="percent")}
+    left.dataframe(pd.DataFrame(kernels.kernels[:TOP]), hide_index=True, key=f"kernels_by_kernel_{name}",
+                   column_config=share)
     right.markdown("**Time by operator** (the CPU operator that launched the kernel)")
-    right.dataframe(pd.DataFrame(kernels.operators[:TOP]), hide_index=True, key=f"kernels_by_operator_{name}")
+    right.dataframe(pd.DataFrame(kernels.operators[:TOP]), hide_index=True, key=f"kernels_by_operator_{name}",
+                    column_config=share)
     if len(kernels.latency_us):
         st.plotly_chart(_latency_figure(kernels), key=f"kernels_latency_{name}")
     if kernels.copies:

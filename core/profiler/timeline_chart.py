@@ -39,6 +39,15 @@ def _band(lane: str, rows: list[tuple[str, float, float]], colours: Mapping[str,
             for label, spans in by_label.items()]
 
 
+def _steps(view: TimelineView) -> go.Bar:
+    """The step band: one bar per step, named on it, in alternating greys."""
+    return go.Bar(y=[STEP_LANE] * len(view.steps), x=[(e - s) * _MS for _, s, e in view.steps],
+                  base=[s * _MS for _, s, e in view.steps], orientation="h", showlegend=False,
+                  text=[f"step {n}" for n, _, _ in view.steps], textposition="inside", insidetextanchor="middle",
+                  marker={"color": ["#d9d9d9" if n % 2 else "#bdbdbd" for n, _, _ in view.steps]},
+                  hovertemplate="%{text}<br>%{base:.3f} ms, %{x:.3f} ms<extra></extra>")
+
+
 def _system_lines(system: Mapping[str, Any], origin_s: float, view: TimelineView) -> list[go.Scatter]:
     """CPU and GPU utilisation (%) at the samples inside the view, as ms from the window's start."""
     times = system.get("times") or []
@@ -57,15 +66,15 @@ def timeline_figure(view: TimelineView, system: Mapping[str, Any], origin_s: flo
     figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.2, 0.8], vertical_spacing=0.03)
     for line in _system_lines(system, origin_s, view):
         figure.add_trace(line, row=1, col=1)
-    steps = [(f"step {n}", s, e) for n, s, e in view.steps]
-    for bar in _band(STEP_LANE, steps, {}) + _band(PHASE_LANE, list(view.phases), PHASE_COLOURS):
+    figure.add_trace(_steps(view), row=2, col=1)
+    for bar in _band(PHASE_LANE, list(view.phases), PHASE_COLOURS):
         figure.add_trace(bar, row=2, col=1)
     for kind in KIND_COLOURS:
         for boxes, folded in ((view.events, False), (view.folded, True)):
             if kind in boxes.kind:
                 figure.add_trace(_bars(boxes, kind, folded=folded), row=2, col=1)
-    figure.update_layout(barmode="overlay", height=260 + 28 * len(lanes), margin={"t": 10, "b": 10},
-                         legend={"orientation": "h", "y": -0.08})
+    figure.update_layout(barmode="overlay", height=280 + 28 * len(lanes), margin={"t": 40, "b": 10},
+                         legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom"})
     figure.update_yaxes(title_text="%", range=[0, 105], row=1, col=1)
     figure.update_yaxes(categoryorder="array", categoryarray=lanes[::-1], row=2, col=1)
     figure.update_xaxes(title_text="ms from the window's start", range=[view.t0 * _MS, view.t1 * _MS], row=2, col=1)
