@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app_pages._shared import show_error
-from app_pages._timeline import indexed_windows, load_window_index, window_labels
+from app_pages._timeline import load_window_index, pick_window
 from core.profiler.kernels import KernelView, kernel_view, latency_histogram
 from core.profiler.views import ProfileView
 
@@ -31,17 +31,10 @@ def _latency_figure(kernels: KernelView) -> go.Figure:
 
 
 def show_kernels(name: str, view: ProfileView) -> None:
-    windows = indexed_windows(view)
-    if not windows:
-        st.info("No trace window indexed yet: the analysis indexes each torch.profiler window once it is written.")
+    picked = pick_window(view, f"kernels_window_{name}")
+    if picked is None:
         return
-    labels = window_labels(windows)
-    chosen = st.selectbox("Trace window", range(len(windows)), format_func=labels.__getitem__,
-                          key=f"kernels_window_{name}") if len(windows) > 1 else 0
-    entry = windows[chosen or 0]
-    if entry.get("timeline_error"):
-        st.error(f"The trace cannot be read: {entry['timeline_error']}")
-        return
+    entry, _ = picked
     try:
         path = Path(str(entry["timeline"]))
         kernels = _kernels(str(path), path.stat().st_mtime, int(entry.get("first_step", 0)))

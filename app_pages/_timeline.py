@@ -24,16 +24,6 @@ def load_window_index(path: str, modified: float) -> TraceIndex:
     return load_index(Path(path))
 
 
-def indexed_windows(view: ProfileView) -> list[Mapping[str, Any]]:
-    """The profile's trace windows the analysis indexed, or could not."""
-    return [w for w in view.operators.get("windows", []) if w.get("timeline") or w.get("timeline_error")]
-
-
-def window_labels(windows: list[Mapping[str, Any]]) -> list[str]:
-    return [f"steps {w.get('first_step')} to {int(w.get('first_step', 0)) + int(w.get('steps', 0)) - 1}"
-            for w in windows]
-
-
 def clicked_time(event: Any) -> float | None:
     """Epoch seconds of the point clicked in a date-axis chart's selection event (None: no click)."""
     points = getattr(getattr(event, "selection", None), "points", None) or []
@@ -43,18 +33,29 @@ def clicked_time(event: Any) -> float | None:
     return float(x) / 1000 if isinstance(x, int | float) else pd.Timestamp(x).timestamp()
 
 
-def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None:
-    windows = indexed_windows(view)
+def pick_window(view: ProfileView, key: str) -> tuple[Mapping[str, Any], str] | None:
+    """The indexed trace window to show (a select when there are several) and its label; None,
+    after saying why, when there is none or it could not be indexed."""
+    windows = [w for w in view.operators.get("windows", []) if w.get("timeline") or w.get("timeline_error")]
     if not windows:
         st.info("No trace window indexed yet: the analysis indexes each torch.profiler window once it is written.")
-        return
-    labels = window_labels(windows)
+        return None
+    labels = [f"steps {w.get('first_step')} to {int(w.get('first_step', 0)) + int(w.get('steps', 0)) - 1}"
+              for w in windows]
     chosen = st.selectbox("Trace window", range(len(windows)), format_func=labels.__getitem__,
-                          key=f"timeline_window_{name}") if len(windows) > 1 else 0
-    entry: Mapping[str, Any] = windows[chosen or 0]
+                          key=key) if len(windows) > 1 else 0
+    entry = windows[chosen or 0]
     if entry.get("timeline_error"):
-        st.error(f"The trace cannot be drawn: {entry['timeline_error']}")
+        st.error(f"The trace cannot be read: {entry['timeline_error']}")
+        return None
+    return entry, labels[chosen or 0]
+
+
+def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None:
+    picked = pick_window(view, f"timeline_window_{name}")
+    if picked is None:
         return
+    entry, label = picked
     path = Path(str(entry["timeline"]))
     try:
         index = load_window_index(str(path), path.stat().st_mtime)
@@ -63,19 +64,19 @@ def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None
         return
     first = int(entry.get("first_step", 0))
     options = [WHOLE, *(first + i for i in range(len(index.steps())))]
-    key = f"timeline_step_{name}_{chosen}"
+    key = f"timeline_step_{name}_{first}"
     if clicked_s is not None and st.session_state.get(f"{key}_clicked") != clicked_s:  # a new click, once
         st.session_state[f"{key}_clicked"] = clicked_s
         clicked = step_at(index, clicked_s, first)
         if clicked is None:
-            st.caption(f"The point clicked is outside the trace window ({labels[chosen or 0]}).")
+            st.caption(f"The point clicked is outside the trace window ({label}).")
         else:
             st.session_state[key] = clicked
     c1, c2 = st.columns([1, 3])
     step = c1.selectbox("Open at", options, key=key, format_func=lambda o: o if o == WHOLE else f"step {o}")
     start, end = whole(index) if step == WHOLE else step_range(index, int(step), first)
     low, high = c2.slider("Zoom (ms from the window's start)", start / 1000, end / 1000,
-                          (start / 1000, end / 1000), key=f"timeline_zoom_{name}_{chosen}_{step}")
+                          (start / 1000, end / 1000), key=f"timeline_zoom_{name}_{first}_{step}")
     shown = window(index, low * 1000, high * 1000, first_step=first)
     st.plotly_chart(timeline_figure(shown, view.timeline, index.origin_s), key=f"timeline_chart_{name}")
     st.caption(f"{len(shown.events.start)} events drawn; {shown.hidden} shorter than a pixel folded into "

@@ -134,16 +134,20 @@ class Job:
     steps_per_epoch: int
     fast: FastPath
     """Mixed precision, memory format and compilation (``--amp``, ``--channels-last``, ``--compile``)."""
-    trained: nn.Module
-    """What the training steps run: ``model``, in a DistributedDataParallel wrapper when the world has
-    several processes."""
     criterion: nn.Module = field(default_factory=nn.CrossEntropyLoss)
     unreadable: dict[str, UnreadableImages] = field(default_factory=dict)  # split name -> its tally
     world: World = field(default_factory=World)
+    parallel: nn.Module | None = None
+    """The DistributedDataParallel wrapper that trains ``model`` when the world has several processes."""
 
     @property
     def checkpoint_path(self) -> Path:
         return Path(self.args.checkpoint_dir) / checkpoint_file(self.args)
+
+    @property
+    def trained(self) -> nn.Module:
+        """What the training steps run: the model, or its DistributedDataParallel wrapper."""
+        return self.parallel if self.parallel is not None else self.model
 
 
 def checkpoint_file(args: argparse.Namespace) -> str:
@@ -360,10 +364,8 @@ def prepare(args: argparse.Namespace) -> Job:
         steps = min(steps, args.max_steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps)
     fast.compile_forward(model)
-    parallel = distributed.wrap(model, device) if world.distributed else None
-    trained = parallel if parallel is not None else model
-    return Job(args, splits, model, optimizer, scheduler, device, steps, fast, trained, unreadable=unreadable,
-               world=world)
+    return Job(args, splits, model, optimizer, scheduler, device, steps, fast, unreadable=unreadable, world=world,
+               parallel=distributed.wrap(model, device) if world.distributed else None)
 
 
 def make_optimizer(

@@ -155,12 +155,12 @@ def test_the_timeline_opens_at_a_step_and_offers_the_raw_trace(local_backend: Ba
     _profile_with_window(local_backend, "traced", {"timeline": str(index)})
     at = open_page("profiler")
     assert not at.exception, at.exception
-    step = at.selectbox(key="timeline_step_traced_0")
+    step = at.selectbox(key="timeline_step_traced_5")
     assert step.options == ["the whole window", "step 5", "step 6", "step 7"]
-    assert at.slider(key="timeline_zoom_traced_0_the whole window").value == (0.0, 30.0)
+    assert at.slider(key="timeline_zoom_traced_5_the whole window").value == (0.0, 30.0)
     step.select(6).run()
     assert not at.exception, at.exception
-    assert at.slider(key="timeline_zoom_traced_0_6").value == (10.0, 20.0)  # ms: the second step of the window
+    assert at.slider(key="timeline_zoom_traced_5_6").value == (10.0, 20.0)  # ms: the second step of the window
     (chart,) = [c.proto.spec for c in at.get("plotly_chart") if '"GPU 0 stream 7"' in c.proto.spec]
     assert '"phases"' in chart and '"sm80_xmma_fprop_0"' in chart
     assert any("events drawn" in c.value for c in at.caption)
@@ -200,7 +200,7 @@ def test_a_trace_that_could_not_be_indexed_says_why(local_backend: Backend) -> N
                                                                   "Chrome trace (cut short or corrupt): parse error"})
     at = open_page("profiler")
     assert not at.exception, at.exception
-    assert any("The trace cannot be drawn: trace 1_algo-1.pt.trace.json.gz is not a whole Chrome trace" in e.value
+    assert any("The trace cannot be read: trace 1_algo-1.pt.trace.json.gz is not a whole Chrome trace" in e.value
                for e in at.error)
 
 
