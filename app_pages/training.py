@@ -17,8 +17,7 @@ from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, start_training
 from core.types import JobStatus
 
 POLL_SECONDS = 2
-BATCH_SIZES: list[int | None] = [None, 8, 16, 32, 64, 128, 256, 512]
-"""None: the instance type's (``core.training.launch.instance_defaults``)."""
+BATCH_SIZES: list[int | None] = [None, 8, 16, 32, 64, 128, 256, 512]  # None: the instance type's (instance_defaults)
 
 
 def _batch_label(size: int | None) -> str:
