@@ -163,25 +163,29 @@ class LineFiles:
                     yield path, handle.read(), offset
 
 
-def read_operator_summaries(root: str) -> list[dict[str, Any]]:
+def read_operator_summaries(root: str, unreadable: dict[Path, str]) -> list[dict[str, Any]]:
     """The operator summaries of the profiler windows (written whole, so never partial), each with
-    its trace's timeline index (:func:`index_trace`)."""
+    its trace's timeline index (:func:`index_trace`); ``unreadable`` keeps the traces that could not
+    be indexed between passes."""
     paths = sorted(glob.glob(os.path.join(root, "framework", "pytorch", "*_operators.json")))
     summaries = [json.loads(Path(p).read_bytes()) for p in paths]
     for path, summary in zip(paths, summaries, strict=True):
-        summary.update(index_trace(Path(path).with_name(str(summary.get("trace", "")))))
+        summary.update(index_trace(Path(path).with_name(str(summary.get("trace", ""))), unreadable))
     return summaries
 
 
-def index_trace(trace: Path) -> dict[str, str]:
+def index_trace(trace: Path, unreadable: dict[Path, str]) -> dict[str, str]:
     """``{"timeline": index path}`` once the trace is indexed (indexed here the first time, which
-    for a large trace takes a while), or ``{"timeline_error": why not}``."""
+    for a large trace takes a while), or ``{"timeline_error": why not}``. A trace is written whole
+    (renamed into place), so one that could not be read is not read again: ``unreadable`` says why."""
     index = index_path(trace)
-    if not index.is_file():
+    if trace not in unreadable and not index.is_file():
         try:
             save_index(build_index(trace), index)
         except TraceError as exc:
-            return {"timeline_error": str(exc)}
+            unreadable[trace] = str(exc)
+    if trace in unreadable:
+        return {"timeline_error": unreadable[trace]}
     return {"timeline": str(index)}
 
 
@@ -221,6 +225,7 @@ class Analyser:
         self.events = LineFiles(path, os.path.join("framework", "events", "*", "*.json"))
         self.steps: list[dict[str, Any]] = []
         self.other: list[dict[str, Any]] = []
+        self.unreadable_traces: dict[Path, str] = {}
 
     def run_pass(self, *, final: bool) -> bool:
         """One pass; returns whether anything was stored (nothing before the first data)."""
@@ -244,7 +249,7 @@ class Analyser:
             now=time.time(),
         )
         findings = evaluate_rules(data, self.rule_parameters)
-        operators = operators_document(read_operator_summaries(self.path))
+        operators = operators_document(read_operator_summaries(self.path, self.unreadable_traces))
         documents = build_documents(data, findings, operators, state="complete" if final else "collecting",
                                     errors=[*notes, *self.events.errors[-20:]])
         html = render_report(documents, self.job_name)

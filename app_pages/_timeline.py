@@ -63,7 +63,7 @@ def show_timeline(name: str, view: ProfileView, clicked_s: float | None) -> None
         show_error(exc)
         return
     first = int(entry.get("first_step", 0))
-    options = [WHOLE, *(first + i for i in range(len(index.steps())))]
+    options = [WHOLE, *(first + i for i in range(len(index.steps)))]
     key = f"timeline_step_{name}_{first}"
     if clicked_s is not None and st.session_state.get(f"{key}_clicked") != clicked_s:  # a new click, once
         st.session_state[f"{key}_clicked"] = clicked_s

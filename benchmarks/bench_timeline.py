@@ -106,7 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeline_figure(window(loaded, *whole(loaded)), {}, loaded.origin_s)
 
         rows.append(("first render", timed(first_render), "≤ 2 s"))
-        middle = len(index.steps()) // 2
+        middle = len(index.steps) // 2
         rows.append(("zoom to a step (warm)",
                      timed(lambda: timeline_figure(window(index, *step_range(index, middle)), {}, index.origin_s),
                            repeat=3), "≤ 0.5 s"))

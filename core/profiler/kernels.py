@@ -76,7 +76,7 @@ def _by_name(names: Sequence[str], durations: np.ndarray, key: str) -> list[dict
 
 def _launches_of(index: TraceIndex, kernels: np.ndarray) -> np.ndarray:
     """Each kernel's launch row (-1 where its correlation id has no launch in the window)."""
-    correlation = index.column("correlation")
+    correlation = index.correlation
     launches = _rows(index, "launch")
     launches = launches[correlation[launches] >= 0]
     order = np.argsort(correlation[launches], kind="stable")
@@ -125,16 +125,19 @@ def _overlap(starts: np.ndarray, ends: np.ndarray, low: float, high: float) -> f
     return float(np.clip(np.minimum(ends, high) - np.maximum(starts, low), 0, None).sum())
 
 
+def _copy_rows(index: TraceIndex, direction: str) -> list[int]:
+    """The copies one way (``HtoD``, ...), by the name Kineto gives them (``Memcpy HtoD (Pinned -> Device)``)."""
+    return [r for r in _rows(index, "memcpy").tolist() if direction in index.names[index.name[r]]]
+
+
 def _copies(index: TraceIndex) -> list[dict[str, Any]]:
-    rows = _rows(index, "memcpy")
-    size = index.column("size")
     out = []
     for direction in COPY_DIRECTIONS:
-        mine = [r for r in rows.tolist() if direction in index.names[index.name[r]]]
+        mine = _copy_rows(index, direction)
         if not mine:
             continue
         seconds = float(index.dur[mine].sum()) / 1e6
-        volume = float(size[mine].sum())
+        volume = float(index.size[mine].sum())
         pageable = sum("Pageable" in index.names[index.name[r]] for r in mine)
         out.append({"direction": direction, "copies": len(mine), "total ms": seconds * 1000, "MB": volume / 1e6,
                     "GB/s": volume / 1e9 / seconds if seconds else None, "from pageable memory": pageable})
@@ -157,18 +160,18 @@ def kernel_view(index: TraceIndex, *, first_step: int = 0, thresholds: Threshold
     operators = _enclosing_operator(index, launches)
     gpu = np.flatnonzero(np.isin(index.kind, [KINDS.index(k) for k in ("kernel", "memcpy", "memset")]))
     busy_starts, busy_ends = _merged(index.start[gpu], index.start[gpu] + index.dur[gpu])
-    h2d = [r for r in _rows(index, "memcpy").tolist() if "HtoD" in index.names[index.name[r]]]
+    h2d = _copy_rows(index, "HtoD")
     syncs = _syncs(index)
-    spans = index.steps() or [(0.0, index.span_us)]
-    data_phases = [(s, e) for p, s, e in index.phases if p == STEP_PHASE]
+    spans = index.steps or [(0.0, index.span_us)]
+    data_starts = np.array([s for p, s, _ in index.phases if p == STEP_PHASE])
+    data_ends = np.array([e for p, _, e in index.phases if p == STEP_PHASE])
     steps = []
     for number, (low, high) in enumerate(spans):
         span = max(high - low, 1e-9)
         busy = _overlap(busy_starts, busy_ends, low, high)
         steps.append({
             "step": first_step + number, "step ms": span / 1000, "GPU busy ms": busy / 1000, "GPU idle": 1 - busy / span,
-            "data": _overlap(np.array([s for s, _ in data_phases]), np.array([e for _, e in data_phases]), low, high)
-            / span,
+            "data": _overlap(data_starts, data_ends, low, high) / span,
             "H2D copies": _overlap(index.start[h2d], index.start[h2d] + index.dur[h2d], low, high) / span,
             "syncs": _overlap(index.start[syncs], index.start[syncs] + index.dur[syncs], low, high) / span,
         })

@@ -16,6 +16,7 @@ ranges the script records (dataloader, forward, backward, optimizer) become the 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -63,18 +64,10 @@ class TraceIndex:
     dur: np.ndarray
     phases: tuple[tuple[str, float, float], ...]
     """(phase, start µs, end µs) of every ``phase:*`` range."""
-    correlation: np.ndarray | None = None
-    """CUDA's correlation id, which ties a launch to its kernel or copy (-1: none); None: all -1."""
-    size: np.ndarray | None = None
-    """Bytes a copy or memset moved (0 for other events); None: all 0."""
-
-    def column(self, name: str) -> np.ndarray:
-        """``correlation`` or ``size``, filled in where the index has none."""
-        values = getattr(self, name)
-        if values is not None:
-            return values
-        return np.full(len(self.start), -1 if name == "correlation" else 0, np.int64 if name == "correlation"
-                       else np.float64)
+    correlation: np.ndarray
+    """CUDA's correlation id, which ties a launch to its kernel or copy (-1: none)."""
+    size: np.ndarray
+    """Bytes a copy or memset moved (0 for other events)."""
 
     @property
     def span_us(self) -> float:
@@ -86,11 +79,15 @@ class TraceIndex:
     def has_gpu(self) -> bool:
         return bool(np.isin(self.kind, [KINDS.index(k) for k in _GPU_KINDS]).any())
 
+    @functools.cached_property
     def steps(self) -> list[tuple[float, float]]:
-        """(start, end) in µs of each training step in the window: from one ``phase:dataloader`` to the next."""
+        """(start, end) in µs of each training step in the window: from one ``phase:dataloader`` to the
+        next; the last ends with the last phase that starts in it. Computed once per index."""
         starts = sorted(start for phase, start, _ in self.phases if phase == STEP_PHASE)
-        ends = [max((end for _, s, end in self.phases if s >= start), default=start) for start in starts]
-        return [(start, starts[i + 1] if i + 1 < len(starts) else ends[i]) for i, start in enumerate(starts)]
+        if not starts:
+            return []
+        last_end = max(end for _, start, end in self.phases if start >= starts[-1])
+        return list(zip(starts, [*starts[1:], last_end], strict=True))
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -199,7 +196,7 @@ def save_index(index: TraceIndex, path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial")
     with partial.open("wb") as handle:
         np.savez(handle, lane=index.lane, name=index.name, kind=index.kind, start=index.start, dur=index.dur,
-                 correlation=index.column("correlation"), size=index.column("size"),
+                 correlation=index.correlation, size=index.size,
                  meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     partial.replace(path)
 
@@ -272,7 +269,7 @@ def window(index: TraceIndex, t0: float, t1: float, *, columns: int = 1200, max_
                    [index.names[i] for i in index.name[wide]])
     folded = _fold(index, narrow, t0, width, columns)
     lanes = tuple(index.lanes[i] for i in sorted(set(index.lane[chosen].tolist())))
-    steps = tuple((first_step + n, s, e) for n, (s, e) in enumerate(index.steps()) if e >= t0 and s <= t1)
+    steps = tuple((first_step + n, s, e) for n, (s, e) in enumerate(index.steps) if e >= t0 and s <= t1)
     phases = tuple(p for p in index.phases if p[2] >= t0 and p[1] <= t1)
     return TimelineView(t0, t1, events, folded, lanes, phases, steps, hidden=len(narrow))
 
@@ -301,7 +298,7 @@ def step_range(index: TraceIndex, step: int, first_step: int = 0) -> tuple[float
     Raises:
         InvalidInputError: the window does not hold that step.
     """
-    steps = index.steps()
+    steps = index.steps
     position = step - first_step
     if not 0 <= position < len(steps):
         held = f"steps {first_step} to {first_step + len(steps) - 1}" if steps else "no training step"
@@ -317,7 +314,7 @@ def whole(index: TraceIndex) -> tuple[float, float]:
 def step_at(index: TraceIndex, when_s: float, first_step: int = 0) -> int | None:
     """The job's step running at epoch second ``when_s`` in this window, the nearest one if
     ``when_s`` falls between steps; None when it falls outside the window."""
-    steps = index.steps()
+    steps = index.steps
     at = (when_s - index.origin_s) * 1e6
     if not steps or at < steps[0][0] - 1e6 or at > steps[-1][1] + 1e6:  # a second of slack: buckets are coarse
         return None

@@ -31,7 +31,7 @@ def test_a_gpu_trace_becomes_lanes_steps_and_phases(tmp_path: Path) -> None:
     assert index.origin_s == pytest.approx(BASE_NS / 1e9 + 1_000 / 1e6)  # the first event, in epoch seconds
     assert set(index.lanes) == {"CPU thread 4242 (python)", "GPU 0 stream 7", "GPU 0 copies"}
     assert index.has_gpu
-    assert index.steps() == [(0.0, STEP_US), (STEP_US, 2 * STEP_US)]
+    assert index.steps == [(0.0, STEP_US), (STEP_US, 2 * STEP_US)]
     assert [p[0] for p in index.phases[:4]] == ["backward", "backward", "dataloader", "dataloader"]  # sorted
     assert step_range(index, 6, first_step=5) == (STEP_US, 2 * STEP_US)
     with pytest.raises(InvalidInputError, match="step 9 is not in this trace window \\(steps 5 to 6\\)"):
@@ -56,7 +56,8 @@ def test_a_large_trace_is_drawn_with_a_bounded_number_of_boxes() -> None:
     start = np.sort(rng.uniform(0, 1e6, events))
     index = TraceIndex(origin_s=0.0, lanes=("CPU a", "GPU 0 stream 7"), names=("op",),
                        lane=rng.integers(0, 2, events).astype(np.int32), name=np.zeros(events, np.int32),
-                       kind=np.zeros(events, np.int8), start=start, dur=rng.exponential(20.0, events), phases=())
+                       kind=np.zeros(events, np.int8), start=start, dur=rng.exponential(20.0, events), phases=(),
+                       correlation=np.full(events, -1, np.int64), size=np.zeros(events))
     view = window(index, *whole(index), columns=1000, max_events=2000)
     assert len(view.events.start) <= 2000 and len(view.folded.start) <= 2 * 1000
     assert len(view.events.start) + view.hidden == events
