@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 
 from core.errors import InvalidInputError
+from entrypoints.hyperparameters import HYPERPARAMETERS
 
 DEFAULT_VOLUME_SIZE_GB = 30
 DEFAULT_MAX_RUNTIME_S = 24 * 3600
@@ -89,10 +90,11 @@ def suggested_hyperparameters(instance: InstanceType, instance_count: int) -> di
     128 under 40 GiB (A10G, L4), 256 from 40 GiB (A100, L40S, H100). The learning rate is not
     scaled with it: tune it for large batches.
     """
+    script_batch, script_workers = HYPERPARAMETERS["batch-size"].default, HYPERPARAMETERS["num-workers"].default
     processes = max(1, instance.gpus)
-    workers = 2 if instance.vcpus is None else min(8, max(2, instance.vcpus // processes - 1))
+    workers = script_workers if instance.vcpus is None else min(8, max(2, instance.vcpus // processes - 1))
     if not instance.gpus:
-        return {"batch-size": 32, "num-workers": workers}
+        return {"batch-size": script_batch, "num-workers": workers}
     per_gpu = 64 if instance.gpu_memory_gib < 20 else 128 if instance.gpu_memory_gib < 40 else 256
     return {"batch-size": per_gpu * instance.gpus * instance_count, "num-workers": workers}
 
