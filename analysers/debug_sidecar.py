@@ -46,12 +46,12 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import analysers
-from entrypoints import debug_config
+from entrypoints import debug_config, rule_events
 
 if __name__ == "__main__":
     analysers.run_without_torch()  # before smdebug
@@ -252,15 +252,31 @@ def _finite_or_none(value: float) -> float | None:
 # --- running the rules ----------------------------------------------------------------------
 
 
+class EventBus:
+    """Where fired rules go as events: ``put`` takes one ``PutEvents`` entry and returns its event id
+    (raising when the bus refuses it); ``name`` is the bus named in each entry."""
+
+    def __init__(self, name: str, put: Callable[[dict[str, Any]], str]) -> None:
+        self.name = name
+        self.put = put
+
+
 class RuleRunner:
-    """Runs the chosen rules over new steps and records their status in the store."""
+    """Runs the chosen rules over new steps and records their status in the store.
+
+    Args:
+        bus: where to put each fired rule as an event (``--debug-event-bus``); its rule actions then
+            stop the job, and the stopper serves only when the event could not be put. None: no
+            events, the stopper stops the job.
+    """
 
     def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debug_config.RuleSpec],
-                 stopper: Stopper | SageMakerJob) -> None:
+                 stopper: Stopper | SageMakerJob, bus: EventBus | None = None) -> None:
         self.store = store
         self.job_name = job_name
         self.specs = {spec.name: spec for spec in specs}
         self.stopper = stopper
+        self.bus = bus
         self.rules: dict[str, ConsoleRule] = {}
         self.done: set[str] = set()
         self.stopped = False
@@ -342,6 +358,8 @@ class RuleRunner:
         stop = self.specs[name].stop_training
         self.store.notify(self.job_name, "warning", f"{name} found an issue at step {finding.step}: {finding.message}",
                           rule=name, action="StopTraining" if stop else "Notification")
+        if self._put_event(name, finding, stop):
+            return
         if stop and not self.stopped:
             self.stopped = True
             problem = self.stopper.stop()
@@ -351,6 +369,24 @@ class RuleRunner:
             else:
                 self.store.notify(self.job_name, "info", f"Stopping the job: {name} fired and its action is "
                                   "StopTraining", rule=name, action="StopTraining")
+
+    def _put_event(self, name: str, finding: Any, stop: bool) -> bool:
+        """Puts the fired rule on the bus; whether it was (then its actions stop the job, not this runner)."""
+        if self.bus is None:
+            return False
+        entry = rule_events.fired_entry(job=self.job_name, rule=name, step=finding.step, tensor=finding.tensor,
+                                        finding=finding.message, stop_training=stop, bus=self.bus.name)
+        try:
+            event_id = self.bus.put(entry)
+        except Exception as exc:  # the bus's refusal, or no bus at all: said, then the runner acts itself
+            self.store.add_event(self.job_name, name, self.bus.name, entry, event_id=None, error=str(exc))
+            self.store.notify(self.job_name, "error", f"{name}: the event could not be put on the {self.bus.name} "
+                              f"bus: {exc}", rule=name, action="PutEvents")
+            return False
+        self.store.add_event(self.job_name, name, self.bus.name, entry, event_id=event_id)
+        self.store.notify(self.job_name, "info", f"{name}: event {event_id} put on the {self.bus.name} bus"
+                          + ("; the rule actions stop the job" if stop else ""), rule=name, action="PutEvents")
+        return True
 
     def _conclude(self, name: str, rule: ConsoleRule, capture: Mapping[str, Any], saved: set[str]) -> None:
         self.done.add(name)
@@ -504,6 +540,22 @@ def _read_capture(folder: Path) -> dict[str, Any]:
 # --- entry point ------------------------------------------------------------------------------
 
 
+def event_bus(name: str, args: argparse.Namespace) -> EventBus:
+    """The bus a job's fired rules go to: EventBridge for a SageMaker job (the console's credentials
+    and region, from the environment), else the local bus of the workspace that holds the job store."""
+    if args.sagemaker_job:
+        import boto3
+
+        client = boto3.client("events")
+        return EventBus(name, lambda entry: rule_events.sent_event_id(client.put_events(Entries=[entry])))
+    from core.backend import get_backend
+    from core.config import Settings
+
+    workspace = Path(args.database).resolve().parent  # Settings.database_path: <workspace>/console.db
+    actions = get_backend(Settings(workspace=workspace, job_python=Path(sys.executable))).rule_actions
+    return EventBus(name, actions.put_event)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Collect a job's debugger trial and evaluate its rules.")
     add = parser.add_argument
@@ -545,7 +597,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         running = lambda: bool(args.training_pid) and is_process_alive(args.training_pid, "")  # noqa: E731
         stopper = Stopper(store.jobs, args.job_name)
-    runner = RuleRunner(store, args.job_name, specs, stopper)
+    bus = event_bus(settings.debug_event_bus, args) if settings.debug_event_bus else None
+    runner = RuleRunner(store, args.job_name, specs, stopper, bus)
     mirror = S3Mirror(out_dir, args.job_dir / MIRROR_FOLDER) if out_dir.startswith("s3://") else None
     session = Session(store, args.job_name, out_dir, runner, mirror=mirror)
     session.begin()

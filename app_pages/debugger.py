@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from app_pages._rule_actions import show_fired_rules, show_rule_actions
 from app_pages._shared import JOB_QUERY_PARAM, backend, deploy_link, job_and_analysis, job_picker, show_error
 from core.debugger import DebugStore, RuleStatus, charts, views
 from core.entities import TrainingJob
@@ -38,6 +39,7 @@ def _heatmap(name: str, updated_at: float, reduction: str) -> pd.DataFrame:
     return views.heatmap(store, name, collection="gradients", reduction=reduction)
 
 
+show_rule_actions(be.rule_actions)
 jobs = be.runner.list_jobs()
 if not jobs:
     st.info("No training job yet: start one on the Training jobs page.")
@@ -57,7 +59,8 @@ def _rules(name: str, job: TrainingJob) -> None:
     st.dataframe(views.rules_table(rules), hide_index=True, key=f"debug_rules_{name}", width="stretch")
     st.caption(f"{views.rules_summary(rules)}. Choose the rules and their StopTraining action when you start a job "
                "(Training jobs, Debugger section), or with the hyperparameter debug-rules, e.g. "
-               "`LossNotDecreasing:stop,VanishingGradient`.")
+               "`LossNotDecreasing:stop,VanishingGradient`. With rule actions deployed, StopTraining goes through "
+               "EventBridge and the action function.")
     for rule in rules:
         if rule.status in (RuleStatus.ISSUES_FOUND, RuleStatus.ERROR):
             with st.expander(f"{rule.rule}: {rule.status.value}", icon=_ICONS[rule.status]):
@@ -67,6 +70,7 @@ def _rules(name: str, job: TrainingJob) -> None:
                 st.markdown(f"**What to try:** {rule.advice}")
                 st.caption(f"Parameters: {', '.join(f'{k}={v}' for k, v in rule.parameters.items()) or 'defaults'}")
     _service_rules(name)
+    show_fired_rules(be.rule_actions, store, name)
 
 
 def _service_rules(name: str) -> None:

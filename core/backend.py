@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from core.datasets.in_place import ObjectPrefixes
     from core.endpoints import EndpointManager
     from core.lambdas import FunctionManager
+    from core.lambdas._aws import AwsFunctionManager
+    from core.rule_actions import RuleActions
     from core.spot import SpotManager
     from core.storage import Storage
     from core.storage._s3 import S3Storage
@@ -72,6 +74,8 @@ class Backend(ABC):
     """Real-time endpoints."""
     functions: FunctionManager
     """The Lambda functions that call endpoints."""
+    rule_actions: RuleActions
+    """What a fired Debugger rule sets off: events on a bus, routed to an action function."""
     spot: SpotManager
     """Spot training runs."""
     analysis: JobAnalysis
@@ -119,6 +123,13 @@ class LocalBackend(Backend):
 
         return LocalFunctionManager(self.settings.workspace, self.settings.job_python, self.endpoints,
                                     region=self.settings.region or DEFAULT_LOCAL_REGION)
+
+    @cached_property
+    def rule_actions(self) -> RuleActions:  # type: ignore[override]
+        from core.rule_actions._local import LocalRuleActions
+
+        return LocalRuleActions(self.settings.workspace, self.settings.job_python, self.runner,
+                                region=self.settings.region or DEFAULT_LOCAL_REGION)
 
     @cached_property
     def spot(self) -> SpotManager:  # type: ignore[override]
@@ -187,11 +198,17 @@ class AwsBackend(Backend):
         return SageMakerEndpointManager(self.settings, self.session)
 
     @cached_property
-    def functions(self) -> FunctionManager:  # type: ignore[override]
+    def functions(self) -> AwsFunctionManager:  # type: ignore[override]
         from core.lambdas._aws import AwsFunctionManager
 
         prefix = f"s3://{self.settings.bucket}/{self.settings.prefix}/lambda-inputs/"
         return AwsFunctionManager(self.session, default_s3_prefix=prefix)
+
+    @cached_property
+    def rule_actions(self) -> RuleActions:  # type: ignore[override]
+        from core.rule_actions._aws import AwsRuleActions
+
+        return AwsRuleActions(self.session, self.functions)
 
     @cached_property
     def spot(self) -> SpotManager:  # type: ignore[override]

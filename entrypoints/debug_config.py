@@ -116,6 +116,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="trial folder or s3:// URI; unset: $SAGEMAKER_BASE_DIR/debug-output or $SM_OUTPUT_DATA_DIR/debug-output")
     add("--debug-rules", type=_rules, default=None,
         help="rules for the evaluator: Name[(param=value,...)][:stop], comma-separated; unset: the default set")
+    add("--debug-event-bus", default=None,
+        help="put each fired rule on this EventBridge bus, whose rule actions stop the job (StopTraining) or "
+             "notify; unset: the evaluator stops the job itself")
 
 
 def parse_rules(text: str) -> list[RuleSpec]:

@@ -10,6 +10,7 @@ from core.debugger.entities import (
     SERIES_COLUMNS,
     DebugTrial,
     Notification,
+    RuleEvent,
     RuleResult,
     RuleStatus,
     SeriesRow,
@@ -17,5 +18,5 @@ from core.debugger.entities import (
 )
 from core.debugger.store import DebugStore
 
-__all__ = ["SERIES_COLUMNS", "DebugStore", "DebugTrial", "Notification", "RuleResult", "RuleStatus", "SeriesRow",
+__all__ = ["SERIES_COLUMNS", "DebugStore", "DebugTrial", "Notification", "RuleEvent", "RuleResult", "RuleStatus", "SeriesRow",
            "TrialState"]

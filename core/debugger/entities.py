@@ -93,6 +93,23 @@ class Notification:
     action: str | None = None
 
 
+@dataclass(frozen=True)
+class RuleEvent:
+    """The event a fired rule put on the bus (``entry``, a ``PutEvents`` entry), or why it could not.
+
+    Attributes:
+        event_id: the bus's id for it; None when it was refused (``error`` says why).
+    """
+
+    job_name: str
+    rule: str
+    sent_at: float
+    bus: str
+    entry: Mapping[str, object]
+    event_id: str | None = None
+    error: str | None = None
+
+
 SERIES_COLUMNS: tuple[str, ...] = ("value", "l2", "mean", "abs_mean", "std", "min", "max", "zero_fraction",
                                    "update_ratio")
 """What a series row holds: ``value`` for scalars saved in full (losses), else the hook's reductions."""

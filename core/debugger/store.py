@@ -16,6 +16,7 @@ from core.debugger.entities import (
     SERIES_COLUMNS,
     DebugTrial,
     Notification,
+    RuleEvent,
     RuleResult,
     RuleStatus,
     SeriesRow,
@@ -76,6 +77,17 @@ CREATE TABLE IF NOT EXISTS debug_notifications (
     action TEXT
 );
 CREATE INDEX IF NOT EXISTS debug_notifications_by_job ON debug_notifications(job_name, id);
+CREATE TABLE IF NOT EXISTS debug_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_name TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    bus TEXT NOT NULL,
+    entry TEXT NOT NULL,
+    event_id TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS debug_events_by_job ON debug_events(job_name, id);
 """
 _RULE_COLUMNS = {"status", "step", "tensor", "message", "meaning", "advice", "evaluated_step"}
 _TRIAL_COLUMNS = {"path", "state", "message", "capture", "last_step", "steps"}
@@ -181,6 +193,16 @@ class DebugStore:
                 (job_name, time.time(), level, message, rule, action),
             )
 
+    def add_event(self, job_name: str, rule: str, bus: str, entry: Mapping[str, Any], *, event_id: str | None,
+                  error: str | None = None) -> None:
+        """Records a fired rule's event: put on ``bus`` as ``event_id``, or refused with ``error``."""
+        with self.jobs.transaction() as conn:
+            conn.execute(
+                "INSERT INTO debug_events (job_name, rule, sent_at, bus, entry, event_id, error) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (job_name, rule, time.time(), bus, json.dumps(dict(entry)), event_id, error),
+            )
+
     # --- read by the console --------------------------------------------------------------
 
     def trial(self, job_name: str) -> DebugTrial | None:
@@ -259,6 +281,13 @@ class DebugStore:
                          message=r["message"], rule=r["rule"], action=r["action"])
             for r in rows
         ]
+
+    def events(self, job_name: str) -> list[RuleEvent]:
+        """The events the job's fired rules put on the bus, oldest first."""
+        with self.jobs.transaction() as conn:
+            rows = conn.execute("SELECT * FROM debug_events WHERE job_name = ? ORDER BY id", (job_name,)).fetchall()
+        return [RuleEvent(job_name=job_name, rule=r["rule"], sent_at=r["sent_at"], bus=r["bus"],
+                          entry=json.loads(r["entry"]), event_id=r["event_id"], error=r["error"]) for r in rows]
 
 
 def _encode(value: Any) -> Any:

@@ -1,10 +1,10 @@
 """The local Lambda runtime for one invocation: ``python _bootstrap.py CODE_DIR RESULT_FILE``.
 
 Run by ``LocalFunctionManager`` in a fresh process with the function's environment. It does
-what Lambda's Python runtime does around a handler: imports ``lambda_function`` from the
-unpacked package, builds a context object, logs ``START`` / ``END`` / ``REPORT`` lines and the
-handler's log records in Lambda's format, and writes the result (or the error Lambda would
-report) as JSON to RESULT_FILE. The event arrives on stdin. Standard library only; it
+what Lambda's Python runtime does around a handler: imports the handler (``_HANDLER``, else
+``lambda_function.lambda_handler``) from the unpacked package, builds a context object, logs
+``START`` / ``END`` / ``REPORT`` lines and the handler's log records in Lambda's format, and
+writes the result (or the error Lambda would report) as JSON to RESULT_FILE. The event arrives on stdin. Standard library only; it
 imports nothing from the console (it runs in another environment).
 """
 
@@ -21,6 +21,9 @@ import time
 import traceback
 import uuid
 from typing import Any
+
+DEFAULT_HANDLER = "lambda_function.lambda_handler"
+"""The handler when ``_HANDLER`` (Lambda's own variable, ``module.function``) is unset."""
 
 
 class Context:
@@ -87,8 +90,8 @@ def main(code_dir: str, result_file: str) -> int:
     outcome: dict[str, Any]
     try:
         event = json.loads(sys.stdin.buffer.read() or b"null")
-        module = importlib.import_module("lambda_function")
-        handler = module.lambda_handler
+        module_name, _, function_name = os.environ.get("_HANDLER", DEFAULT_HANDLER).rpartition(".")
+        handler = getattr(importlib.import_module(module_name), function_name)
     except Exception as exc:
         init_ms = (time.perf_counter() - init_started) * 1000
         outcome, duration_ms = {"error": _error(exc)}, 0.0

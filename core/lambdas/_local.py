@@ -36,7 +36,7 @@ from core.job_environment import require_ready
 from core.lambdas._base import FunctionManager, invocation_from_result
 from core.lambdas._local_iam import LocalIam
 from core.lambdas.bundle import LAMBDA_DIR, build_package
-from core.lambdas.entities import FunctionInfo, FunctionInvocation, FunctionSpec
+from core.lambdas.entities import HANDLER, FunctionInfo, FunctionInvocation, FunctionSpec
 from core.lambdas.policies import PolicyScope, execution_policy, log_group_name, trust_policy
 
 BOOTSTRAP = Path(__file__).with_name("_bootstrap.py")
@@ -163,24 +163,15 @@ class LocalFunctionManager(FunctionManager):
                 return FunctionInvocation(
                     status_code=None, body={"errorType": "TooManyRequestsException", "errorMessage": "Rate Exceeded."},
                     function_error=None, latency_ms=(time.perf_counter() - started) * 1000, throttled=True)
-            with self.iam.session(role_name_for(function.name), function.name) as credentials, \
-                    tempfile.TemporaryDirectory(prefix="invoke-") as scratch:
+            with self.iam.session(role_name_for(function.name), function.name) as credentials:
                 env = self._environment(function, endpoint_url, credentials)
-                result_file = Path(scratch) / "result.json"
                 try:
-                    process = subprocess.run(
-                        [str(self.job_python), str(BOOTSTRAP), str(folder / "code"), str(result_file)],
-                        input=payload, capture_output=True, cwd=folder / "code", env=env,
-                        timeout=function.spec.timeout_s + BACKSTOP_S,
-                    )
+                    outcome, lines = run_runtime(self.job_python, folder / "code", payload, env,
+                                                 function.spec.timeout_s + BACKSTOP_S)
                 except subprocess.TimeoutExpired:
                     return self._timed_out(function, started)
-                except OSError as exc:
-                    raise BackendError(f"cannot start the local Lambda runtime ({self.job_python}): {exc}") from None
                 latency_ms = (time.perf_counter() - started) * 1000
-                outcome = _read_outcome(result_file, process)
-        lines = _lines(process.stdout) + _lines(process.stderr)
-        self._append_log(folder, lines)
+        append_log(folder / "logs.txt", lines)
         if "error" in outcome:
             return invocation_from_result(outcome["error"], function_error="Unhandled", latency_ms=latency_ms,
                                           duration_ms=outcome.get("duration_ms"), log_lines=lines)
@@ -200,28 +191,14 @@ class LocalFunctionManager(FunctionManager):
 
     def _environment(self, function: FunctionInfo, endpoint_url: str, credentials: Any) -> dict[str, str]:
         """What Lambda's runtime gives a function, with the local endpoint as the Runtime URL."""
-        return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC",
-            "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
-            "LAMBDA_TASK_ROOT": str(self.root / function.name / "code"),
-            "AWS_REGION": self.region, "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": credentials.access_key_id, "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
-            "AWS_SESSION_TOKEN": credentials.session_token,
-            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url,
-            "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_LAMBDA_FUNCTION_NAME": function.name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.spec.memory_mb),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(function.spec.timeout_s),
-            "AWS_LAMBDA_LOG_GROUP_NAME": log_group_name(function.name),
-            "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]local"),
-            "SMC_FUNCTION_ARN": function.arn,
-            **function.spec.environment,
-        }
+        return runtime_environment(
+            function.name, function.arn, self.root / function.name / "code", self.region, credentials,
+            memory_mb=function.spec.memory_mb, timeout_s=function.spec.timeout_s,
+            variables={"AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": endpoint_url, **function.spec.environment})
 
     def _timed_out(self, function: FunctionInfo, started: float) -> FunctionInvocation:
         message = f"the local runtime did not exit within {function.spec.timeout_s + BACKSTOP_S:.0f} s and was killed"
-        self._append_log(self.root / function.name, [message])
+        append_log(self.root / function.name / "logs.txt", [message])
         return FunctionInvocation(status_code=None, body={"errorType": "Sandbox.Timedout", "errorMessage": message},
                                   function_error="Unhandled", latency_ms=(time.perf_counter() - started) * 1000,
                                   log_lines=[message])
@@ -259,17 +236,59 @@ class LocalFunctionManager(FunctionManager):
         with open(path, encoding="utf-8", errors="replace") as log:
             return [line.rstrip("\n") for line in deque(log, maxlen=max_lines)]
 
-    @staticmethod
-    def _append_log(folder: Path, lines: list[str]) -> None:
-        path = folder / "logs.txt"
+
+def runtime_environment(name: str, arn: str, code_dir: Path, region: str, credentials: Any, *, memory_mb: int,
+                        timeout_s: int, handler: str = HANDLER, variables: dict[str, str] | None = None,
+                        ) -> dict[str, str]:
+    """What Lambda's runtime gives a function's process: its identity, limits, role session and
+    ``variables`` (its environment, and the local endpoints it calls)."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": "UTC",
+        "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1",
+        "LAMBDA_TASK_ROOT": str(code_dir), "_HANDLER": handler,
+        "AWS_REGION": region, "AWS_DEFAULT_REGION": region,
+        "AWS_ACCESS_KEY_ID": credentials.access_key_id, "AWS_SECRET_ACCESS_KEY": credentials.secret_access_key,
+        "AWS_SESSION_TOKEN": credentials.session_token,
+        "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_LAMBDA_FUNCTION_NAME": name, "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_mb), "AWS_LAMBDA_FUNCTION_TIMEOUT": str(timeout_s),
+        "AWS_LAMBDA_LOG_GROUP_NAME": log_group_name(name),
+        "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]local"),
+        "SMC_FUNCTION_ARN": arn,
+        **(variables or {}),
+    }
+
+
+def run_runtime(job_python: Path, code_dir: Path, payload: bytes, env: dict[str, str],
+                timeout_s: float) -> tuple[dict[str, Any], list[str]]:
+    """Runs one invocation in a fresh process (``_bootstrap.py``): its outcome and its log lines.
+
+    Raises:
+        subprocess.TimeoutExpired: the process outlived ``timeout_s`` and was killed.
+        BackendError: the runtime could not be started.
+    """
+    with tempfile.TemporaryDirectory(prefix="invoke-") as scratch:
+        result_file = Path(scratch) / "result.json"
         try:
-            if path.exists() and path.stat().st_size > MAX_LOG_BYTES:
-                kept = path.read_bytes()[-MAX_LOG_BYTES // 2:]
-                path.write_bytes(kept[kept.find(b"\n") + 1:])
-            with open(path, "a", encoding="utf-8") as log:
-                log.writelines(line + "\n" for line in lines)
-        except OSError:
-            pass  # the log is a convenience: the invocation's own lines are returned anyway
+            process = subprocess.run([str(job_python), str(BOOTSTRAP), str(code_dir), str(result_file)],
+                                     input=payload, capture_output=True, cwd=code_dir, env=env, timeout=timeout_s)
+        except OSError as exc:
+            raise BackendError(f"cannot start the local Lambda runtime ({job_python}): {exc}") from None
+        outcome = _read_outcome(result_file, process)
+    return outcome, _lines(process.stdout) + _lines(process.stderr)
+
+
+def append_log(path: Path, lines: list[str]) -> None:
+    """Appends to a function's ``logs.txt``, cut back to its second half past ``MAX_LOG_BYTES``."""
+    try:
+        if path.exists() and path.stat().st_size > MAX_LOG_BYTES:
+            kept = path.read_bytes()[-MAX_LOG_BYTES // 2:]
+            path.write_bytes(kept[kept.find(b"\n") + 1:])
+        with open(path, "a", encoding="utf-8") as log:
+            log.writelines(line + "\n" for line in lines)
+    except OSError:
+        pass  # the log is a convenience: the invocation's own lines are returned anyway
 
 
 def _lines(output: bytes) -> list[str]:

@@ -18,6 +18,7 @@ from entrypoints.hyperparameters import HYPERPARAMETERS, MODELS
 
 if TYPE_CHECKING:
     from core.backend import Backend
+    from core.rule_actions import RuleActions
     from core.training import JobRunner
 
 __all__ = ["DEFAULT_HYPERPARAMETERS", "MODELS", "instance_defaults", "job_hyperparameters", "new_job_name",
@@ -63,6 +64,7 @@ def start_training(
 
     compute: where it runs; None: one instance of the backend's default type, as the spec's defaults say.
     A batch size or ``num-workers`` left out is the instance type's (:func:`instance_defaults`).
+    With rule actions deployed, the job's fired rules go to their bus (:func:`rule_action_hyperparameters`).
 
     Raises:
         InvalidInputError: an invalid name, hyperparameter or compute choice.
@@ -70,10 +72,21 @@ def start_training(
         BackendError: the backend could not start the job.
     """
     compute = compute or Compute(backend.runner.default_instance_type)
+    hps = job_hyperparameters(backend.runner, hyperparameters, compute)
     spec = TrainingJobSpec(
         name=name or new_job_name(),
         inputs={"training": dataset.uri},
-        hyperparameters=job_hyperparameters(backend.runner, hyperparameters, compute),
+        hyperparameters=hps | rule_action_hyperparameters(backend.rule_actions, hps),
         **compute.spec_fields(),  # type: ignore[arg-type]
     )
     return backend.runner.start(spec)
+
+
+def rule_action_hyperparameters(actions: RuleActions, hyperparameters: Mapping[str, str | int | float],
+                                ) -> dict[str, str]:
+    """``debug-event-bus`` when rule actions are deployed and the job runs the Debugger's rules:
+    its fired rules then go to the actions' bus, and their function stops the job."""
+    if str(hyperparameters.get("debug", "true")).lower() == "false" or "debug-event-bus" in hyperparameters:
+        return {}
+    deployed = actions.describe()
+    return {"debug-event-bus": deployed.bus} if deployed is not None else {}

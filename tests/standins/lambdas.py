@@ -247,6 +247,7 @@ class LambdaStandIn(LoopbackService):
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{config['Version']}]{uuid.uuid4().hex}",
             "SMC_FUNCTION_ARN": config["FunctionArn"],  # the bootstrap's context.invoked_function_arn
+            "_HANDLER": config["Handler"],
         }
 
 
