@@ -210,3 +210,34 @@ def test_series_are_thinned_past_the_limit() -> None:
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[0, 8, 16] 8 [4, 8, 16]"
+
+
+def test_with_an_event_bus_a_fired_rule_goes_through_the_rule_actions(store: DebugStore, job_dir: Path,
+                                                                      tmp_path: Path) -> None:
+    """The sidecar puts the fired rule on the workspace's local bus; the deployed action function,
+    in its own process, stops the job (SIGTERM to its supervisor, as LocalJobRunner.stop does)."""
+    from core.rule_actions import ActionsSpec
+    from core.rule_actions._local import LocalRuleActions
+    from core.training import LocalJobRunner
+
+    actions = LocalRuleActions(tmp_path, DEFAULT_JOB_PYTHON, LocalJobRunner(store.jobs, tmp_path / "jobs",
+                                                                           DEFAULT_JOB_PYTHON))
+    actions.deploy(ActionsSpec())
+    _hyperparameters(job_dir, **{"debug-rules": "LossNotDecreasing:stop,AllZero", "debug-event-bus": "default"})
+    _write(job_dir, "diverging", "--end")
+    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(job_dir)])
+    try:
+        store.jobs.update_job(JOB, supervisor_pid=supervisor.pid)
+        _sidecar(store, job_dir)
+        assert supervisor.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        supervisor.kill()
+    [event] = store.events(JOB)
+    assert event.rule == "LossNotDecreasing" and event.event_id and event.error is None
+    assert json.loads(str(event.entry["Detail"]))["step"] == 10
+    [record] = actions.history(JOB)
+    assert record.event_id == event.event_id
+    assert [(o.action, o.outcome) for o in record.outcomes] == [("StopTrainingJob", "stopped")]
+    notes = [n.message for n in store.notifications(JOB)]
+    assert f"LossNotDecreasing: event {event.event_id} put on the default bus; the rule actions stop the job" in notes
+    assert not any(n.startswith("Stopping the job") for n in notes)  # the evaluator left the stop to the actions

@@ -11,9 +11,9 @@ from PIL import Image
 from core.lambdas.bundle import LAMBDA_DIR
 
 
-def load_function() -> ModuleType:
-    """A fresh copy of the function module (its client cache empty), as a cold start has."""
-    spec = importlib.util.spec_from_file_location("lambda_function_under_test", LAMBDA_DIR / "lambda_function.py")
+def load_function(file: str = "lambda_function.py") -> ModuleType:
+    """A fresh copy of a function module of ``lambda/`` (its client cache empty), as a cold start has."""
+    spec = importlib.util.spec_from_file_location(f"{file[:-3]}_under_test", LAMBDA_DIR / file)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
