@@ -376,14 +376,16 @@ class RuleRunner:
             return False
         entry = rule_events.fired_entry(job=self.job_name, rule=name, step=finding.step, tensor=finding.tensor,
                                         finding=finding.message, stop_training=stop, bus=self.bus.name)
+        sent_at = time.time()
         try:
             event_id = self.bus.put(entry)
         except Exception as exc:  # the bus's refusal, or no bus at all: said, then the runner acts itself
-            self.store.add_event(self.job_name, name, self.bus.name, entry, event_id=None, error=str(exc))
+            self.store.add_event(self.job_name, name, self.bus.name, entry, sent_at=sent_at, event_id=None,
+                                 error=str(exc))
             self.store.notify(self.job_name, "error", f"{name}: the event could not be put on the {self.bus.name} "
                               f"bus: {exc}", rule=name, action="PutEvents")
             return False
-        self.store.add_event(self.job_name, name, self.bus.name, entry, event_id=event_id)
+        self.store.add_event(self.job_name, name, self.bus.name, entry, sent_at=sent_at, event_id=event_id)
         self.store.notify(self.job_name, "info", f"{name}: event {event_id} put on the {self.bus.name} bus"
                           + ("; the rule actions stop the job" if stop else ""), rule=name, action="PutEvents")
         return True

@@ -23,8 +23,10 @@ def show_fired_rules(actions: RuleActions, store: DebugStore, job_name: str) -> 
         show_error(exc)
         records = []
     st.markdown("**Fired rules and their actions**")
-    st.dataframe(fired_rules_table(rules, events, records), hide_index=True, key=f"fired_rules_{job_name}",
-                 width="stretch")
+    table = fired_rules_table(rules, events, records)
+    st.dataframe(table, hide_index=True, key=f"fired_rules_{job_name}", width="stretch")
+    st.markdown("\n".join(f"- {row['rule']} (step {row['fired at step']}): {row['action']} → **{row['outcome']}**"
+                           for row in table.to_dict("records")))
     for event in events:
         if event.event_id:
             with st.expander(f"Event {event.event_id} ({event.rule})"):

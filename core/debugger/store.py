@@ -193,14 +193,14 @@ class DebugStore:
                 (job_name, time.time(), level, message, rule, action),
             )
 
-    def add_event(self, job_name: str, rule: str, bus: str, entry: Mapping[str, Any], *, event_id: str | None,
-                  error: str | None = None) -> None:
-        """Records a fired rule's event: put on ``bus`` as ``event_id``, or refused with ``error``."""
+    def add_event(self, job_name: str, rule: str, bus: str, entry: Mapping[str, Any], *, sent_at: float,
+                  event_id: str | None, error: str | None = None) -> None:
+        """Records a fired rule's event: put on ``bus`` at ``sent_at`` as ``event_id``, or refused with ``error``."""
         with self.jobs.transaction() as conn:
             conn.execute(
                 "INSERT INTO debug_events (job_name, rule, sent_at, bus, entry, event_id, error) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (job_name, rule, time.time(), bus, json.dumps(dict(entry)), event_id, error),
+                (job_name, rule, sent_at, bus, json.dumps(dict(entry)), event_id, error),
             )
 
     # --- read by the console --------------------------------------------------------------

@@ -3,7 +3,8 @@
 aws means moto's server on 127.0.0.1 (one per session, its state reset before each test), with
 the loopback stand-ins of :mod:`tests.standins` in front of it for what moto cannot do: SageMaker
 (jobs that run, stop and end; endpoints), SageMaker Runtime (an image answered by the model
-server) and Lambda (Invoke runs the function's code as its role). boto3 reads
+server), Lambda (Invoke runs the function's code as its role) and EventBridge (PutEvents
+delivers to Lambda targets). boto3 reads
 ``AWS_ENDPOINT_URL`` and ``AWS_ENDPOINT_URL_<SERVICE>``, so the backend runs its real code,
 unchanged, against them. Nothing reaches beyond loopback
 (``no_network`` is autouse here).
@@ -30,6 +31,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (no_network registers on im
     clear_aws_environment,
     no_network_fixture,
 )
+from tests.standins.events import EventsStandIn
 from tests.standins.lambdas import LambdaStandIn
 from tests.standins.runtime import RuntimeStandIn
 from tests.standins.sagemaker import SageMakerStandIn
@@ -60,9 +62,11 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sagemaker_stand_in(moto_url: str) -> Iterator[SageMakerStandIn]:
-    """The SageMaker stand-in in front of moto, for the whole session."""
+def sagemaker_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn) -> Iterator[SageMakerStandIn]:
+    """The SageMaker stand-in in front of moto, for the whole session; role sessions minted by the
+    Runtime stand-in (a Lambda function's) are held to their role's policy."""
     with SageMakerStandIn(moto_url) as stand_in:
+        stand_in.authorizer = runtime_stand_in
         yield stand_in
 
 
@@ -74,9 +78,19 @@ def runtime_stand_in(moto_url: str) -> Iterator[RuntimeStandIn]:
 
 
 @pytest.fixture(scope="session")
-def lambda_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn) -> Iterator[LambdaStandIn]:
-    """Lambda on loopback (moto runs no function code without Docker), for the whole session."""
+def lambda_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn,
+                    sagemaker_stand_in: SageMakerStandIn) -> Iterator[LambdaStandIn]:
+    """Lambda on loopback (moto runs no function code without Docker), for the whole session; its
+    functions call SageMaker through the SageMaker stand-in."""
     with LambdaStandIn(moto_url, runtime_stand_in) as stand_in:
+        stand_in.service_urls["AWS_ENDPOINT_URL_SAGEMAKER"] = sagemaker_stand_in.url
+        yield stand_in
+
+
+@pytest.fixture(scope="session")
+def events_stand_in(moto_url: str, lambda_stand_in: LambdaStandIn) -> Iterator[EventsStandIn]:
+    """EventBridge on loopback (moto delivers no event to a Lambda target), for the whole session."""
+    with EventsStandIn(moto_url, lambda_stand_in.url) as stand_in:
         yield stand_in
 
 
@@ -103,23 +117,26 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         stand_in = request.getfixturevalue("sagemaker_stand_in")
         runtime = request.getfixturevalue("runtime_stand_in")
         lambdas = request.getfixturevalue("lambda_stand_in")
+        events = request.getfixturevalue("events_stand_in")
         runtime.reset()
         lambdas.errors.clear()
-        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, lambdas, tmp_path, workspace,
-                             monkeypatch)
+        events.reset()
+        built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, lambdas, events, tmp_path,
+                             workspace, monkeypatch)
     try:
         yield built
     finally:
         if "runner" in vars(built):  # built by the test: leave nothing running
             _stop_running_jobs(built)
         if stand_in is not None:
+            events.wait()
             for name, errors in (("SageMaker", stand_in.errors), ("Runtime", runtime.errors),
-                                 ("Lambda", lambdas.errors)):
+                                 ("Lambda", lambdas.errors), ("EventBridge", events.errors)):
                 assert not errors, f"the {name} stand-in failed: {errors}"
 
 
 def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStandIn, lambdas: LambdaStandIn,
-                 tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
+                 events: EventsStandIn, tmp_path: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Backend:
     import boto3
 
     stand_in.reset()
@@ -128,6 +145,7 @@ def _aws_backend(moto_url: str, stand_in: SageMakerStandIn, runtime: RuntimeStan
         "AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": REGION,
         "AWS_ENDPOINT_URL": moto_url, "AWS_ENDPOINT_URL_SAGEMAKER": stand_in.url,
         "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": runtime.url, "AWS_ENDPOINT_URL_LAMBDA": lambdas.url,
+        "AWS_ENDPOINT_URL_EVENTBRIDGE": events.url,
     }.items():
         monkeypatch.setenv(name, value)
     boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)

@@ -1,7 +1,8 @@
-"""Issue 4 in a real browser: jobs started from the Training page with Debugger choices are
-judged by their rules while they run; lr=10 with StopTraining is stopped by the rule that
-fired, a tiny learning rate fires LossNotDecreasing (the healthy default run is checked in
-test_train_and_read_its_debugger_view_in_browser)."""
+"""Issues 4 and 18 in a real browser: jobs started from the Training page with Debugger choices
+are judged by their rules while they run; with the rule actions deployed from the Debugger page,
+lr=10 with StopTraining is stopped by the rule that fired through the event → Lambda →
+StopTrainingJob chain (and its topic notified), a tiny learning rate fires LossNotDecreasing (the
+healthy default run is checked in test_train_and_read_its_debugger_view_in_browser)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ def start_job(page: Page, app_url: str, name: str, *, lr: str, epochs: int, stop
     waits.visible(page.get_by_text(f"Started {name}").first)
 
 
+def deploy_rule_actions(page: Page, app_url: str, *, topic: str) -> None:
+    """Deploys the rule actions from the Debugger page: stop jobs, notify a topic."""
+    page.goto(f"{app_url}/debugger")
+    waits.heading(page, "Debugger")
+    form = page.locator('[data-testid="stForm"]').filter(has_text="Deploy rule actions")
+    waits.visible(form)
+    form.get_by_label("Notify SNS topic").fill(topic)
+    form.get_by_role("button", name="Deploy rule actions").click()
+    waits.visible(page.get_by_text("Rule actions deployed").first)
+    waits.visible(page.get_by_text("StopMatchingTrainingJobs").first)  # the policy, statement by statement
+
+
 def open_debugger(page: Page, app_url: str, name: str) -> None:
     page.goto(f"{app_url}/debugger")
     waits.heading(page, "Debugger")
@@ -53,13 +66,17 @@ def open_debugger(page: Page, app_url: str, name: str) -> None:
 def test_diverging_job_is_stopped_and_a_stalled_one_flagged(page: Page, app_url: str, tmp_path: Path) -> None:
     ingest_demo_by_drop(page, app_url, tmp_path)
     upload_checked_dataset(page)
+    deploy_rule_actions(page, app_url, topic="rule-alerts")
     start_job(page, app_url, "lr-ten", lr="10", epochs=4, stop_on=["ExplodingTensor", "LossNotDecreasing"])
     start_job(page, app_url, "lr-tiny", lr="1e-7", epochs=1)
 
     open_debugger(page, app_url, "lr-ten")
     waits.metric(page, "Job status", "Stopped", timeout=600_000)
     waits.visible(page.get_by_text(re.compile(r"^(ExplodingTensor|LossNotDecreasing): IssuesFound$")).first)
-    waits.visible(page.get_by_text(re.compile(r"Stopping the job")).first)
+    # stopped through the chain: the event on the local bus, the action function, StopTrainingJob
+    waits.visible(page.get_by_text(re.compile(r"event \S+ put on the default bus; the rule actions stop the job")).first)
+    waits.visible(page.get_by_text(re.compile(r"StopTrainingJob → stopped")).first)
+    waits.visible(page.get_by_text(re.compile(r"Publish → notified")).first)
     waits.chart(page)  # the loss curves
     screenshot(page, "debugger-stopped")
 

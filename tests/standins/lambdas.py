@@ -17,7 +17,8 @@ else at moto. It forwards every request to moto unchanged, and:
   backend's bootstrap (``core/lambdas/_bootstrap.py``: Lambda's context object, its log format,
   ``START``/``END``/``REPORT`` lines, the function's timeout). The process gets the function's
   environment, the session's credentials, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (moto) and
-  ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` (the Runtime stand-in), and nothing of the test's.
+  ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` (the Runtime stand-in), those of :attr:`service_urls`, and
+  nothing of the test's. Its output goes to the function's log group at moto, as Lambda's does.
 
 Invoke answers as Lambda does: ``StatusCode`` 200 with the handler's JSON result;
 ``X-Amz-Function-Error: Unhandled`` with ``errorMessage``/``errorType`` when it raised (or timed
@@ -90,6 +91,8 @@ class LambdaStandIn(LoopbackService):
         super().__init__(upstream, "lambda")
         self.runtime = runtime
         self.region = region
+        self.service_urls: dict[str, str] = {}
+        """More ``AWS_ENDPOINT_URL_<SERVICE>`` for the function's process (other stand-ins)."""
         self.python = Path(python)
         self._zips: dict[str, bytes] = {}
         self._running: dict[str, int] = {}
@@ -165,6 +168,7 @@ class LambdaStandIn(LoopbackService):
             code_dir = self._code_dir(config["CodeSha256"])
             credentials = self.runtime.assume_role(config["Role"], config["FunctionName"], region)
             outcome, log = self._run(config, code_dir, payload, credentials, region)
+        self._ship_log(config["FunctionName"], log, region)
         output: dict[str, Any] = {"StatusCode": 200, "ExecutedVersion": config["Version"]}
         if "error" in outcome:
             output["FunctionError"], output["Payload"] = "Unhandled", json.dumps(outcome["error"]).encode()
@@ -248,7 +252,24 @@ class LambdaStandIn(LoopbackService):
             "AWS_LAMBDA_LOG_STREAM_NAME": f"{time.strftime('%Y/%m/%d')}/[{config['Version']}]{uuid.uuid4().hex}",
             "SMC_FUNCTION_ARN": config["FunctionArn"],  # the bootstrap's context.invoked_function_arn
             "_HANDLER": config["Handler"],
+            **self.service_urls,
         }
+
+    def _ship_log(self, name: str, log: bytes, region: str) -> None:
+        """The invocation's lines to the function's log group at moto, one event each, as Lambda writes them."""
+        logs, group = self.client("logs", region), f"/aws/lambda/{name}"
+        stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+        try:
+            logs.create_log_group(logGroupName=group)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] != "ResourceAlreadyExistsException":
+                raise
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        lines = [line for line in log.decode("utf-8", errors="replace").splitlines() if line.strip()]
+        if lines:
+            logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                logEvents=[{"timestamp": now, "message": line} for line in lines])
 
 
 def _moto(call: Callable[[], dict[str, Any]]) -> dict[str, Any]:

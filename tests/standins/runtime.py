@@ -53,7 +53,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -420,19 +420,41 @@ class RuntimeStandIn(LoopbackService):
 
     def _authorize(self, caller: RoleSession, resource: str, region: str) -> None:
         """Raises AccessDeniedException unless the role's inline policies allow the invocation."""
+        outcome = evaluate(self._role_policies(caller, region), INVOKE_ACTION, resource)
+        if not outcome.is_allowed:
+            raise StandInError("AccessDeniedException", f"User: {caller.arn} is not authorized to perform: "
+                               f"{INVOKE_ACTION} on resource: {resource} {outcome.denial_reason(INVOKE_ACTION)}", 400)
+
+    def denial(self, authorization: str | None, action: str, resource_of: Callable[[str, str], str]) -> str | None:
+        """Why a request signed by a session of :meth:`assume_role` may not do ``action`` (AWS's message);
+        None when it may, or when no such session signed it (the console's own keys act as the account).
+
+        Args:
+            resource_of: the resource's ARN from the caller's account and region.
+        """
+        scope = credential_scope(authorization)
+        with self._lock:
+            caller = self._sessions.get(scope[0]) if scope else None
+        if scope is None or caller is None:
+            return None
+        resource = resource_of(caller.account, scope[1])
+        outcome = evaluate(self._role_policies(caller, scope[1]), action, resource)
+        if outcome.is_allowed:
+            return None
+        return (f"User: {caller.arn} is not authorized to perform: {action} on resource: {resource} "
+                f"{outcome.denial_reason(action)}")
+
+    def _role_policies(self, caller: RoleSession, region: str) -> list[Any]:
+        """The inline policies of the caller's role, from moto IAM (none when the role is gone)."""
         iam = self.client("iam", region)
         try:
             names = [n for page in iam.get_paginator("list_role_policies").paginate(RoleName=caller.role_name)
                      for n in page["PolicyNames"]]
-            policies = [iam.get_role_policy(RoleName=caller.role_name, PolicyName=n)["PolicyDocument"] for n in names]
+            return [iam.get_role_policy(RoleName=caller.role_name, PolicyName=n)["PolicyDocument"] for n in names]
         except ClientError as exc:
             if exc.response["Error"]["Code"] != "NoSuchEntity":
                 raise
-            policies = []  # the role is gone: its sessions hold no permissions
-        outcome = evaluate(policies, INVOKE_ACTION, resource)
-        if not outcome.is_allowed:
-            raise StandInError("AccessDeniedException", f"User: {caller.arn} is not authorized to perform: "
-                               f"{INVOKE_ACTION} on resource: {resource} {outcome.denial_reason(INVOKE_ACTION)}", 400)
+            return []  # the role is gone: its sessions hold no permissions
 
     def _deployment(self, name: str, account: str, region: str) -> _Deployment:
         """What the endpoint serves, from moto. Raises ValidationError for an endpoint not InService."""

@@ -21,7 +21,8 @@ CreateTrainingJob                          forwards, then follows the job's life
 DescribeTrainingJob                        moto's answer with the status the job has now
 ListTrainingJobs                           moto's matches with their statuses now, filtered,
                                            sorted and paged here (moto ignores SortBy)
-StopTrainingJob                            implemented (moto lacks it)
+StopTrainingJob                            implemented (moto lacks it); a role session of the
+                                           ``authorizer`` is held to its role's policy
 CreateHyperParameterTuningJob              forwards, then creates its trials in moto
 DescribeHyperParameterTuningJob,           moto's answer with the tuning job's status,
 ListHyperParameterTuningJobs               counters and best trial from its trials
@@ -205,6 +206,8 @@ class SageMakerStandIn:
         self.upstream = (parsed.hostname, parsed.port)
         self.describes_per_run = describes_per_run
         self.containers = containers
+        self.authorizer: Any = None
+        """A RuntimeStandIn whose role sessions are authorised (StopTrainingJob), or None: every caller may."""
         self._closing = False
         self._model = botocore.session.get_session().get_service_model("sagemaker")
         self._parser = parsers.create_parser("json")
@@ -469,9 +472,15 @@ class SageMakerStandIn:
                     summary["TrainingEndTime"] = summary["LastModifiedTime"] = run.ended
         return _page(summaries, paging, "TrainingJobSummaries", default_sort="CreationTime")
 
-    def _stop_training_job(self, params: dict[str, Any], _headers: dict[str, str]) -> dict[str, Any]:
+    def _stop_training_job(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
         self._check_request("StopTrainingJob", params)
         name = params["TrainingJobName"]
+        if self.authorizer is not None:
+            authorization = {k.lower(): v for k, v in headers.items()}.get("authorization")
+            denial = self.authorizer.denial(authorization, "sagemaker:StopTrainingJob", lambda account, region:
+                                            f"arn:aws:sagemaker:{region}:{account}:training-job/{name.lower()}")
+            if denial:
+                raise StandInError("AccessDeniedException", denial)
         with self._lock:
             run = self._runs.get(name)
             if run is None:
