@@ -62,18 +62,20 @@ from smdebug.analysis.utils import no_refresh, refresh  # noqa: E402
 from smdebug.core.modes import ModeKeys  # noqa: E402
 from smdebug.exceptions import SMDebugError  # noqa: E402
 
-from analysers.debug_rules import RULES, ConsoleRule  # noqa: E402
 from analysers.sagemaker_job import SageMakerJob  # noqa: E402
 from core.debugger import SERIES_COLUMNS, DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState  # noqa: E402
 from core.errors import ConsoleError  # noqa: E402
 from core.jobstore import JobStore  # noqa: E402
 from core.processes import is_process_alive, signal_process  # noqa: E402
 from core.types import JobStatus  # noqa: E402
+from entrypoints.debug_rules import RULES, ConsoleRule, RuleFailure, run_steps  # noqa: E402
 from entrypoints.s3_sync import S3Mirror  # noqa: E402
 
 LOG = logging.getLogger("debug_sidecar")
 POLL_S = 3.0
 """Between polls, unless ``--poll-s`` says otherwise (a local job: reading its own folder is cheap)."""
+JOB_EVENTS_FOLDER = "rule-events"
+"""Where ``entrypoints/job_rules.py`` records each rule it fired, beside the trial."""
 MIRROR_FOLDER = "debug-output"
 """Where an ``s3://`` trial is copied, under the job folder."""
 MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
@@ -265,13 +267,15 @@ class RuleRunner:
     """Runs the chosen rules over new steps and records their status in the store.
 
     Args:
+        stopper: stops the job when a StopTraining rule fires; None when the job evaluates its rules
+            itself (``--debug-rules-in-job``) and acts on them: this runner then only shows them.
         bus: where to put each fired rule as an event (``--debug-event-bus``); its rule actions then
             stop the job, and the stopper serves only when the event could not be put. None: no
             events, the stopper stops the job.
     """
 
     def __init__(self, store: DebugStore, job_name: str, specs: Sequence[debug_config.RuleSpec],
-                 stopper: Stopper | SageMakerJob, bus: EventBus | None = None) -> None:
+                 stopper: Stopper | SageMakerJob | None, bus: EventBus | None = None) -> None:
         self.store = store
         self.job_name = job_name
         self.specs = {spec.name: spec for spec in specs}
@@ -311,19 +315,12 @@ class RuleRunner:
         for name, rule in self.rules.items():
             if name in self.done:
                 continue
-            for step in steps:
-                try:
-                    fired = rule.invoke_at_step(step)
-                except SMDebugError as exc:  # this step lacks what the rule reads
-                    LOG.debug("%s at step %d: %s", name, step, exc)
-                    continue
-                except Exception as exc:
-                    LOG.error("%s failed at step %d:\n%s", name, step, traceback.format_exc())
-                    self._error(name, f"the rule failed at step {step}: {type(exc).__name__}: {exc}")
-                    break
-                if fired:
+            try:
+                if run_steps(rule, steps):
                     self._fired(name, rule)
-                    break
+            except RuleFailure as exc:
+                LOG.error("%s failed:\n%s", name, "".join(traceback.format_exception(exc.__cause__ or exc)))
+                self._error(name, str(exc))
             if name not in self.done and steps:
                 self.store.update_rule(self.job_name, name, evaluated_step=steps[-1])
 
@@ -358,7 +355,7 @@ class RuleRunner:
         stop = self.specs[name].stop_training
         self.store.notify(self.job_name, "warning", f"{name} found an issue at step {finding.step}: {finding.message}",
                           rule=name, action="StopTraining" if stop else "Notification")
-        if self._put_event(name, finding, stop):
+        if self.stopper is None or self._put_event(name, finding, stop):
             return
         if stop and not self.stopped:
             self.stopped = True
@@ -431,7 +428,7 @@ class Session:
     """
 
     def __init__(self, store: DebugStore, job_name: str, out_dir: str, runner: RuleRunner, *,
-                 mirror: S3Mirror | None = None) -> None:
+                 mirror: S3Mirror | None = None, job_events: bool = False) -> None:
         self.store = store
         self.job_name = job_name
         self.out_dir = out_dir
@@ -444,6 +441,8 @@ class Session:
         self.last_step = -1
         self.steps = 0
         self._sync_failing = False
+        self.job_events = job_events
+        self._events_read: set[str] = set()
 
     def begin(self) -> None:
         self.store.set_trial(self.job_name, path=self.out_dir, state=TrialState.WAITING,
@@ -458,6 +457,8 @@ class Session:
         """
         if not self._synced(final):
             return
+        if self.job_events:
+            self._read_job_events()
         if self.trial is None and not self._open(final, ended):
             return
         with refresh(self.trial):
@@ -475,6 +476,27 @@ class Session:
         state = TrialState.COMPLETE if final else TrialState.READING
         self.store.set_trial(self.job_name, state=state, last_step=self.last_step if self.steps else None,
                              steps=self.steps, message=f"{self.steps} steps read")
+
+    def _read_job_events(self) -> None:
+        """Records the events the job's own evaluator put (``job_rules.py``: one record per fired rule)."""
+        for path in sorted((self.folder / JOB_EVENTS_FOLDER).glob("*.json")):
+            if path.name in self._events_read:
+                continue
+            try:
+                record = json.loads(path.read_text())
+                rule, bus, entry = str(record["rule"]), str(record["bus"]), dict(record["entry"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # half copied: the next poll reads it whole
+            self._events_read.add(path.name)
+            event_id, error = record.get("event_id"), record.get("error")
+            self.store.add_event(self.job_name, rule, bus, entry, sent_at=float(record.get("sent_at") or time.time()),
+                                 event_id=event_id, error=error)
+            if error:
+                self.store.notify(self.job_name, "error", f"{rule}: the job could not put the event on the {bus} "
+                                  f"bus: {error}", rule=rule, action="PutEvents")
+            else:
+                self.store.notify(self.job_name, "info", f"{rule}: the job put event {event_id} on the {bus} bus",
+                                  rule=rule, action="PutEvents")
 
     def _synced(self, final: bool) -> bool:
         """Copies what is new under an ``s3://`` trial; False: S3 failed, skip this poll (the final one raises)."""
@@ -593,16 +615,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     specs = settings.debug_rules or debug_config.default_rules(settings.debug_activations)
     job = SageMakerJob(args.job_name) if args.sagemaker_job else None
-    stopper: Stopper | SageMakerJob
+    stopper: Stopper | SageMakerJob | None
     if job is not None:
         running, stopper = job.running, job
     else:
         running = lambda: bool(args.training_pid) and is_process_alive(args.training_pid, "")  # noqa: E731
         stopper = Stopper(store.jobs, args.job_name)
-    bus = event_bus(settings.debug_event_bus, args) if settings.debug_event_bus else None
-    runner = RuleRunner(store, args.job_name, specs, stopper, bus)
+    in_job = bool(settings.debug_rules_in_job and settings.debug_event_bus)  # the job acts on its rules itself
+    bus = event_bus(settings.debug_event_bus, args) if settings.debug_event_bus and not in_job else None
+    runner = RuleRunner(store, args.job_name, specs, None if in_job else stopper, bus)
     mirror = S3Mirror(out_dir, args.job_dir / MIRROR_FOLDER) if out_dir.startswith("s3://") else None
-    session = Session(store, args.job_name, out_dir, runner, mirror=mirror)
+    session = Session(store, args.job_name, out_dir, runner, mirror=mirror, job_events=in_job)
     session.begin()
     LOG.info("evaluating %s on %s", debug_config.format_rules(specs), out_dir)
     try:

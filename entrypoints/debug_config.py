@@ -119,6 +119,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--debug-event-bus", default=None,
         help="put each fired rule on this EventBridge bus, whose rule actions stop the job (StopTraining) or "
              "notify; unset: the evaluator stops the job itself")
+    add("--debug-rules-in-job", type=_bool, default=False,
+        help="evaluate the rules inside the job (job_rules.py beside the script), which puts fired rules on "
+             "--debug-event-bus: they act with no console running (SageMaker, EC2)")
 
 
 def parse_rules(text: str) -> list[RuleSpec]:

@@ -33,7 +33,9 @@ import functools
 import json
 import logging
 import math
+import os
 import struct
+import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -46,6 +48,8 @@ from debug_config import (
     REDUCED_COLLECTIONS,
     STEP_COLLECTIONS,
     DebugConfigError,
+    default_rules,
+    format_rules,
     prepare_smdebug_import,
     resolve_out_dir,
 )
@@ -232,7 +236,44 @@ def attach(model: nn.Module, criterion: nn.Module, args: argparse.Namespace) -> 
     LOG.info(
         "debugger: saving %s to %s (interval %d)", ",".join(info.collections), out_dir, info.save_interval
     )
+    _start_rule_evaluator(args, out_dir)
     return hook
+
+
+def _start_rule_evaluator(args: argparse.Namespace, out_dir: str) -> None:
+    """Starts ``job_rules.py`` beside the training when the rules are evaluated inside the job."""
+    global _RULES_PROCESS
+    if not (getattr(args, "debug_rules_in_job", False) and getattr(args, "debug_event_bus", None)):
+        return
+    job_name = os.environ.get("TRAINING_JOB_NAME")
+    if not job_name:
+        LOG.warning("debugger: rules not evaluated in the job: TRAINING_JOB_NAME is unset")
+        return
+    specs = args.debug_rules or default_rules(args.debug_activations)
+    command = [sys.executable, str(Path(__file__).with_name("job_rules.py")), "--trial", out_dir,
+               "--job-name", job_name, "--bus", args.debug_event_bus, "--rules", format_rules(specs),
+               "--training-pid", str(os.getpid())]
+    try:
+        _RULES_PROCESS = subprocess.Popen(command)
+    except OSError as exc:  # the training goes on; the console's evaluator still shows the rules
+        LOG.warning("debugger: rules not evaluated in the job: %s", exc)
+        return
+    LOG.info("debugger: evaluating %s inside the job (pid %d); fired rules go to the %s bus",
+             format_rules(specs), _RULES_PROCESS.pid, args.debug_event_bus)
+
+
+def _finish_rule_evaluator() -> None:
+    """Asks the in-job evaluator for its final pass and waits for it (bounded)."""
+    global _RULES_PROCESS
+    process, _RULES_PROCESS = _RULES_PROCESS, None
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=RULES_FINAL_PASS_S)
+    except subprocess.TimeoutExpired:
+        LOG.warning("debugger: the in-job rule evaluator did not finish within %.0f s; killed", RULES_FINAL_PASS_S)
+        process.kill()
 
 
 def activation_modules(model: nn.Module) -> dict[str, list[nn.Module]]:
@@ -333,20 +374,24 @@ def start_test() -> None:
 def close() -> None:
     """Closes the hook now: its last event file and the end-of-training marker are written while
     the interpreter can still upload them (an ``s3://`` trial), not by smdebug's exit handler,
-    which runs when boto3 can no longer start its transfer threads."""
-    if "smdebug.core.singleton_utils" not in sys.modules:
-        return
-    import atexit
+    which runs when boto3 can no longer start its transfer threads. Then the in-job rule
+    evaluator, if any, makes its final pass over the whole trial."""
+    if "smdebug.core.singleton_utils" in sys.modules:
+        import atexit
 
-    from smdebug.core.singleton_utils import get_hook
+        from smdebug.core.singleton_utils import get_hook
 
-    hook = get_hook(json_config_path=None, hook_class=None, create_if_not_exists=False)
-    if hook is not None:
-        atexit.unregister(hook._cleanup)
-        hook.close()
+        hook = get_hook(json_config_path=None, hook_class=None, create_if_not_exists=False)
+        if hook is not None:
+            atexit.unregister(hook._cleanup)
+            hook.close()
+    _finish_rule_evaluator()
 
 
 _HOOK_CLASS: Any = None
+_RULES_PROCESS: subprocess.Popen[bytes] | None = None
+RULES_FINAL_PASS_S = 120.0
+"""How long the end of training waits for the in-job rule evaluator's final pass."""
 
 
 def _hook_class() -> Any:

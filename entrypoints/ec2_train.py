@@ -302,7 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             poller = NoticePoller(client, on_notice, interval_s=args.notice_poll_s).start()
         with profiling.session(args):
-            code = run(args, stop, events=events, checkpoints=checkpoints)
+            try:
+                code = run(args, stop, events=events, checkpoints=checkpoints)
+            finally:
+                debug_hook.close()  # the trial whole (and the in-job rules' final pass) before it is published
         if code == 0:
             publish(args, output_dir, output, events)
         elif output is not None:

@@ -41,6 +41,7 @@ class AwsRuleActions(RuleActions):
     """The chain on AWS, through one boto3 session."""
 
     backend_name = "aws"
+    evaluates_in_job = True
 
     def __init__(self, session: AwsSession, functions: AwsFunctionManager) -> None:
         self.session = session

@@ -19,6 +19,9 @@ class RuleActions(ABC):
     backend_name: str
     runs_where: str
     """One sentence on where the chain runs."""
+    evaluates_in_job: bool
+    """Whether jobs evaluate their rules themselves (``--debug-rules-in-job``): where the console may be
+    closed while they train (SageMaker, EC2); locally the evaluator beside each job puts the events."""
 
     @abstractmethod
     def deploy(self, spec: ActionsSpec) -> DeployedActions:

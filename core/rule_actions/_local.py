@@ -63,6 +63,7 @@ class LocalRuleActions(RuleActions):
     """
 
     backend_name = "local"
+    evaluates_in_job = False
     runs_where = ("Locally, a fired rule's event goes to a local bus in the console's workspace; the same action "
                   "zip runs in its own process with a local role, whose policy is checked on every call.")
 

@@ -85,8 +85,11 @@ def start_training(
 def rule_action_hyperparameters(actions: RuleActions, hyperparameters: Mapping[str, str | int | float],
                                 ) -> dict[str, str]:
     """``debug-event-bus`` when rule actions are deployed and the job runs the Debugger's rules:
-    its fired rules then go to the actions' bus, and their function stops the job."""
+    its fired rules then go to the actions' bus, and their function stops the job; with
+    ``debug-rules-in-job`` where the job evaluates its rules itself (the console may be closed)."""
     if str(hyperparameters.get("debug", "true")).lower() == "false" or "debug-event-bus" in hyperparameters:
         return {}
     deployed = actions.describe()
-    return {"debug-event-bus": deployed.bus} if deployed is not None else {}
+    if deployed is None:
+        return {}
+    return {"debug-event-bus": deployed.bus} | ({"debug-rules-in-job": "true"} if actions.evaluates_in_job else {})

@@ -25,7 +25,7 @@ from smdebug.exceptions import RuleEvaluationConditionMet, SMDebugError  # noqa:
 from smdebug.rules.rule_invoker import invoke_rule  # noqa: E402
 from smdebug.trials import create_trial  # noqa: E402
 
-from analysers.debug_rules import RULES  # noqa: E402
+from entrypoints.debug_rules import RULES  # noqa: E402
 
 Case = tuple[str, dict[str, Any], Callable[[], tuple[list[st.Step], dict[str, list[str]]]]]
 RNG = np.random.default_rng(7)

@@ -168,6 +168,7 @@ class LocalContainers:
         log_flush_s: how often the output goes to CloudWatch Logs and metrics.
         cpus: the CPUs this machine lends the containers, shared by those running at once; as the
             local backend's jobs, ``Settings.job_cpus`` (``SMC_JOB_CPUS``; None: every CPU).
+        service_urls: endpoints of stand-ins the scripts call besides moto (``AWS_ENDPOINT_URL_EVENTBRIDGE``).
     """
 
     job_python: Path
@@ -175,6 +176,8 @@ class LocalContainers:
     stop_grace_s: float = 10.0
     log_flush_s: float = 0.5
     cpus: int | None = field(default_factory=lambda: load_settings().job_cpus)
+    service_urls: dict[str, str] = field(default_factory=dict)
+    """More ``AWS_ENDPOINT_URL_<SERVICE>`` for the scripts (other stand-ins: EventBridge)."""
     downloaded: ObjectCache = field(init=False, repr=False, compare=False)
     """What its containers have downloaded, shared by them (``<workdir>/.object-cache``)."""
 
@@ -465,6 +468,7 @@ class Container:
             "AWS_EC2_METADATA_DISABLED": "true",
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            **self._config.service_urls,
         }
         return training_environment(spec, layout, base, num_cpus=self._num_cpus)
 

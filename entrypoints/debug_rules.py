@@ -150,6 +150,10 @@ class LossTracker:
 # --- the base rule ------------------------------------------------------------------------
 
 
+class RuleFailure(Exception):
+    """A rule raised at a step for another reason than missing data: it is in Error from then on."""
+
+
 class ConsoleRule(Rule):
     """An smdebug rule with parameters, a finding and the texts the console shows.
 
@@ -740,3 +744,22 @@ RULES: dict[str, type[ConsoleRule]] = {
     for cls in (VanishingGradient, ExplodingTensor, Overfit, Overtraining, LossNotDecreasing, PoorWeightInitialization,
                 WeightUpdateRatio, AllZero, ClassImbalance, DeadRelu, SaturatedActivation)
 }
+
+
+def run_steps(rule: ConsoleRule, steps: Iterable[int]) -> bool:
+    """Invokes ``rule`` on each step in order until it fires; whether it fired.
+
+    A step that lacks what the rule reads (smdebug's ``SMDebugError``) is skipped: the next may have it.
+
+    Raises:
+        RuleFailure: the rule failed at a step (the message names the step and the error).
+    """
+    for step in steps:
+        try:
+            if rule.invoke_at_step(step):
+                return True
+        except SMDebugError:
+            continue
+        except Exception as exc:
+            raise RuleFailure(f"the rule failed at step {step}: {type(exc).__name__}: {exc}") from exc
+    return False
