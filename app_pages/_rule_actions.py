@@ -50,12 +50,16 @@ def show_rule_actions(actions: RuleActions) -> None:
         with st.form("rule_actions_form"):
             c1, c2 = st.columns(2)
             prefix = c1.text_input("Training jobs whose names start with", value=current.job_prefix,
+                                   key="rule_actions_prefix",
                                    help="Empty: every job. Also the policy's resource: training-job/<prefix>*")
-            stop = c1.checkbox("Stop the job (rules with StopTraining)", value=current.stop_training)
-            allow = c1.checkbox("Grant sagemaker:StopTrainingJob", value=current.allow_stop,
+            stop = c1.checkbox("Stop the job (rules with StopTraining)", value=current.stop_training,
+                               key="rule_actions_stop")
+            allow = c1.checkbox("Grant sagemaker:StopTrainingJob", value=current.allow_stop, key="rule_actions_allow",
                                 help="Off deploys the role without it: the function's stop is denied, and shown so")
-            topic = c2.text_input("Notify SNS topic", value=current.topic_name or "", placeholder="(none)")
+            topic = c2.text_input("Notify SNS topic", value=current.topic_name or "", placeholder="(none)",
+                                  key="rule_actions_topic")
             email = c2.text_input("E-mail subscribed to the topic", value=current.email or "", placeholder="(none)",
+                                  key="rule_actions_email",
                                   help="AWS sends a confirmation mail first; locally messages stay in the workspace")
             deploy = st.form_submit_button("Deploy rule actions", type="primary")
         if deploy:
@@ -90,3 +94,7 @@ def _details(deployed: DeployedActions) -> None:
         for sid, reason in explain(deployed.policy, deployed.spec):
             st.markdown(f"**{sid}**: {reason}")
         st.markdown("**Trust policy**: only the Lambda service (`lambda.amazonaws.com`) may assume the role.")
+    if deployed.job_statement:
+        st.markdown("Jobs evaluate their rules themselves and put the events: their SageMaker execution role needs "
+                    "this statement (an EC2 spot run's instance role gets it at launch).")
+        st.json(dict(deployed.job_statement))

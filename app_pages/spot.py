@@ -25,7 +25,7 @@ from core.spot import (
     run_cost,
 )
 from core.spot.pricing import latest_prices, synthetic_reasons
-from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, new_job_name
+from core.training.launch import DEFAULT_HYPERPARAMETERS, MODELS, new_job_name, rule_action_hyperparameters
 
 POLL_SECONDS = 2
 MARKERS = {"notice": ("orange", "triangle-down"), "checkpoint": ("green", "circle"), "interrupted": ("red", "x"),
@@ -151,6 +151,7 @@ def _launch_form(spot_price: float, on_demand: float, hours: float) -> None:
     hps = {**DEFAULT_HYPERPARAMETERS, "model": model, "epochs": int(epochs), "image-size": int(image_size),
            "seed": int(seed), "num-workers": 0}
     try:
+        hps |= rule_action_hyperparameters(be.rule_actions, hps)
         spec = SpotRunSpec(name=name.strip() or new_job_name("spot"), data_uri=record.uri, hyperparameters=hps,
                            instance_type=str(instance_type), request_type=request_type,
                            interruption_behavior=behaviour, max_price=float(max_price) or None,

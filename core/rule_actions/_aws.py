@@ -21,7 +21,7 @@ from core.errors import BackendError, NotFoundError
 from core.lambdas._aws import POLICY_NAME, AwsFunctionManager, role_name_for
 from core.lambdas.bundle import LAMBDA_DIR, build_package
 from core.lambdas.entities import RUNTIME
-from core.lambdas.policies import log_group_name
+from core.lambdas.policies import log_group_name, partition
 from core.rule_actions._base import RuleActions
 from core.rule_actions.entities import FUNCTION_NAME, RULE_NAME, ActionRecord, ActionsSpec, DeployedActions
 from core.rule_actions.policies import action_policy, event_pattern
@@ -165,10 +165,14 @@ class AwsRuleActions(RuleActions):
         except NotFoundError:
             policy, trust = {"Version": "2012-10-17", "Statement": []}, {}
         variables = (config.get("Environment") or {}).get("Variables") or {}
+        region = self.session.region
+        bus_arn = f"arn:{partition(region)}:events:{region}:{self.functions.account}:event-bus/{DEFAULT_BUS}"
         return DeployedActions(
             spec=spec, backend=self.backend_name, bus=DEFAULT_BUS, function_name=FUNCTION_NAME,
             function_arn=config["FunctionArn"], role_arn=config["Role"], policy=policy, trust_policy=trust,
-            rule_arn=rule["Arn"], event_pattern=json.loads(rule["EventPattern"]), topic_arn=variables.get("TOPIC_ARN"))
+            rule_arn=rule["Arn"], event_pattern=json.loads(rule["EventPattern"]), topic_arn=variables.get("TOPIC_ARN"),
+            job_statement={"Sid": "PutRuleEvents", "Effect": "Allow", "Action": "events:PutEvents",
+                           "Resource": bus_arn})
 
     def remove(self) -> None:
         events, lam, iam = (self.session.client(s) for s in ("events", "lambda", "iam"))

@@ -59,6 +59,8 @@ class DeployedActions:
     Attributes:
         event_pattern: the EventBridge rule's pattern (which events reach the function).
         topic_arn: the notified topic; None when the actions notify nobody.
+        job_statement: what a job's role needs where jobs put the events themselves (SageMaker's
+            execution role, an EC2 run's instance role gets it at launch); None locally.
     """
 
     spec: ActionsSpec
@@ -72,6 +74,7 @@ class DeployedActions:
     rule_arn: str
     event_pattern: Mapping[str, Any]
     topic_arn: str | None = None
+    job_statement: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from core.aws import AwsSession, aws_errors
 from core.config import ENTRYPOINTS_DIR, Settings
 from core.errors import ConsoleError, InvalidInputError, NotFoundError
 from core.jobstore import JobStore
+from core.lambdas.policies import partition
 from core.spot._base import SpotManager
 from core.spot.entities import SpotEvent, SpotRun, SpotRunSpec, SpotRunStatus, event_detail
 from core.spot.iam import RUN_TAG, instance_policy, trust_policy
@@ -190,7 +191,7 @@ class Ec2SpotManager(SpotManager):
             with tempfile.TemporaryDirectory(prefix="smc-spot-") as tmp:
                 archive = pack_source_dir(ENTRYPOINTS_DIR, Path(tmp) / "sourcedir.tar.gz")
                 storage.put_file(archive, self.run_key(spec.name, "code/sourcedir.tar.gz"))
-            resources.update(self._create_profile(spec.name, data_prefix))
+            resources.update(self._create_profile(spec.name, data_prefix, self._event_bus_arn(spec)))
             resources["security_group_id"] = self._create_security_group(spec.name)
             user_data = render_user_data(UserDataInputs(
                 run_name=spec.name, region=self.session.region,
@@ -235,7 +236,17 @@ class Ec2SpotManager(SpotManager):
                                     f", not {data_uri!r}")
         return data_uri.removeprefix(f"s3://{self.settings.bucket}/").strip("/")
 
-    def _create_profile(self, name: str, data_prefix: str) -> dict[str, Any]:
+    def _event_bus_arn(self, spec: SpotRunSpec) -> str | None:
+        """The bus the run's rules go to when it evaluates them itself (``debug-rules-in-job``), else None."""
+        hps = spec.hyperparameters_as_strings
+        if hps.get("debug-rules-in-job", "false").lower() != "true" or not hps.get("debug-event-bus"):
+            return None
+        with aws_errors("looking up the AWS account (sts:GetCallerIdentity)"):
+            account = self.session.client("sts").get_caller_identity()["Account"]
+        return f"arn:{partition(self.session.region)}:events:{self.session.region}:{account}:event-bus/" \
+               f"{hps['debug-event-bus']}"
+
+    def _create_profile(self, name: str, data_prefix: str, event_bus_arn: str | None = None) -> dict[str, Any]:
         role = profile = f"{ROLE_PREFIX}{name}"[:64]
         run_prefix = f"{self.settings.prefix.strip('/')}/{self.run_key(name)}".strip("/")
         with aws_errors(f"creating IAM role {role}"):
@@ -244,7 +255,7 @@ class Ec2SpotManager(SpotManager):
                                   Tags=[{"Key": RUN_TAG, "Value": name}])
             self._iam.put_role_policy(RoleName=role, PolicyName="run-access", PolicyDocument=json.dumps(
                 instance_policy(bucket=self.settings.bucket or "", run_prefix=run_prefix, data_prefix=data_prefix,
-                                run_name=name)))
+                                run_name=name, event_bus_arn=event_bus_arn)))
             self._iam.create_instance_profile(InstanceProfileName=profile, Tags=[{"Key": RUN_TAG, "Value": name}])
             self._iam.add_role_to_instance_profile(InstanceProfileName=profile, RoleName=role)
         return {"role": role, "profile": profile}

@@ -25,7 +25,8 @@ def _object_arn(bucket: str, prefix: str) -> str:
     return f"arn:aws:s3:::{bucket}/{prefix.strip('/')}/*"
 
 
-def instance_policy(*, bucket: str, run_prefix: str, data_prefix: str, run_name: str) -> dict[str, Any]:
+def instance_policy(*, bucket: str, run_prefix: str, data_prefix: str, run_name: str,
+                    event_bus_arn: str | None = None) -> dict[str, Any]:
     """The instance role's inline policy.
 
     Args:
@@ -33,6 +34,8 @@ def instance_policy(*, bucket: str, run_prefix: str, data_prefix: str, run_name:
         run_prefix: the run's own prefix (``<prefix>/spot-runs/<name>``): read and write.
         data_prefix: the dataset's prefix: read only.
         run_name: value of the :data:`RUN_TAG` tag that the EC2 actions are limited to.
+        event_bus_arn: the bus the run's own rule evaluator puts fired rules on (``debug-rules-in-job``);
+            None: no events.
     """
     run_prefix, data_prefix = run_prefix.strip("/"), data_prefix.strip("/")
     return {
@@ -49,5 +52,7 @@ def instance_policy(*, bucket: str, run_prefix: str, data_prefix: str, run_name:
              "Action": ["ec2:CancelSpotInstanceRequests", "ec2:TerminateInstances"], "Resource": "*",
              "Condition": {"StringEquals": {f"aws:ResourceTag/{RUN_TAG}": run_name}}},
             {"Sid": "FindOwnRequest", "Effect": "Allow", "Action": "ec2:DescribeInstances", "Resource": "*"},
+            *([{"Sid": "PutRuleEvents", "Effect": "Allow", "Action": "events:PutEvents", "Resource": event_bus_arn}]
+              if event_bus_arn else []),
         ],
     }

@@ -42,6 +42,7 @@ cat > /opt/smc/run.sh <<'SMC_RUN'
 set -uo pipefail
 export AWS_DEFAULT_REGION=$region
 RUN_NAME=$run_name
+export TRAINING_JOB_NAME=$run_name
 CODE_URI=$code_uri
 OUTPUT_URI=$output_uri
 WORK=/opt/smc/work

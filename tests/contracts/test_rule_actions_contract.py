@@ -93,6 +93,8 @@ def test_deploy_describe_update_and_remove(actions: RuleActions) -> None:
     assert deployed.topic_arn is not None and deployed.topic_arn.endswith(":rule-alerts")
     assert deployed.event_pattern["detail"] == {"job": [{"prefix": "exp-"}]}
     assert deployed.function_arn.endswith(":function:debugger-rule-actions") and deployed.bus == "default"
+    assert (deployed.job_statement is not None) == actions.evaluates_in_job  # jobs that put events need the right
+    assert deployed.job_statement is None or deployed.job_statement["Action"] == "events:PutEvents"
     updated = actions.deploy(ActionsSpec(allow_stop=False))
     assert [s["Sid"] for s in updated.policy["Statement"]] == ["WriteOwnLogs"] and updated.topic_arn is None
     assert "detail" not in updated.event_pattern

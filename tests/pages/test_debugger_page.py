@@ -11,6 +11,7 @@ from core.backend import Backend
 from core.debugger import DebugStore, RuleResult, RuleStatus, SeriesRow, TrialState
 from core.entities import TrainingJob
 from core.types import JobStatus
+from entrypoints.rule_events import fired_entry
 from tests.pages.conftest import APP, open_page
 
 LOSS = "CrossEntropyLoss_output_0"
@@ -148,3 +149,31 @@ def test_an_ended_job_whose_evaluator_still_reads_is_followed(local_backend: Bac
     assert any("reading the job's trial" in i.value for i in at.info)
     assert not any("No debugger data" in i.value for i in at.info)
     assert at.session_state["debug_job"] == "ended-job"
+
+
+def test_rule_actions_are_deployed_from_the_page_and_a_fired_rule_shows_its_outcome(local_backend: Backend) -> None:
+    _job(local_backend, "debug-job", JobStatus.STOPPED)
+    store = DebugStore(local_backend.store)
+    _debug_data(store, "debug-job")
+    at = open_page("debugger")
+    assert any(e.label == "Rule actions: not deployed" for e in at.expander)
+    at.text_input(key="rule_actions_topic").set_value("rule-alerts")
+    at.checkbox(key="rule_actions_allow").set_value(False)
+    next(b for b in at.button if b.label == "Deploy rule actions").click().run()
+    assert not at.exception, at.exception
+    assert any("Rule actions deployed" in s.value for s in at.success)
+    statements = " ".join(m.value for m in at.markdown)
+    assert "**(no stop)**" in statements and "**PublishToOneTopic**" in statements
+    # the rule fired on a job that has ended: the function is denied the stop (no permission) and notifies
+    entry = fired_entry(job="debug-job", rule="LossNotDecreasing", step=10, tensor=LOSS, finding="the loss rose",
+                        stop_training=True)
+    event_id = local_backend.rule_actions.put_event(entry)
+    store.add_event("debug-job", "LossNotDecreasing", "default", entry, sent_at=time.time(), event_id=event_id)
+    at = open_page("debugger")
+    assert not at.exception, at.exception
+    fired = next(d.value for d in at.dataframe if "outcome" in d.value.columns)
+    assert fired[["rule", "event id", "action", "outcome"]].values.tolist() == [
+        ["LossNotDecreasing", event_id, "StopTrainingJob", "denied"],
+        ["LossNotDecreasing", event_id, "Publish", "notified"]]
+    assert any("StopTrainingJob → **denied**" in m.value for m in at.markdown)
+    assert any(e.label == f"Event {event_id} (LossNotDecreasing)" for e in at.expander)

@@ -288,3 +288,18 @@ def test_an_unknown_spot_ami_is_a_clear_error_and_leaves_nothing(aws: AwsSession
     assert aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/spot-runs/")["KeyCount"] == 0
     assert aws.client("iam").list_instance_profiles()["InstanceProfiles"] == []
     assert aws.client("ec2").describe_instances()["Reservations"] == []
+
+
+def test_a_run_that_evaluates_its_rules_may_put_events_on_its_bus_only(manager: Ec2SpotManager,
+                                                                       aws: AwsSession) -> None:
+    run = manager.launch(_spec(hyperparameters={"epochs": 3, "debug-event-bus": "default",
+                                                "debug-rules-in-job": "true"}))
+    policy = aws.client("iam").get_role_policy(RoleName="smc-spot-spot-aws", PolicyName="run-access")["PolicyDocument"]
+    account = aws.client("sts").get_caller_identity()["Account"]
+    assert policy["Statement"][-1] == {"Sid": "PutRuleEvents", "Effect": "Allow", "Action": "events:PutEvents",
+                                       "Resource": f"arn:aws:events:{REGION}:{account}:event-bus/default"}
+    user_data = aws.client("ec2").describe_instance_attribute(InstanceId=run.resources["instance_ids"][0],
+                                                              Attribute="userData")["UserData"]["Value"]
+    script = base64.b64decode(user_data).decode()
+    assert "export TRAINING_JOB_NAME=spot-aws" in script  # the name its fired-rule events carry
+    assert "--debug-rules-in-job true" in script
