@@ -25,7 +25,8 @@ from core.training._sagemaker import pack_source_dir
 
 DOCKERFILE = REPO_ROOT / "docker" / "serving" / "Dockerfile"
 REPOSITORY_PACKAGES = {"analysers", "app_pages", "benchmarks", "core", "entrypoints", "lambda", "tests"}
-ANALYSERS = {"debug_sidecar.py", "profiler_sidecar.py", "debug_rules.py"}
+ANALYSERS = {"debug_sidecar.py", "profiler_sidecar.py"}
+"""The console's analysers; the rules (debug_rules.py) ship, as the job evaluates them itself (job_rules.py)."""
 IMPORT_TIMEOUT_S = 300
 
 # Imports each module named in argv[3:] from the folder argv[1]; prints which failed and which modules were
@@ -80,7 +81,7 @@ def test_the_training_code_archive_holds_what_it_imports_and_no_analyser(tmp_pat
     archive = pack_source_dir(source_dir, tmp_path / "sourcedir.tar.gz")
     with tarfile.open(archive) as tar:
         members = tar.getnames()
-        assert "train.py" in members and "ec2_train.py" in members
+        assert {"train.py", "ec2_train.py", "job_rules.py", "debug_rules.py", "rule_events.py"} <= set(members)
         assert not ANALYSERS & {Path(name).name for name in members}, members  # they run beside the job, not in it
         assert not {name.split("/")[0] for name in members} & REPOSITORY_PACKAGES, members
         code = tmp_path / "code"
