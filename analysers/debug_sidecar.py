@@ -21,7 +21,12 @@ ended, then once more:
 - runs the chosen rules (``--debug-rules``, else ``debug_config.default_rules``) on the new
   steps and records each rule's status, the step and tensor that fired it, and a notification;
   a rule with the StopTraining action stops the job (its supervisor gets SIGTERM, as
-  ``LocalJobRunner.stop`` does).
+  ``LocalJobRunner.stop`` does);
+- with ``--debug-event-bus`` (rule actions deployed), puts each fired rule on that bus instead
+  (``entrypoints/rule_events.py``: the local bus, or EventBridge for a SageMaker job), whose action
+  function stops the job; with ``--debug-rules-in-job`` too, the job evaluates its rules and puts
+  the events itself (``entrypoints/job_rules.py``), and this evaluator records the events the job
+  wrote beside its trial (``rule-events/``) and acts on nothing.
 
 An ``s3://`` trial is never read through smdebug's S3 trial, which polls S3 per tensor and
 step (about 4,300 requests for a 146-object trial) and waits forever for a collections file

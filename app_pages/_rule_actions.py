@@ -40,8 +40,11 @@ def show_rule_actions(actions: RuleActions) -> None:
     except Exception as exc:
         show_error(exc)
         return
+    notice = st.session_state.pop("rule_actions_notice", None)
     title = "Rule actions: deployed" if deployed else "Rule actions: not deployed"
-    with st.expander(title, icon=":material/bolt:", expanded=deployed is None):
+    with st.expander(title, icon=":material/bolt:", expanded=deployed is None or notice is not None):
+        if notice:
+            st.success(notice)
         st.caption("A fired rule puts a *Debugger Rule Fired* event on EventBridge; a rule there invokes an action "
                    "function that stops the training job (rules with StopTraining) and notifies an SNS topic, even "
                    "when this console is closed. Jobs started after deploying send their fired rules there. "
@@ -68,9 +71,11 @@ def show_rule_actions(actions: RuleActions) -> None:
                                    topic_name=topic.strip() or None, email=email.strip() or None)
                 with st.spinner("Deploying the role, the function and the EventBridge rule..."):
                     deployed = actions.deploy(spec)
-                st.success(f"Rule actions deployed: {deployed.function_arn}")
             except Exception as exc:
                 show_error(exc)
+            else:
+                st.session_state["rule_actions_notice"] = f"Rule actions deployed: {deployed.function_arn}"
+                st.rerun()
         if deployed is not None:
             _details(deployed)
             if st.button("Remove rule actions", key="rule_actions_remove"):

@@ -55,6 +55,7 @@ def deploy_rule_actions(page: Page, app_url: str, *, topic: str) -> None:
     form.get_by_role("button", name="Deploy rule actions").click()
     waits.visible(page.get_by_text("Rule actions deployed").first)
     waits.visible(page.get_by_text("StopMatchingTrainingJobs").first)  # the policy, statement by statement
+    screenshot(page, "debugger-rule-actions")
 
 
 def open_debugger(page: Page, app_url: str, name: str) -> None:
