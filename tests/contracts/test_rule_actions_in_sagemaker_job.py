@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (no_network registers on im
     PREFIX,
     REGION,
     clear_aws_environment,
+    moto_server,
     no_network_fixture,
 )
 from tests.standins.containers import LocalContainers
@@ -48,16 +48,9 @@ HYPERPARAMETERS = {"epochs": 6, "max-steps-per-epoch": 20, "image-size": 32, "nu
 @pytest.fixture
 def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
     """The aws backend on moto, with SageMaker running jobs in containers and the chain's stand-ins."""
-    from moto.server import ThreadedMotoServer
-
     clear_aws_environment(monkeypatch, tmp_path)
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    moto_url = f"http://{host}:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=30).close()
     containers = LocalContainers(job_python=DEFAULT_JOB_PYTHON, workdir=tmp_path / "containers")
-    try:
+    with moto_server() as moto_url:
         with (SageMakerStandIn(moto_url, containers=containers) as sagemaker,
               RuntimeStandIn(moto_url, region=REGION) as runtime,
               LambdaStandIn(moto_url, runtime, region=REGION) as lambdas,
@@ -80,8 +73,6 @@ def backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend
             for stand_in in (sagemaker, runtime, lambdas, events):
                 assert not stand_in.errors, f"a stand-in failed: {stand_in.errors}"
             assert not events.undelivered, events.undelivered
-    finally:
-        moto.stop()
 
 
 def test_a_diverging_job_stops_itself_through_eventbridge_and_lambda(backend: Backend, tmp_path: Path) -> None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import os
 import socket
+import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -90,3 +92,24 @@ def aws_fixture(aws_credentials: None, aws_settings: Settings) -> Iterator[AwsSe
         session = AwsSession(aws_settings)
         session.client("s3").create_bucket(Bucket=BUCKET)
         yield session
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """moto's server on a free 127.0.0.1 port, with empty state, stopped at the end; yields its URL.
+
+    moto keeps its state per process: what an earlier test made (jobs, endpoints, rules) would be
+    there, so the server is reset first.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        url = f"http://{host}:{port}"
+        urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=30).close()
+        yield url
+    finally:
+        server.stop()
+

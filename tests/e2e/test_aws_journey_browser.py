@@ -12,7 +12,6 @@ it would point at AWS: every object, job and resource the journey makes is read 
 from __future__ import annotations
 
 import re
-import urllib.request
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,10 +22,12 @@ import pytest
 from playwright.sync_api import Page
 
 from core.config import DEFAULT_JOB_PYTHON
+from tests.core.aws_fixtures import moto_server
 from tests.e2e import waits
 from tests.e2e.conftest import choose_image_size, choose_option, click_when_idle, screenshot, serve_app
 from tests.e2e.elements import metric_value, sidebar
 from tests.e2e.test_data_and_training_browser import ingest_demo_by_drop, upload_checked_dataset
+from tests.e2e.test_debugger_browser import deploy_rule_actions
 from tests.e2e.test_journey_browser import (
     evaluate_the_test_split,
     invoke_lambda_allowed_then_denied,
@@ -83,17 +84,8 @@ class AwsApp:
 def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
     """moto's server and the stand-ins on loopback, a bucket and an execution role in them, and the
     app on the aws backend pointed at them; all stopped after the test."""
-    from moto.server import ThreadedMotoServer
-
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    moto_url = f"http://{host}:{port}"
-    # moto keeps its state per process: what an earlier test in this process made (training jobs, endpoints)
-    # would be listed here, so the journey starts from an empty account
-    urllib.request.urlopen(urllib.request.Request(f"{moto_url}/moto-api/reset", method="POST"), timeout=30).close()
     containers = LocalContainers(job_python=DEFAULT_JOB_PYTHON, workdir=tmp_path / "containers")
-    try:
+    with moto_server() as moto_url:  # empty: the journey starts from an empty account
         with (SageMakerStandIn(moto_url, containers=containers) as sagemaker,
               RuntimeStandIn(moto_url, region=REGION) as runtime,
               LambdaStandIn(moto_url, runtime, region=REGION) as lambdas):
@@ -119,8 +111,6 @@ def aws_app(tmp_path: Path) -> Iterator[AwsApp]:
                 yield AwsApp(url=url, moto_url=moto_url)
             for stand_in in (sagemaker, runtime, lambdas):
                 assert not stand_in.errors, f"a stand-in failed: {stand_in.errors}"
-    finally:
-        moto.stop()
 
 
 def no_error_shown(page: Page) -> None:
@@ -283,3 +273,20 @@ def test_the_journey_on_the_aws_backend(page: Page, aws_app: AwsApp, tmp_path: P
     waits.visible(page.get_by_text(f"Deleted {endpoint}"))
     assert aws_app.client("sagemaker").list_endpoints()["Endpoints"] == []
     no_error_shown(page)
+
+    deploy_rule_actions_on_aws(page, aws_app)
+
+
+def deploy_rule_actions_on_aws(page: Page, app: AwsApp) -> None:
+    """The Debugger's rule actions deployed at moto from the page: the EventBridge rule, its Lambda
+    target and the function's permission, the topic; the statement a job's role needs is shown."""
+    deploy_rule_actions(page, app.url, topic="rule-alerts")
+    waits.visible(page.get_by_text("PutRuleEvents").first)  # what the SageMaker execution role needs
+    events = app.client("events")
+    assert events.describe_rule(Name="debugger-rule-fired")["State"] == "ENABLED"
+    [target] = events.list_targets_by_rule(Rule="debugger-rule-fired")["Targets"]
+    assert target["Arn"].endswith(":function:debugger-rule-actions")
+    assert "events.amazonaws.com" in app.client("lambda").get_policy(FunctionName="debugger-rule-actions")["Policy"]
+    assert any(t["TopicArn"].endswith(":rule-alerts") for t in app.client("sns").list_topics()["Topics"])
+    no_error_shown(page)
+    screenshot(page, "aws-journey-10-rule-actions")

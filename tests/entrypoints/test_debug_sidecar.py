@@ -70,6 +70,22 @@ def _sidecar(store: DebugStore, job_dir: Path, pid: int = 0, *, wait: bool = Tru
     return process
 
 
+def _sidecar_beside_a_supervisor(store: DebugStore, job_dir: Path) -> int | None:
+    """Runs the sidecar to its end beside a stand-in supervisor process (its command line names the job
+    folder, as the real one's does); the supervisor's exit code by then (-SIGTERM: it was stopped),
+    or None when it still ran."""
+    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(job_dir)])
+    try:
+        store.jobs.update_job(JOB, supervisor_pid=supervisor.pid)
+        _sidecar(store, job_dir)
+        try:
+            return supervisor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            return None
+    finally:
+        supervisor.kill()
+
+
 def _wait_for(predicate, timeout: float = 120) -> None:  # type: ignore[no-untyped-def]
     deadline = time.time() + timeout
     while not predicate():
@@ -173,13 +189,7 @@ def test_rules_without_their_data_or_with_bad_parameters_end_in_error(store: Deb
 def test_stop_training_action_stops_the_job(store: DebugStore, job_dir: Path) -> None:
     _hyperparameters(job_dir, **{"debug-rules": "LossNotDecreasing:stop,AllZero"})
     _write(job_dir, "diverging", "--end")
-    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(job_dir)])
-    try:
-        store.jobs.update_job(JOB, supervisor_pid=supervisor.pid)
-        _sidecar(store, job_dir)
-        assert supervisor.wait(timeout=30) == -signal.SIGTERM
-    finally:
-        supervisor.kill()
+    assert _sidecar_beside_a_supervisor(store, job_dir) == -signal.SIGTERM
     rule = {r.rule: r for r in store.rules(JOB)}["LossNotDecreasing"]
     assert rule.status is RuleStatus.ISSUES_FOUND and rule.stop_training and rule.step == 10
     assert store.jobs.get_job(JOB).status is JobStatus.STOPPING
@@ -225,13 +235,7 @@ def test_with_an_event_bus_a_fired_rule_goes_through_the_rule_actions(store: Deb
     actions.deploy(ActionsSpec())
     _hyperparameters(job_dir, **{"debug-rules": "LossNotDecreasing:stop,AllZero", "debug-event-bus": "default"})
     _write(job_dir, "diverging", "--end")
-    supervisor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", str(job_dir)])
-    try:
-        store.jobs.update_job(JOB, supervisor_pid=supervisor.pid)
-        _sidecar(store, job_dir)
-        assert supervisor.wait(timeout=30) == -signal.SIGTERM
-    finally:
-        supervisor.kill()
+    assert _sidecar_beside_a_supervisor(store, job_dir) == -signal.SIGTERM
     [event] = store.events(JOB)
     assert event.rule == "LossNotDecreasing" and event.event_id and event.error is None
     assert json.loads(str(event.entry["Detail"]))["step"] == 10

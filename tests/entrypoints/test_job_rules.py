@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from tests.core.aws_fixtures import (  # noqa: F401  (no_network registers on im
     FAKE_SECRET,
     REGION,
     clear_aws_environment,
+    moto_server,
     no_network_fixture,
 )
 from tests.entrypoints.test_debug_sidecar import _env, _hyperparameters, _sidecar, _write
@@ -38,25 +38,15 @@ JOB = "job-1"
 @pytest.fixture(name="aws_env")
 def aws_env_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[dict[str, str]]:
     """moto (bucket ``bucket``) and the EventBridge stand-in in front of it; the environment a job gets."""
-    from moto.server import ThreadedMotoServer
-
     clear_aws_environment(monkeypatch, tmp_path)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    moto = f"http://{host}:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{moto}/moto-api/reset", method="POST"), timeout=30).close()
-    env = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET, "AWS_DEFAULT_REGION": REGION,
-           "AWS_ENDPOINT_URL": moto}
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    boto3.client("s3").create_bucket(Bucket="bucket")
-    with EventsStandIn(moto, "http://127.0.0.1:9") as events:
-        try:
-            yield {**env, "AWS_ENDPOINT_URL_EVENTBRIDGE": events.url}
-        finally:
-            assert not events.errors, events.errors
-            server.stop()
+    with moto_server() as moto, EventsStandIn(moto, "http://127.0.0.1:9") as events:
+        env = {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+               "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": moto}
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3").create_bucket(Bucket="bucket")
+        yield {**env, "AWS_ENDPOINT_URL_EVENTBRIDGE": events.url}
+        assert not events.errors, events.errors
 
 
 def _job_rules(trial: str, env: dict[str, str], *, rules: str = "LossNotDecreasing:stop,AllZero") -> str:

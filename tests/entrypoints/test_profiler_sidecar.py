@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from core.profiler import ProfilerStore
 from core.profiler.timeline import load_index
 from core.profiler.views import load_profile
 from entrypoints import s3_sync
-from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment
+from tests.core.aws_fixtures import FAKE_ACCESS_KEY, FAKE_SECRET, REGION, clear_aws_environment, moto_server
 from tests.core.profiler.traces import trace_events, write_trace
 
 SIDECAR = "analysers.profiler_sidecar"
@@ -243,22 +242,13 @@ PREFIX_URI = "s3://bucket/jobs/job/profiler-output"
 @pytest.fixture(name="moto_endpoint")
 def moto_endpoint_fixture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
     """moto's server on 127.0.0.1 (fresh state, bucket ``bucket``), named by AWS_ENDPOINT_URL for every client."""
-    from moto.server import ThreadedMotoServer
-
     clear_aws_environment(monkeypatch, tmp_path)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST"), timeout=30).close()
-    for key, value in {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
-                       "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint}.items():
-        monkeypatch.setenv(key, value)
-    boto3.client("s3").create_bucket(Bucket="bucket")
-    try:
+    with moto_server() as endpoint:
+        for key, value in {"AWS_ACCESS_KEY_ID": FAKE_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": FAKE_SECRET,
+                           "AWS_DEFAULT_REGION": REGION, "AWS_ENDPOINT_URL": endpoint}.items():
+            monkeypatch.setenv(key, value)
+        boto3.client("s3").create_bucket(Bucket="bucket")
         yield endpoint
-    finally:
-        server.stop()
 
 
 def upload_folder(local: Path, uri: str) -> None:
