@@ -62,11 +62,9 @@ def moto_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def sagemaker_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn) -> Iterator[SageMakerStandIn]:
-    """The SageMaker stand-in in front of moto, for the whole session; role sessions minted by the
-    Runtime stand-in (a Lambda function's) are held to their role's policy."""
+def sagemaker_stand_in(moto_url: str) -> Iterator[SageMakerStandIn]:
+    """The SageMaker stand-in in front of moto, for the whole session (a module may run its own)."""
     with SageMakerStandIn(moto_url) as stand_in:
-        stand_in.authorizer = runtime_stand_in
         yield stand_in
 
 
@@ -78,12 +76,9 @@ def runtime_stand_in(moto_url: str) -> Iterator[RuntimeStandIn]:
 
 
 @pytest.fixture(scope="session")
-def lambda_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn,
-                    sagemaker_stand_in: SageMakerStandIn) -> Iterator[LambdaStandIn]:
-    """Lambda on loopback (moto runs no function code without Docker), for the whole session; its
-    functions call SageMaker through the SageMaker stand-in."""
+def lambda_stand_in(moto_url: str, runtime_stand_in: RuntimeStandIn) -> Iterator[LambdaStandIn]:
+    """Lambda on loopback (moto runs no function code without Docker), for the whole session."""
     with LambdaStandIn(moto_url, runtime_stand_in) as stand_in:
-        stand_in.service_urls["AWS_ENDPOINT_URL_SAGEMAKER"] = sagemaker_stand_in.url
         yield stand_in
 
 
@@ -121,6 +116,10 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.
         runtime.reset()
         lambdas.errors.clear()
         events.reset()
+        # the test's SageMaker (a module may run its own): functions call it, holding their role sessions
+        # (minted by the Runtime stand-in) to their role's policy
+        stand_in.authorizer = runtime
+        lambdas.service_urls["AWS_ENDPOINT_URL_SAGEMAKER"] = stand_in.url
         built = _aws_backend(request.getfixturevalue("moto_url"), stand_in, runtime, lambdas, events, tmp_path,
                              workspace, monkeypatch)
     try:
