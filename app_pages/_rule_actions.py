@@ -18,7 +18,8 @@ def show_fired_rules(actions: RuleActions, store: DebugStore, job_name: str) -> 
     if not events and not any(r.status is RuleStatus.ISSUES_FOUND for r in rules):
         return
     try:
-        records = actions.history(job_name) if events else []
+        # the function ran after the first event was sent (a minute's margin for clocks apart)
+        records = actions.history(job_name, since=min(e.sent_at for e in events) - 60) if events else []
     except Exception as exc:
         show_error(exc)
         records = []

@@ -200,14 +200,15 @@ class AwsRuleActions(RuleActions):
         except RuntimeError as exc:
             raise BackendError(f"EventBridge refused the event: {exc}") from None
 
-    def history(self, job_name: str | None = None) -> list[ActionRecord]:
+    def history(self, job_name: str | None = None, *, since: float | None = None) -> list[ActionRecord]:
         logs = self.session.client("logs")
         pattern = f'"{RECORD_PREFIX.strip()}"'  # the job is filtered here: moto matches one term only
+        window = {"startTime": int(since * 1000)} if since is not None else {}
         records: list[ActionRecord] = []
         try:
             with aws_errors(f"reading the log group of {FUNCTION_NAME}"):
                 pages = logs.get_paginator("filter_log_events").paginate(
-                    logGroupName=log_group_name(FUNCTION_NAME), filterPattern=pattern)
+                    logGroupName=log_group_name(FUNCTION_NAME), filterPattern=pattern, **window)
                 for page in pages:
                     for event in page.get("events", []):
                         records += parse_records([event["message"]], default_time=event["timestamp"] / 1000)

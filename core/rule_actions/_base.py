@@ -49,8 +49,9 @@ class RuleActions(ABC):
         """
 
     @abstractmethod
-    def history(self, job_name: str | None = None) -> list[ActionRecord]:
-        """What the function did, from its log, oldest first (only ``job_name``'s events if given).
+    def history(self, job_name: str | None = None, *, since: float | None = None) -> list[ActionRecord]:
+        """What the function did, from its log, oldest first (only ``job_name``'s events if given, and only
+        what it logged from ``since``, seconds since the epoch, on: the log is not read before it).
 
         Raises:
             BackendError: the log could not be read.

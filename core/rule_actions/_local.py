@@ -204,10 +204,11 @@ class LocalRuleActions(RuleActions):
 
     # --- what the function did -----------------------------------------------------------------
 
-    def history(self, job_name: str | None = None) -> list[ActionRecord]:
+    def history(self, job_name: str | None = None, *, since: float | None = None) -> list[ActionRecord]:
         path = self.root / "logs.txt"
         try:
             lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
         except OSError as exc:
             raise BackendError(f"cannot read {path}: {exc}") from None
-        return [r for r in parse_records(lines) if job_name is None or r.job == job_name]
+        return [r for r in parse_records(lines)
+                if (job_name is None or r.job == job_name) and (since is None or r.at >= since)]

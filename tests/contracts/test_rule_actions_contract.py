@@ -112,6 +112,8 @@ def test_a_fired_rule_stops_its_running_job_and_notifies_the_topic(backend: Back
     assert _outcomes(record) == [("StopTrainingJob", "stopped"), ("Publish", "notified")]
     assert (record.rule, record.step) == ("LossNotDecreasing", 10)
     assert _wait_for(backend, "chain-1", lambda s: s.is_terminal) is JobStatus.STOPPED
+    assert actions.history("chain-1", since=record.at - 60) == [record]
+    assert actions.history("chain-1", since=time.time() + 3600) == []  # logged before then: not read
 
 
 def test_an_event_for_a_job_that_ended_or_never_was_stops_nothing(backend: Backend, actions: RuleActions,
