@@ -96,20 +96,42 @@ class AwsFunctionManager(FunctionManager):
     def _deploy_function(self, spec: FunctionSpec, scope: PolicyScope, zip_data: bytes,
                          created: list[tuple[str, Callable[[], object]]]) -> None:
         """Role, policy, function and concurrency; appends to created how to undo what it creates."""
-        iam, name, role_name = self.session.client("iam"), spec.function_name, role_name_for(spec.function_name)
-        role_arn, role_created = self._ensure_role(name)
-        if role_created:
-            created.append((f"IAM role {role_name}", lambda: iam.delete_role(RoleName=role_name)))
-        self._put_policy(None, spec, scope=scope)
-        if role_created:
-            created.append((f"the inline policy of IAM role {role_name}",
-                            lambda: iam.delete_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)))
-        client = self.session.client("lambda")
+        name = spec.function_name
+        role_arn = self.put_role(name, execution_policy(scope), created)
         settings: dict[str, Any] = {
             "Role": role_arn, "Handler": HANDLER, "Runtime": RUNTIME, "Timeout": spec.timeout_s,
             "MemorySize": spec.memory_mb, "Environment": {"Variables": spec.environment},
             "Description": f"Classifies images with SageMaker endpoint {spec.endpoint_name} (sm-console)",
         }
+        self.put_function(name, zip_data, settings, created)
+        client = self.session.client("lambda")
+        with aws_errors(f"setting the reserved concurrency of {name}"):
+            if spec.reserved_concurrency is None:
+                client.delete_function_concurrency(FunctionName=name)
+            else:
+                client.put_function_concurrency(FunctionName=name,
+                                                ReservedConcurrentExecutions=spec.reserved_concurrency)
+
+    def put_role(self, function_name: str, policy: dict[str, Any],
+                 created: list[tuple[str, Callable[[], object]]]) -> str:
+        """The function's execution role with ``policy`` as its one inline policy; its ARN. A role
+        created here (and its policy) is appended to ``created``, to be undone if the deploy fails.
+        Also used by the Debugger's rule actions (``core.rule_actions._aws``)."""
+        iam, role_name = self.session.client("iam"), role_name_for(function_name)
+        role_arn, role_created = self._ensure_role(function_name)
+        if role_created:
+            created.append((f"IAM role {role_name}", lambda: iam.delete_role(RoleName=role_name)))
+        self._put_inline_policy(role_name, policy)
+        if role_created:
+            created.append((f"the inline policy of IAM role {role_name}",
+                            lambda: iam.delete_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)))
+        return role_arn
+
+    def put_function(self, name: str, zip_data: bytes, settings: dict[str, Any],
+                     created: list[tuple[str, Callable[[], object]]]) -> None:
+        """Creates the function (appended to ``created``) or updates its code and configuration, then
+        waits until it is Active with no update in progress."""
+        client = self.session.client("lambda")
         if self._exists(name):
             with aws_errors(f"updating the code of Lambda function {name}"):
                 client.update_function_code(FunctionName=name, ZipFile=zip_data)
@@ -120,12 +142,6 @@ class AwsFunctionManager(FunctionManager):
             self._create_function(name, zip_data, settings)
             created.append((f"Lambda function {name}", lambda: client.delete_function(FunctionName=name)))
         self._wait_settled(name)
-        with aws_errors(f"setting the reserved concurrency of {name}"):
-            if spec.reserved_concurrency is None:
-                client.delete_function_concurrency(FunctionName=name)
-            else:
-                client.put_function_concurrency(FunctionName=name,
-                                                ReservedConcurrentExecutions=spec.reserved_concurrency)
 
     def _ensure_role(self, function_name: str) -> tuple[str, bool]:
         """The function's role ARN, and whether it was created now (else its trust policy is put back)."""
@@ -145,9 +161,10 @@ class AwsFunctionManager(FunctionManager):
             iam.update_assume_role_policy(RoleName=role_name, PolicyDocument=trust)
         return str(role["Arn"]), False
 
-    def _put_policy(self, current: FunctionInfo | None, spec: FunctionSpec, *, scope: PolicyScope | None = None) -> None:
-        policy = execution_policy(scope or self._scope(spec))
-        role_name = role_name_for(spec.function_name)
+    def _put_policy(self, current: FunctionInfo | None, spec: FunctionSpec) -> None:
+        self._put_inline_policy(role_name_for(spec.function_name), execution_policy(self._scope(spec)))
+
+    def _put_inline_policy(self, role_name: str, policy: dict[str, Any]) -> None:
         with aws_errors(f"putting the inline policy of IAM role {role_name}"):
             self.session.client("iam").put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME,
                                                        PolicyDocument=json.dumps(policy))

@@ -1,8 +1,8 @@
 """The rule actions on AWS: an EventBridge rule, the action function (Lambda), its role (IAM), a topic (SNS).
 
-Deploy is create-or-update, in dependency order: the role and its one inline policy, the topic
-(and an e-mail subscription, which AWS confirms by mail), the function (the Lambda page's
-role and function mechanics, ``core.lambdas._aws``), the EventBridge rule on the default bus
+Deploy is create-or-update, in dependency order: the topic (and an e-mail subscription, which AWS
+confirms by mail), the role and its one inline policy, the function (the Lambda page's role and
+function mechanics, ``AwsFunctionManager.put_role`` and ``put_function``), the EventBridge rule on the default bus
 with the function as its target, and Lambda's resource policy that lets EventBridge invoke it
 from that rule only. The spec is kept in the rule's description, so ``describe`` needs nothing
 but AWS. A deploy that fails removes what it created. Outcomes come from the function's log
@@ -68,19 +68,11 @@ class AwsRuleActions(RuleActions):
         return deployed
 
     def _deploy(self, spec: ActionsSpec, created: list[tuple[str, Callable[[], object]]]) -> None:
-        iam, lam, events = (self.session.client(s) for s in ("iam", "lambda", "events"))
-        role_name = role_name_for(FUNCTION_NAME)
-        role_arn, role_created = self.functions._ensure_role(FUNCTION_NAME)
-        if role_created:
-            created.append((f"IAM role {role_name}", lambda: iam.delete_role(RoleName=role_name)))
-        topic = self._topic(spec)
+        lam, events = self.session.client("lambda"), self.session.client("events")
+        topic = self._topic(spec)  # first: the policy names it (CreateTopic is idempotent; a topic stays)
         policy = action_policy(spec, region=self.session.region, account=self.functions.account,
                                function_name=FUNCTION_NAME, topic=topic)
-        with aws_errors(f"putting the inline policy of IAM role {role_name}"):
-            iam.put_role_policy(RoleName=role_name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
-        if role_created:
-            created.append((f"the inline policy of IAM role {role_name}",
-                            lambda: iam.delete_role_policy(RoleName=role_name, PolicyName=POLICY_NAME)))
+        role_arn = self.functions.put_role(FUNCTION_NAME, policy, created)
         variables = {"STOP_TRAINING": "true" if spec.stop_training else "false"}
         if topic:
             variables["TOPIC_ARN"] = topic
@@ -89,17 +81,7 @@ class AwsRuleActions(RuleActions):
             "Environment": {"Variables": variables},
             "Description": "Acts on fired Debugger rules: stops the training job, notifies a topic (sm-console)",
         }
-        package = build_package(LAMBDA_DIR)
-        if self.functions._exists(FUNCTION_NAME):
-            with aws_errors(f"updating the code of Lambda function {FUNCTION_NAME}"):
-                lam.update_function_code(FunctionName=FUNCTION_NAME, ZipFile=package.data)
-            self.functions._wait_settled(FUNCTION_NAME)
-            with aws_errors(f"updating the configuration of Lambda function {FUNCTION_NAME}"):
-                lam.update_function_configuration(FunctionName=FUNCTION_NAME, **settings)
-        else:
-            self.functions._create_function(FUNCTION_NAME, package.data, settings)
-            created.append((f"Lambda function {FUNCTION_NAME}", lambda: lam.delete_function(FunctionName=FUNCTION_NAME)))
-        self.functions._wait_settled(FUNCTION_NAME)
+        self.functions.put_function(FUNCTION_NAME, build_package(LAMBDA_DIR).data, settings, created)
         with aws_errors(f"putting EventBridge rule {RULE_NAME}"):
             rule_arn = events.put_rule(
                 Name=RULE_NAME, EventBusName=DEFAULT_BUS, State="ENABLED",
