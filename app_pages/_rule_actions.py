@@ -5,15 +5,15 @@ from __future__ import annotations
 import streamlit as st
 
 from app_pages._shared import show_error
-from core.debugger import DebugStore, RuleStatus
+from core.debugger import DebugStore, RuleResult, RuleStatus
 from core.rule_actions import ActionsSpec, DeployedActions, RuleActions
 from core.rule_actions.history import fired_rules_table
 from core.rule_actions.policies import explain
 
 
-def show_fired_rules(actions: RuleActions, store: DebugStore, job_name: str) -> None:
-    """Each fired rule of the job: when, the event sent, the action taken and its outcome."""
-    rules = store.rules(job_name)
+def show_fired_rules(actions: RuleActions, store: DebugStore, job_name: str, rules: list[RuleResult]) -> None:
+    """Each fired rule of the job (``rules``: its rules, as the page read them): when, the event sent,
+    the action taken and its outcome."""
     events = store.events(job_name)
     if not events and not any(r.status is RuleStatus.ISSUES_FOUND for r in rules):
         return

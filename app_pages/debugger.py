@@ -70,7 +70,7 @@ def _rules(name: str, job: TrainingJob) -> None:
                 st.markdown(f"**What to try:** {rule.advice}")
                 st.caption(f"Parameters: {', '.join(f'{k}={v}' for k, v in rule.parameters.items()) or 'defaults'}")
     _service_rules(name)
-    show_fired_rules(be.rule_actions, store, name)
+    show_fired_rules(be.rule_actions, store, name, rules)
 
 
 def _service_rules(name: str) -> None:
