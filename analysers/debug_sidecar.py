@@ -79,8 +79,6 @@ from entrypoints.s3_sync import S3Mirror  # noqa: E402
 LOG = logging.getLogger("debug_sidecar")
 POLL_S = 3.0
 """Between polls, unless ``--poll-s`` says otherwise (a local job: reading its own folder is cheap)."""
-JOB_EVENTS_FOLDER = "rule-events"
-"""Where ``entrypoints/job_rules.py`` records each rule it fired, beside the trial."""
 MIRROR_FOLDER = "debug-output"
 """Where an ``s3://`` trial is copied, under the job folder."""
 MAX_REDUCED_STEPS = 500  # per job, for weights/biases/gradients/activations; then every other step goes
@@ -484,7 +482,7 @@ class Session:
 
     def _read_job_events(self) -> None:
         """Records the events the job's own evaluator put (``job_rules.py``: one record per fired rule)."""
-        for path in sorted((self.folder / JOB_EVENTS_FOLDER).glob("*.json")):
+        for path in sorted((self.folder / rule_events.RECORDS_FOLDER).glob("*.json")):
             if path.name in self._events_read:
                 continue
             try:

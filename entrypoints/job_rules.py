@@ -42,8 +42,6 @@ from s3_sync import S3Mirror, s3_client, split_s3_uri  # noqa: E402
 
 LOG = logging.getLogger("job_rules")
 POLL_S = 5.0
-RECORDS_FOLDER = "rule-events"
-"""Beside the trial's own folders: one JSON record per fired rule."""
 
 
 class Evaluator:
@@ -127,9 +125,10 @@ class Evaluator:
         try:
             if self.mirror is not None:
                 bucket, prefix = split_s3_uri(self.trial_uri)
-                s3_client().put_object(Bucket=bucket, Key=f"{prefix}{RECORDS_FOLDER}/{name}.json", Body=data)
+                key = f"{prefix}{rule_events.RECORDS_FOLDER}/{name}.json"
+                s3_client().put_object(Bucket=bucket, Key=key, Body=data)
             else:
-                folder = self.folder / RECORDS_FOLDER
+                folder = self.folder / rule_events.RECORDS_FOLDER
                 folder.mkdir(parents=True, exist_ok=True)
                 partial = folder / f".{name}.json.partial"
                 partial.write_bytes(data)

@@ -15,6 +15,9 @@ SOURCE = "ml-console.debugger"
 """A custom source: EventBridge reserves ``aws.*`` for AWS services."""
 DETAIL_TYPE = "Debugger Rule Fired"
 DEFAULT_BUS = "default"
+RECORDS_FOLDER = "rule-events"
+"""Beside a trial: one JSON record per rule the job's own evaluator fired (``job_rules.py`` writes
+them, the console's evaluator reads them)."""
 MAX_FINDING_CHARS = 1000
 """An entry may hold 256 KB; a finding is one sentence, cut here all the same."""
 
